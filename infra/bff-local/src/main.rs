@@ -1,0 +1,48 @@
+//! `bff-local`: the whole BFF in one process, for local development and tests.
+//!
+//! Reads the same configuration as the Lambda functions, plus `BFF_STORE` (`memory`, the
+//! default, or `dynamodb`), `BFF_LISTEN` (default `127.0.0.1:8080`) and `BFF_STATIC_DIR`
+//! (a front-end folder served on the same origin).
+
+use std::sync::Arc;
+
+use bff::App;
+use bff::config::Config;
+use bff::runtime::{exit_on_startup_error, init_tracing_pretty};
+use bff::store::Store;
+use bff::store::dynamodb::{DynamoStore, client_from_env, create_table};
+use bff::store::memory::MemoryStore;
+
+#[tokio::main]
+async fn main() {
+    init_tracing_pretty();
+    let config = Config::from_env().unwrap_or_else(|e| exit_on_startup_error(e));
+    if let Err(e) = config.require_upstream() {
+        exit_on_startup_error(e);
+    }
+    let listen = std::env::var("BFF_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let store: Arc<dyn Store> = match std::env::var("BFF_STORE").as_deref() {
+        Ok("memory") | Err(_) => Arc::new(MemoryStore::new()),
+        Ok("dynamodb") => {
+            let client = client_from_env().await;
+            // Locally the table is created on start; in AWS the SAM template owns it.
+            if let Err(e) = create_table(&client, &config.table).await {
+                exit_on_startup_error(format!("BFF_STORE=dynamodb: cannot create table {}: {e}", config.table));
+            }
+            Arc::new(DynamoStore::new(client, config.table.clone()))
+        }
+        Ok(_) => exit_on_startup_error("BFF_STORE is invalid: must be `memory` or `dynamodb`"),
+    };
+    let static_dir = std::env::var_os("BFF_STATIC_DIR").map(Into::into);
+    let app = Arc::new(App::new(config, store).unwrap_or_else(|e| exit_on_startup_error(e)));
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .unwrap_or_else(|e| exit_on_startup_error(format!("BFF_LISTEN={listen}: {e}")));
+    tracing::info!("bff-local listening on http://{listen}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = bff_local::serve(listener, app, static_dir, shutdown).await {
+        exit_on_startup_error(format!("server error: {e}"));
+    }
+}

@@ -1,0 +1,365 @@
+#!/usr/bin/env node
+// Local OpenID provider for development and tests, built on `oidc-provider`.
+//
+//   node infra/provider.mjs [--port N] [--api-port N] [--exit-on-stdin-close]
+//
+// Listens on 127.0.0.1 only. `--port 0` (the default) picks a free port; the
+// issuer is `http://127.0.0.1:<port>`. When ready it prints exactly one line on
+// stdout:
+//
+//   READY {"issuer":"http://127.0.0.1:PORT","api":"http://127.0.0.1:APIPORT"}
+//
+// ("api" only with `--api-port`). Everything else goes to stderr.
+//
+// Environment:
+//   PROVIDER_PORT, PROVIDER_API_PORT   defaults for --port / --api-port
+//   PROVIDER_CLIENT_ID                 registers a static confidential client
+//   PROVIDER_CLIENT_SECRET             its secret (required with the id)
+//   PROVIDER_REDIRECT_URIS             comma-separated redirect URIs
+//   PROVIDER_POST_LOGOUT_REDIRECT_URIS comma-separated post-logout redirect URIs
+//   PROVIDER_BACKCHANNEL_LOGOUT_URI    optional back-channel logout URI
+//   PROVIDER_ACCESS_TOKEN_TTL          access-token lifetime in seconds (300)
+//   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
+//
+// Any login name with any password signs in; the account's claims are derived
+// from the login name (`alice` -> "Alice Example", alice@example.com).
+//
+// With `--api-port` a demo resource API runs next to the provider: every path
+// requires `Authorization: Bearer <access token>` issued by this provider and
+// answers a small JSON description of the call.
+
+import { once } from 'node:events';
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+
+// oidc-provider prints notices with console.info/console.log; keep stdout for
+// the READY line only.
+const verbose = process.env.PROVIDER_VERBOSE === '1';
+const toStderr = (...args) => {
+  // "you SHOULD change this default" notices are noise for a development provider.
+  if (!verbose && /^oidc-provider NOTICE/.test(String(args[0]))) return;
+  console.error(...args);
+};
+console.log = toStderr;
+console.info = toStderr;
+if (!verbose) {
+  const warn = console.warn.bind(console);
+  const expected = [/Unsupported runtime/, /devInteractions is enabled/, /in-memory adapter is used/];
+  console.warn = (...args) => {
+    if (expected.some((re) => re.test(String(args[0])))) return;
+    warn(...args);
+  };
+}
+
+const { default: Provider } = await import('oidc-provider');
+
+function fail(message) {
+  process.stderr.write(`provider: ${message}\n`);
+  process.exit(2);
+}
+
+function parsePort(value, name) {
+  if (!/^\d+$/.test(String(value)) || Number(value) > 65535) {
+    fail(`${name} must be a port number (0-65535), got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+function parseArgs(argv) {
+  const opts = {
+    port: process.env.PROVIDER_PORT ?? '0',
+    apiPort: process.env.PROVIDER_API_PORT,
+    exitOnStdinClose: false,
+  };
+  for (let i = 0; i < argv.length; i += 1) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    const value = () => {
+      if (inline !== undefined) return inline;
+      i += 1;
+      if (i >= argv.length) fail(`${flag} needs a value`);
+      return argv[i];
+    };
+    switch (flag) {
+      case '--port': opts.port = value(); break;
+      case '--api-port': opts.apiPort = value(); break;
+      case '--exit-on-stdin-close': opts.exitOnStdinClose = true; break;
+      case '--help':
+      case '-h':
+        process.stderr.write('usage: node provider.mjs [--port N] [--api-port N] [--exit-on-stdin-close]\n');
+        process.exit(0);
+        break;
+      default: fail(`unknown argument ${JSON.stringify(argv[i])}`);
+    }
+  }
+  opts.port = parsePort(opts.port, '--port');
+  if (opts.apiPort !== undefined && opts.apiPort !== '') {
+    opts.apiPort = parsePort(opts.apiPort, '--api-port');
+  } else {
+    opts.apiPort = undefined;
+  }
+  return opts;
+}
+
+function list(value) {
+  return (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+const accessTokenTtl = process.env.PROVIDER_ACCESS_TOKEN_TTL ?? '300';
+if (!/^\d+$/.test(accessTokenTtl) || Number(accessTokenTtl) < 1) {
+  fail(`PROVIDER_ACCESS_TOKEN_TTL must be a positive number of seconds, got ${JSON.stringify(accessTokenTtl)}`);
+}
+
+// ---------------------------------------------------------------------------
+// Accounts: any login name is an account.
+
+function xmlEscape(s) {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function avatar(id, initials) {
+  const hue = crypto.createHash('sha256').update(id).digest()[0] * (360 / 256);
+  const svg = '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96">'
+    + `<circle cx="48" cy="48" r="48" fill="hsl(${Math.round(hue)},55%,45%)"/>`
+    + '<text x="48" y="48" dy=".35em" text-anchor="middle" font-family="sans-serif" '
+    + `font-size="38" fill="#fff">${xmlEscape(initials)}</text></svg>`;
+  return `data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}`;
+}
+
+function profileFor(id) {
+  const words = id.split(/[\s._+@-]+/u).filter(Boolean)
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1));
+  if (words.length === 1) words.push('Example');
+  const name = words.length ? words.join(' ') : id;
+  const initials = words.length
+    ? words.slice(0, 2).map((w) => [...w][0]).join('').toUpperCase()
+    : [...id][0] ?? '?';
+  return {
+    sub: id,
+    name,
+    given_name: words[0] ?? id,
+    family_name: words.slice(1).join(' ') || undefined,
+    preferred_username: id,
+    picture: avatar(id, initials),
+    email: `${id}@example.com`,
+    email_verified: true,
+  };
+}
+
+async function findAccount(_ctx, id) {
+  if (typeof id !== 'string' || id === '') return undefined;
+  return {
+    accountId: id,
+    // oidc-provider filters these down to what the granted scopes allow.
+    async claims() { return profileFor(id); },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Keys, clients, configuration.
+
+function signingKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: crypto.randomBytes(12).toString('base64url'), alg: 'RS256', use: 'sig' };
+}
+
+function staticClients() {
+  const clientId = process.env.PROVIDER_CLIENT_ID;
+  if (!clientId) return [];
+  const secret = process.env.PROVIDER_CLIENT_SECRET;
+  if (!secret) fail('PROVIDER_CLIENT_SECRET is required when PROVIDER_CLIENT_ID is set');
+  const redirectUris = list(process.env.PROVIDER_REDIRECT_URIS);
+  if (!redirectUris.length) fail('PROVIDER_REDIRECT_URIS is required when PROVIDER_CLIENT_ID is set');
+  const client = {
+    client_id: clientId,
+    client_secret: secret,
+    redirect_uris: redirectUris,
+    post_logout_redirect_uris: list(process.env.PROVIDER_POST_LOGOUT_REDIRECT_URIS),
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  };
+  if (process.env.PROVIDER_BACKCHANNEL_LOGOUT_URI) {
+    client.backchannel_logout_uri = process.env.PROVIDER_BACKCHANNEL_LOGOUT_URI;
+    client.backchannel_logout_session_required = true;
+  }
+  return [client];
+}
+
+const configuration = {
+  clients: staticClients(),
+  jwks: { keys: [signingKey()] },
+  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+  findAccount,
+  claims: {
+    acr: null,
+    sid: null,
+    auth_time: null,
+    iss: null,
+    openid: ['sub'],
+    profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
+    email: ['email', 'email_verified'],
+  },
+  scopes: ['openid', 'offline_access'],
+  conformIdTokenClaims: false,
+  pkce: { required: () => true },
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: true,
+  clientBasedCORS: (_ctx, origin, client) => client.redirectUris
+    .some((uri) => URL.parse(uri)?.origin === origin),
+  ttl: {
+    AccessToken: Number(accessTokenTtl),
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 14 * 24 * 3600,
+    Interaction: 3600,
+    Session: 24 * 3600,
+    Grant: 14 * 24 * 3600,
+  },
+  // oidc-provider refuses outgoing requests (back-channel logout, jwks_uri,
+  // request_uri ...) to loopback and private addresses; locally every client
+  // lives on loopback, so drop that guard but keep its timeout.
+  fetch: (url, { dispatcher: _ssrfGuard, ...options }) => globalThis.fetch(url, options),
+  features: {
+    devInteractions: { enabled: true },
+    registration: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    userinfo: { enabled: true },
+  },
+};
+
+// ---------------------------------------------------------------------------
+// Start: listen first (so an ephemeral port is known), then build the provider.
+
+async function listen(server, port) {
+  server.listen(port, '127.0.0.1');
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    fail(`cannot listen on 127.0.0.1:${port}: ${err.code ?? err.message}`);
+  }
+  return server.address().port;
+}
+
+const servers = [];
+const providerServer = http.createServer();
+servers.push(providerServer);
+const port = await listen(providerServer, opts.port);
+const issuer = `http://127.0.0.1:${port}`;
+
+let provider;
+try {
+  provider = new Provider(issuer, configuration);
+} catch (err) {
+  fail(`configuration rejected: ${err.message}`);
+}
+
+// The built-in pages import a web font from the internet; this stack works offline.
+provider.use(async (ctx, next) => {
+  await next();
+  if (typeof ctx.body === 'string' && ctx.response.is('html')) {
+    ctx.body = ctx.body.replace(/@import url\(https?:\/\/fonts\.googleapis\.com[^)]*\);?/g, '');
+  }
+});
+provider.on('server_error', (_ctx, err) => console.error('provider: server error:', err));
+provider.on('backchannel.error', (_ctx, err, client) => {
+  console.error(`provider: back-channel logout to ${client.backchannelLogoutUri} failed: ${err.message}`);
+});
+
+providerServer.on('request', provider.callback());
+
+// ---------------------------------------------------------------------------
+// Demo resource API.
+
+function sendJson(res, status, body, headers = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+const HIDDEN_HEADERS = new Set(['authorization', 'proxy-authorization']);
+
+async function apiHandler(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const body = Buffer.concat(chunks);
+
+  const match = /^Bearer +([^\s]+) *$/i.exec(req.headers.authorization ?? '');
+  const token = match ? await provider.AccessToken.find(match[1]) : undefined;
+  if (!token || token.isExpired) {
+    sendJson(res, 401, { error: 'invalid_token' }, {
+      'www-authenticate': 'Bearer error="invalid_token"',
+    });
+    return;
+  }
+
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const headers = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!HIDDEN_HEADERS.has(name)) headers[name] = name === 'cookie' ? '[redacted]' : value;
+  }
+  sendJson(res, 200, {
+    message: 'Hello from the demo API',
+    path: q === -1 ? rawUrl : rawUrl.slice(0, q),
+    query: q === -1 ? '' : rawUrl.slice(q + 1),
+    method: req.method,
+    sub: token.accountId,
+    scope: token.scope,
+    client_id: token.clientId,
+    token_expires_at: token.exp,
+    server_time: Math.floor(Date.now() / 1000),
+    headers,
+    body: body.length ? body.toString('utf8') : undefined,
+  });
+}
+
+const ready = { issuer };
+if (opts.apiPort !== undefined) {
+  const apiServer = http.createServer((req, res) => {
+    apiHandler(req, res).catch((err) => {
+      console.error('demo api: error:', err);
+      if (!res.headersSent) sendJson(res, 500, { error: 'server_error' });
+      else res.destroy();
+    });
+  });
+  servers.push(apiServer);
+  ready.api = `http://127.0.0.1:${await listen(apiServer, opts.apiPort)}`;
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle.
+
+let stopping = false;
+function shutdown() {
+  if (stopping) return;
+  stopping = true;
+  for (const server of servers) {
+    server.close();
+    server.closeAllConnections();
+  }
+  // Do not wait for keep-alive sockets or pending timers.
+  setImmediate(() => process.exit(0));
+}
+
+process.on('SIGINT', shutdown);
+process.on('SIGTERM', shutdown);
+process.on('SIGHUP', shutdown);
+if (opts.exitOnStdinClose) {
+  process.stdin.on('end', shutdown);
+  process.stdin.on('close', shutdown);
+  process.stdin.on('error', shutdown);
+  process.stdin.resume();
+}
+
+process.stdout.write(`READY ${JSON.stringify(ready)}\n`);

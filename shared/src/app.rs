@@ -1,0 +1,106 @@
+//! The per-process context every handler borrows, and the path router.
+//!
+//! An [`App`] is built once per cold start (or once by `bff-local`) and shared: the
+//! configuration, the store, the OIDC relying party with its discovery and JWKS caches,
+//! and the upstream client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use lambda_http::{Body, Request, Response};
+
+use crate::config::{Config, ConfigError};
+use crate::cookies::CookieNames;
+use crate::errors::ApiError;
+use crate::handlers;
+use crate::oidc::{Oidc, OidcError};
+use crate::proxy::{ProxyError, Upstream};
+use crate::store::Store;
+
+/// Wall-clock seconds, with an offset tests can move forward to observe expiry.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset: AtomicI64,
+}
+
+impl Clock {
+    /// Epoch seconds now.
+    pub fn now(&self) -> i64 {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        system + self.offset.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock forward by `secs` (tests only use it; production never does).
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+/// Why the application context could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Configuration is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP client towards the provider could not be built.
+    #[error("identity provider client: {0}")]
+    Oidc(#[from] OidcError),
+    /// The HTTP client towards the upstream could not be built.
+    #[error("upstream client: {0}")]
+    Proxy(#[from] ProxyError),
+}
+
+/// Everything a handler needs, built once per process.
+pub struct App {
+    /// Validated configuration.
+    pub config: Config,
+    /// Cookie names and attributes for this deployment.
+    pub cookies: CookieNames,
+    /// Transactions and sessions.
+    pub store: Arc<dyn Store>,
+    /// The OIDC relying party.
+    pub oidc: Oidc,
+    /// The upstream API client, when `BFF_UPSTREAM_URL` is set.
+    pub upstream: Option<Upstream>,
+    /// The clock every expiry decision reads.
+    pub clock: Clock,
+}
+
+impl App {
+    /// Builds the context; nothing is fetched from the network yet.
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, AppError> {
+        let oidc = Oidc::new(&config)?;
+        let upstream = match &config.upstream_url {
+            Some(base) => Some(Upstream::new(base.clone(), config.upstream_timeout)?),
+            None => None,
+        };
+        Ok(Self {
+            cookies: CookieNames::new(config.is_loopback_dev()),
+            config,
+            store,
+            oidc,
+            upstream,
+            clock: Clock::default(),
+        })
+    }
+}
+
+/// Routes a request to its handler by path, as CloudFront does in AWS: the one entry
+/// point of `bff-local` and of the integration tests.
+pub async fn route(app: &App, req: Request) -> Response<Body> {
+    let path = req.uri().path();
+    if path == "/auth/login" {
+        handlers::login::handle(app, req).await
+    } else if path == "/auth/callback" {
+        handlers::callback::handle(app, req).await
+    } else if path == "/auth/me" || path == "/auth/logout" {
+        handlers::session::handle(app, req).await
+    } else if path == "/api" || path.starts_with("/api/") {
+        handlers::proxy::handle(app, req).await
+    } else {
+        ApiError::not_found().to_json()
+    }
+}

@@ -1,0 +1,38 @@
+//! The OAuth 2.0 Backend-for-Frontend: all logic shared by its Lambda functions.
+//!
+//! The browser never holds a token, only an opaque session cookie; this crate performs
+//! the Authorization Code Grant with PKCE against an OpenID provider, keeps tokens in the
+//! store, and forwards API calls with the user's access token.
+//!
+//! Module map:
+//! - [`config`]: environment configuration, validated once at start-up.
+//! - [`secret`]: secret newtypes (redacted `Debug`, constant-time equality), random ids.
+//! - [`store`]: login transactions and sessions, in DynamoDB or in memory.
+//! - [`oidc`]: discovery, JWKS, authorization URL, code exchange, ID-token validation, refresh.
+//! - [`session`]: session lifetimes and token-refresh decisions (pure rules).
+//! - [`cookies`]: building and reading the session and transaction cookies.
+//! - [`redirect`]: `returnTo` validation against open redirects.
+//! - [`csrf`]: anti-forgery header, origin checks and CORS.
+//! - [`proxy`]: path joining, header filtering and forwarding to the upstream API.
+//! - [`errors`]: the error answered to the browser, mapped to HTTP in one place.
+//! - [`web`]: request and response helpers.
+//! - [`handlers`]: one module per endpoint group, each a plain `Request -> Response` function.
+//! - [`app`]: the per-process context handlers borrow, and the path router.
+//! - [`runtime`]: start-up of a Lambda function.
+
+pub mod app;
+pub mod config;
+pub mod cookies;
+pub mod csrf;
+pub mod errors;
+pub mod handlers;
+pub mod oidc;
+pub mod proxy;
+pub mod redirect;
+pub mod runtime;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod web;
+
+pub use app::{App, route};

@@ -1,0 +1,354 @@
+//! Forwarding API calls to the upstream with the user's access token.
+//!
+//! The path after `/api/` is decoded segment by segment and must stay below the
+//! upstream's base path: `.`/`..` segments, encoded slashes or backslashes, empty
+//! segments and control characters are refused, not normalised. The browser's
+//! credentials (`Cookie`, `Authorization`, `X-CSRF`), hop-by-hop headers and
+//! client-supplied forwarding headers never reach the upstream; the upstream's
+//! `Set-Cookie` never reaches the browser. This module never logs a token.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+use lambda_http::{Body, Response};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use url::Url;
+
+use crate::secret::AccessToken;
+
+/// Characters re-encoded in a path segment: everything a URL parser would read as
+/// structure, plus `%` (segments are re-encoded from their decoded form).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request headers the upstream must never see from the browser.
+const STRIPPED_REQUEST: &[&str] = &[
+    "host",
+    "cookie",
+    "authorization",
+    "x-csrf",
+    "content-length",
+    "origin",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "via",
+];
+
+/// Prefixes of edge-added request headers (CloudFront, Lambda function URLs).
+const STRIPPED_REQUEST_PREFIXES: &[&str] = &["x-amzn-", "x-amz-cf-", "cloudfront-"];
+
+/// Response headers the browser must never see from the upstream.
+const STRIPPED_RESPONSE: &[&str] = &["set-cookie", "content-length"];
+
+/// What can go wrong forwarding a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The path would leave the upstream base or is malformed.
+    #[error("invalid API path")]
+    InvalidPath,
+    /// The upstream did not answer in time.
+    #[error("upstream timed out")]
+    Timeout,
+    /// The upstream could not be reached or broke the connection.
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// The upstream URL for the raw (still percent-encoded) path `rest` after `/api/` and
+/// the raw query, below `base` (whose path ends with `/`).
+pub fn upstream_url(base: &Url, rest: &str, query: Option<&str>) -> Result<Url, ProxyError> {
+    let segments: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    };
+    let mut path = base.path().to_owned();
+    for (i, raw) in segments.iter().enumerate() {
+        let decoded = percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| ProxyError::InvalidPath)?;
+        let last = i + 1 == segments.len();
+        if decoded.is_empty() && !last {
+            return Err(ProxyError::InvalidPath);
+        }
+        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\']) || decoded.chars().any(char::is_control) {
+            return Err(ProxyError::InvalidPath);
+        }
+        if i > 0 {
+            path.push('/');
+        }
+        path.extend(utf8_percent_encode(&decoded, SEGMENT));
+    }
+    let mut url = base.clone();
+    url.set_path(&path);
+    url.set_query(query.filter(|q| !q.is_empty()));
+    // Defence in depth: whatever the rules above missed, the result must stay below base.
+    if !url.path().starts_with(base.path()) || url.origin() != base.origin() {
+        return Err(ProxyError::InvalidPath);
+    }
+    Ok(url)
+}
+
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The headers sent upstream: the browser's end-to-end headers minus its credentials and
+/// forwarding headers, plus `Authorization: Bearer <token>`.
+pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> HeaderMap {
+    let listed = connection_listed(incoming);
+    let mut out = HeaderMap::new();
+    for (name, value) in incoming {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || STRIPPED_REQUEST.contains(&n)
+            || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
+            || listed.iter().any(|l| l == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
+        bearer.set_sensitive(true);
+        out.insert(http::header::AUTHORIZATION, bearer);
+    }
+    out
+}
+
+/// The upstream's response headers the browser may see.
+pub fn browser_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(upstream);
+    let mut out = HeaderMap::new();
+    for (name, value) in upstream {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || STRIPPED_RESPONSE.contains(&n)
+            || n.starts_with("access-control-")
+            || listed.iter().any(|l| l == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The HTTP client towards the upstream API.
+pub struct Upstream {
+    /// The base URL every call stays below.
+    pub base: Url,
+    client: reqwest::Client,
+}
+
+impl Upstream {
+    /// A client for `base` with the given whole-call timeout; redirects are returned to
+    /// the browser as they are, never followed with the user's token.
+    pub fn new(base: Url, timeout: Duration) -> Result<Self, ProxyError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(3).min(timeout))
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ProxyError::Unreachable(e.to_string()))?;
+        Ok(Self { base, client })
+    }
+
+    /// Sends one call and returns the upstream's answer for the browser.
+    pub async fn forward(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), ProxyError> {
+        let response = self
+            .client
+            .request(method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(upstream_error)?;
+        let status = response.status();
+        let headers = browser_response_headers(response.headers());
+        let body = response.bytes().await.map_err(upstream_error)?;
+        Ok((status, headers, body))
+    }
+}
+
+/// The browser's response for an upstream answer.
+pub fn browser_response(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(if body.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(body.to_vec())
+    });
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn upstream_error(e: reqwest::Error) -> ProxyError {
+    if e.is_timeout() {
+        ProxyError::Timeout
+    } else {
+        ProxyError::Unreachable(e.without_url().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://api.example.com/v1/").expect("url")
+    }
+
+    #[test]
+    fn paths_are_joined_below_the_base() {
+        let cases = [
+            ("orders", None, "https://api.example.com/v1/orders"),
+            (
+                "orders/42",
+                Some("x=1&y=2"),
+                "https://api.example.com/v1/orders/42?x=1&y=2",
+            ),
+            ("", None, "https://api.example.com/v1/"),
+            ("a/", None, "https://api.example.com/v1/a/"),
+            ("caf%C3%A9/a%20b", None, "https://api.example.com/v1/caf%C3%A9/a%20b"),
+            ("100%25", None, "https://api.example.com/v1/100%25"),
+            ("a%3Fb", None, "https://api.example.com/v1/a%3Fb"),
+        ];
+        for (rest, query, want) in cases {
+            assert_eq!(upstream_url(&base(), rest, query).expect(rest).as_str(), want, "{rest}");
+        }
+    }
+
+    #[test]
+    fn traversal_in_any_spelling_is_refused() {
+        for rest in [
+            "..",
+            "../admin",
+            "a/../../admin",
+            "%2e%2e/admin",
+            "%2E%2E/admin",
+            ".%2e/admin",
+            "a/%2e/b",
+            "./a",
+            "a%2F..%2F..%2Fadmin",
+            "a%2fb",
+            "a%5C..%5Cadmin",
+            "..%5Cadmin",
+            "/admin",
+            "a//b",
+            "a/%00",
+            "%2e%2e%2f",
+            "%252e%252e/../x",
+            "%ff",
+        ] {
+            assert!(upstream_url(&base(), rest, None).is_err(), "{rest} must be refused");
+        }
+    }
+
+    #[test]
+    fn browser_credentials_and_forwarding_headers_never_reach_the_upstream() {
+        let mut incoming = HeaderMap::new();
+        for (k, v) in [
+            ("cookie", "bff-session=abc"),
+            ("authorization", "Bearer attacker"),
+            ("x-csrf", "1"),
+            ("host", "app.example.com"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil.com"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-amzn-trace-id", "t"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("x-request-id", "r1"),
+        ] {
+            incoming.append(k, HeaderValue::from_static(v));
+        }
+        let out = upstream_request_headers(&incoming, &AccessToken::new("at-123"));
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(out["authorization"], "Bearer at-123");
+        assert_eq!(out.get_all("authorization").iter().count(), 1);
+        for gone in [
+            "cookie",
+            "x-csrf",
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "forwarded",
+            "x-amzn-trace-id",
+            "connection",
+            "x-secret-hop",
+            "transfer-encoding",
+        ] {
+            assert!(!names.contains(&gone), "{gone} leaked upstream");
+        }
+        for kept in ["content-type", "accept", "x-request-id"] {
+            assert!(names.contains(&kept), "{kept} dropped");
+        }
+    }
+
+    #[test]
+    fn upstream_cookies_and_hop_headers_never_reach_the_browser() {
+        let mut upstream = HeaderMap::new();
+        for (k, v) in [
+            ("set-cookie", "tracking=1"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("access-control-allow-origin", "*"),
+            ("content-type", "application/json"),
+            ("etag", "\"1\""),
+        ] {
+            upstream.append(k, HeaderValue::from_static(v));
+        }
+        let out = browser_response_headers(&upstream);
+        assert_eq!(out.len(), 2);
+        assert!(out.contains_key("content-type") && out.contains_key("etag"));
+    }
+}

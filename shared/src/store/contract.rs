@@ -1,0 +1,436 @@
+//! The store contract: one executable specification every store adapter must meet.
+//!
+//! Each check is an `async fn` over a [`Store`] that panics when the adapter breaks the
+//! contract; [`run_all`] runs them all. The in-memory store runs them in its unit tests, and
+//! the integration tests run them against DynamoDB Local, so both backends are held to the
+//! same semantics.
+//!
+//! Every check writes under fresh random keys, so checks can share a table (or run
+//! concurrently) without seeing each other's items. Times are real epoch seconds with
+//! lifetimes well in the future, and expiry is exercised through the `now` argument: that
+//! tests the adapter's own expiry check, not the backend's TTL sweeper. This module is
+//! compiled only for tests and the `contract-tests` feature, never into a function.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+
+use super::{LoginTransaction, SessionRecord, Store, StoreError, StoreKey};
+use crate::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken, hash, random_token};
+
+/// How many callers race for the same transaction in the concurrency check.
+const RACERS: usize = 10;
+
+/// Lifetime of the records the checks write, in seconds.
+const LIFETIME: i64 = 600;
+
+/// Runs every check of the contract against `store`, one after the other.
+pub async fn run_all(store: &dyn Store) {
+    transaction_is_taken_exactly_once(store).await;
+    replayed_take_is_none(store).await;
+    expired_transaction_is_not_taken(store).await;
+    putting_a_transaction_twice_conflicts(store).await;
+    concurrent_takes_yield_exactly_one_transaction(store).await;
+    session_round_trips(store).await;
+    putting_a_session_twice_conflicts(store).await;
+    session_update_with_the_expected_version_succeeds(store).await;
+    session_update_with_a_stale_version_conflicts(store).await;
+    update_of_a_deleted_session_conflicts(store).await;
+    expired_session_reads_as_absent(store).await;
+    delete_returns_the_session_once(store).await;
+    transaction_and_session_keys_are_isolated(store).await;
+}
+
+/// Put then take returns the transaction as written.
+pub async fn transaction_is_taken_exactly_once(store: &dyn Store) {
+    let now = now();
+    let key = transaction_key();
+    let tx = transaction(now + LIFETIME);
+    let expected = copy_transaction(&tx);
+    store
+        .put_transaction(&key, &tx)
+        .await
+        .expect("put_transaction of a new key succeeds");
+
+    let taken = store
+        .take_transaction(&key, now)
+        .await
+        .expect("take_transaction succeeds");
+
+    let taken = taken.expect("a stored, unexpired transaction is returned");
+    assert_same_transaction(&taken, &expected);
+}
+
+/// A second take of the same transaction (a replayed callback) finds nothing.
+pub async fn replayed_take_is_none(store: &dyn Store) {
+    let now = now();
+    let key = transaction_key();
+    store
+        .put_transaction(&key, &transaction(now + LIFETIME))
+        .await
+        .expect("put_transaction succeeds");
+    let first = store.take_transaction(&key, now).await.expect("first take succeeds");
+    assert!(first.is_some(), "the first take returns the transaction");
+
+    let replay = store.take_transaction(&key, now).await.expect("second take succeeds");
+
+    assert!(replay.is_none(), "a transaction is consumed by the first take");
+    let never_written = store
+        .take_transaction(&transaction_key(), now)
+        .await
+        .expect("take of an unknown key succeeds");
+    assert!(never_written.is_none(), "an unknown transaction reads as absent");
+}
+
+/// A transaction read at or after its expiry is absent, even if the backend still holds it;
+/// one second earlier it is still valid.
+pub async fn expired_transaction_is_not_taken(store: &dyn Store) {
+    let now = now();
+    let expires_at = now + LIFETIME;
+
+    let expired_key = transaction_key();
+    store
+        .put_transaction(&expired_key, &transaction(expires_at))
+        .await
+        .expect("put_transaction succeeds");
+    let at_expiry = store
+        .take_transaction(&expired_key, expires_at)
+        .await
+        .expect("take succeeds");
+    assert!(at_expiry.is_none(), "a transaction is void at its expiry second");
+    let later = store
+        .take_transaction(&expired_key, expires_at - 1)
+        .await
+        .expect("take succeeds");
+    assert!(later.is_none(), "taking an expired transaction consumed it");
+
+    let live_key = transaction_key();
+    store
+        .put_transaction(&live_key, &transaction(expires_at))
+        .await
+        .expect("put_transaction succeeds");
+    let just_before = store
+        .take_transaction(&live_key, expires_at - 1)
+        .await
+        .expect("take succeeds");
+    assert!(just_before.is_some(), "a transaction is valid until its expiry second");
+}
+
+/// Writing a transaction under a key that already holds one is a conflict and keeps the
+/// first one.
+pub async fn putting_a_transaction_twice_conflicts(store: &dyn Store) {
+    let now = now();
+    let key = transaction_key();
+    let first = transaction(now + LIFETIME);
+    let expected = copy_transaction(&first);
+    store.put_transaction(&key, &first).await.expect("first put succeeds");
+
+    let second = store.put_transaction(&key, &transaction(now + LIFETIME)).await;
+
+    assert!(
+        matches!(second, Err(StoreError::Conflict)),
+        "second put must conflict, got {second:?}"
+    );
+    let kept = store
+        .take_transaction(&key, now)
+        .await
+        .expect("take succeeds")
+        .expect("the first transaction is still there");
+    assert_same_transaction(&kept, &expected);
+}
+
+/// Many concurrent takes of one transaction (parallel callback requests carrying the same
+/// `state`): exactly one caller gets it.
+pub async fn concurrent_takes_yield_exactly_one_transaction(store: &dyn Store) {
+    let now = now();
+    let key = transaction_key();
+    store
+        .put_transaction(&key, &transaction(now + LIFETIME))
+        .await
+        .expect("put_transaction succeeds");
+
+    let results = join_all((0..RACERS).map(|_| store.take_transaction(&key, now))).await;
+
+    let mut winners = 0;
+    for result in results {
+        if result.expect("every concurrent take succeeds").is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(
+        winners, 1,
+        "exactly one of {RACERS} concurrent takes gets the transaction"
+    );
+}
+
+/// A session reads back as written.
+pub async fn session_round_trips(store: &dyn Store) {
+    let now = now();
+    let key = session_key();
+    let session = session(now, 1);
+    store.put_session(&key, &session).await.expect("put_session succeeds");
+
+    let read = store.get_session(&key, now).await.expect("get_session succeeds");
+
+    assert_same_session(&read.expect("the session is there"), &session);
+    let unknown = store
+        .get_session(&session_key(), now)
+        .await
+        .expect("get_session succeeds");
+    assert!(unknown.is_none(), "an unknown session reads as absent");
+}
+
+/// Creating a session under a key that already holds one is a conflict and keeps the first.
+pub async fn putting_a_session_twice_conflicts(store: &dyn Store) {
+    let now = now();
+    let key = session_key();
+    let first = session(now, 1);
+    store.put_session(&key, &first).await.expect("first put succeeds");
+
+    let mut other = session(now, 1);
+    other.sub = "someone-else".into();
+    let second = store.put_session(&key, &other).await;
+
+    assert!(
+        matches!(second, Err(StoreError::Conflict)),
+        "second put must conflict, got {second:?}"
+    );
+    let kept = store.get_session(&key, now).await.expect("get succeeds");
+    assert_same_session(&kept.expect("the first session is still there"), &first);
+}
+
+/// An update naming the stored version replaces the session, new version included.
+pub async fn session_update_with_the_expected_version_succeeds(store: &dyn Store) {
+    let now = now();
+    let key = session_key();
+    store.put_session(&key, &session(now, 1)).await.expect("put succeeds");
+
+    let mut refreshed = session(now, 2);
+    refreshed.access_token = AccessToken::new(random_token(16));
+    refreshed.idle_expires_at = now + 2 * LIFETIME;
+    refreshed.expires_at = now + 3 * LIFETIME;
+    store
+        .update_session(&key, &refreshed, 1)
+        .await
+        .expect("update with the stored version succeeds");
+
+    let read = store.get_session(&key, now).await.expect("get succeeds");
+    assert_same_session(&read.expect("the session is there"), &refreshed);
+
+    let mut again = session(now, 3);
+    again.sid = None;
+    store
+        .update_session(&key, &again, 2)
+        .await
+        .expect("a second update with the new version succeeds");
+    let read = store.get_session(&key, now).await.expect("get succeeds");
+    assert_same_session(&read.expect("the session is there"), &again);
+}
+
+/// Of two updates from the same read (concurrent refreshes), the second conflicts and the
+/// first one's record stays.
+pub async fn session_update_with_a_stale_version_conflicts(store: &dyn Store) {
+    let now = now();
+    let key = session_key();
+    store.put_session(&key, &session(now, 1)).await.expect("put succeeds");
+    let winner = session(now, 2);
+    store
+        .update_session(&key, &winner, 1)
+        .await
+        .expect("first update succeeds");
+
+    let stale = store.update_session(&key, &session(now, 2), 1).await;
+
+    assert!(
+        matches!(stale, Err(StoreError::Conflict)),
+        "an update with a stale version must conflict, got {stale:?}"
+    );
+    let read = store.get_session(&key, now).await.expect("get succeeds");
+    assert_same_session(&read.expect("the session is there"), &winner);
+}
+
+/// Updating a session that was deleted (logged out meanwhile) conflicts and does not bring
+/// it back; so does updating one that never existed.
+pub async fn update_of_a_deleted_session_conflicts(store: &dyn Store) {
+    let now = now();
+    let key = session_key();
+    store.put_session(&key, &session(now, 1)).await.expect("put succeeds");
+    store.delete_session(&key).await.expect("delete succeeds");
+
+    let update = store.update_session(&key, &session(now, 2), 1).await;
+
+    assert!(
+        matches!(update, Err(StoreError::Conflict)),
+        "an update of a deleted session must conflict, got {update:?}"
+    );
+    let read = store.get_session(&key, now).await.expect("get succeeds");
+    assert!(read.is_none(), "a failed update must not resurrect the session");
+
+    let never = store.update_session(&session_key(), &session(now, 1), 0).await;
+    assert!(
+        matches!(never, Err(StoreError::Conflict)),
+        "an update of an unknown session must conflict, got {never:?}"
+    );
+}
+
+/// A session read at or after its TTL (the earlier of absolute and idle expiry) is absent;
+/// one second earlier it is there.
+pub async fn expired_session_reads_as_absent(store: &dyn Store) {
+    let now = now();
+    let key = session_key();
+    let session = session(now, 1);
+    let ttl = session.ttl();
+    assert!(ttl < session.expires_at, "the idle expiry comes first in this check");
+    store.put_session(&key, &session).await.expect("put succeeds");
+
+    let before = store.get_session(&key, ttl - 1).await.expect("get succeeds");
+    let at = store.get_session(&key, ttl).await.expect("get succeeds");
+    let after = store.get_session(&key, ttl + LIFETIME).await.expect("get succeeds");
+
+    assert!(before.is_some(), "a session is valid until its TTL second");
+    assert!(at.is_none(), "a session is void at its TTL second");
+    assert!(after.is_none(), "a session is void after its TTL");
+}
+
+/// Deleting a session returns what it held; a second delete finds nothing.
+pub async fn delete_returns_the_session_once(store: &dyn Store) {
+    let now = now();
+    let key = session_key();
+    let session = session(now, 4);
+    store.put_session(&key, &session).await.expect("put succeeds");
+
+    let deleted = store.delete_session(&key).await.expect("delete succeeds");
+    let again = store.delete_session(&key).await.expect("second delete succeeds");
+
+    assert_same_session(&deleted.expect("delete returns the record"), &session);
+    assert!(again.is_none(), "a second delete finds nothing");
+    let read = store.get_session(&key, now).await.expect("get succeeds");
+    assert!(read.is_none(), "a deleted session reads as absent");
+}
+
+/// Transactions and sessions never see each other: the same hash under both kinds names two
+/// records, and a session operation given a transaction key (or the reverse) finds nothing
+/// and leaves the other record alone.
+pub async fn transaction_and_session_keys_are_isolated(store: &dyn Store) {
+    let now = now();
+    let shared_hash = hash(&random_token(32));
+    let tx_key = StoreKey::transaction(&shared_hash);
+    let session_key = StoreKey::session(&shared_hash);
+    assert_ne!(tx_key, session_key, "the kinds have distinct keys");
+    let tx = transaction(now + LIFETIME);
+    let expected_tx = copy_transaction(&tx);
+    let session = session(now, 1);
+    store
+        .put_transaction(&tx_key, &tx)
+        .await
+        .expect("put_transaction succeeds");
+    store
+        .put_session(&session_key, &session)
+        .await
+        .expect("put_session succeeds");
+
+    let session_at_tx_key = store.get_session(&tx_key, now).await.expect("get succeeds");
+    assert!(session_at_tx_key.is_none(), "a transaction never reads as a session");
+    let deleted_at_tx_key = store.delete_session(&tx_key).await.expect("delete succeeds");
+    assert!(
+        deleted_at_tx_key.is_none(),
+        "a transaction is never deleted as a session"
+    );
+    let taken_at_session_key = store.take_transaction(&session_key, now).await.expect("take succeeds");
+    assert!(taken_at_session_key.is_none(), "a session never reads as a transaction");
+
+    let taken = store.take_transaction(&tx_key, now).await.expect("take succeeds");
+    assert_same_transaction(&taken.expect("the transaction is intact"), &expected_tx);
+    let read = store.get_session(&session_key, now).await.expect("get succeeds");
+    assert_same_session(&read.expect("the session is intact"), &session);
+}
+
+fn now() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_secs()).expect("epoch seconds fit in i64")
+}
+
+fn transaction_key() -> StoreKey {
+    StoreKey::transaction(&hash(&random_token(32)))
+}
+
+fn session_key() -> StoreKey {
+    StoreKey::session(&hash(&random_token(32)))
+}
+
+fn transaction(expires_at: i64) -> LoginTransaction {
+    LoginTransaction {
+        pkce_verifier: PkceVerifier::generate(),
+        nonce: random_token(16),
+        return_to: format!("/app/{}", random_token(6)),
+        expires_at,
+    }
+}
+
+/// The verifier is deliberately not `Clone`; checks need a second copy to compare against.
+fn copy_transaction(tx: &LoginTransaction) -> LoginTransaction {
+    LoginTransaction {
+        pkce_verifier: PkceVerifier::new(tx.pkce_verifier.secret()),
+        nonce: tx.nonce.clone(),
+        return_to: tx.return_to.clone(),
+        expires_at: tx.expires_at,
+    }
+}
+
+/// A session logged in at `now`, idle expiry before absolute expiry, every optional field
+/// set so that a round trip has something to lose.
+fn session(now: i64, version: u64) -> SessionRecord {
+    let sub = format!("user-{}", random_token(6));
+    let mut claims = serde_json::Map::new();
+    claims.insert("sub".into(), serde_json::Value::String(sub.clone()));
+    claims.insert("email".into(), serde_json::Value::String("user@example.test".into()));
+    claims.insert("email_verified".into(), serde_json::Value::Bool(true));
+    SessionRecord {
+        sub,
+        sid: Some(random_token(12)),
+        claims,
+        id_token: IdToken::new(format!("header.{}.signature", random_token(24))),
+        access_token: AccessToken::new(random_token(24)),
+        access_expires_at: Some(now + 300),
+        access_issued_at: now,
+        refresh_token: Some(RefreshToken::new(random_token(24))),
+        created_at: now,
+        expires_at: now + 2 * LIFETIME,
+        idle_expires_at: now + LIFETIME,
+        version,
+    }
+}
+
+fn assert_same_transaction(actual: &LoginTransaction, expected: &LoginTransaction) {
+    assert!(actual.pkce_verifier == expected.pkce_verifier, "PKCE verifier differs");
+    assert_eq!(actual.nonce, expected.nonce, "nonce differs");
+    assert_eq!(actual.return_to, expected.return_to, "return_to differs");
+    assert_eq!(actual.expires_at, expected.expires_at, "expires_at differs");
+}
+
+fn assert_same_session(actual: &SessionRecord, expected: &SessionRecord) {
+    assert_eq!(actual.sub, expected.sub, "sub differs");
+    assert_eq!(actual.sid, expected.sid, "sid differs");
+    assert_eq!(actual.claims, expected.claims, "claims differ");
+    // Secrets have no printable form; compare them without asking assert_eq! to print them.
+    assert!(actual.id_token == expected.id_token, "id_token differs");
+    assert!(actual.access_token == expected.access_token, "access_token differs");
+    assert!(actual.refresh_token == expected.refresh_token, "refresh_token differs");
+    assert_eq!(
+        actual.access_expires_at, expected.access_expires_at,
+        "access_expires_at differs"
+    );
+    assert_eq!(
+        actual.access_issued_at, expected.access_issued_at,
+        "access_issued_at differs"
+    );
+    assert_eq!(actual.created_at, expected.created_at, "created_at differs");
+    assert_eq!(actual.expires_at, expected.expires_at, "expires_at differs");
+    assert_eq!(
+        actual.idle_expires_at, expected.idle_expires_at,
+        "idle_expires_at differs"
+    );
+    assert_eq!(actual.version, expected.version, "version differs");
+}

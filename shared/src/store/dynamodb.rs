@@ -1,0 +1,426 @@
+//! The DynamoDB adapter: both store traits on one table, for the deployed Lambda functions.
+//!
+//! Item layout (one item per key):
+//! - `pk` (S): the [`StoreKey`], i.e. a kind prefix and a hash, never a browser-held secret;
+//! - `kind` (S): `tx` or `session`, so an operation of one kind never touches the other;
+//! - `ttl` (N): epoch seconds after which the item is void (the table's TTL attribute);
+//! - `data` (S): the record as JSON;
+//! - sessions also carry `version` (N) for optimistic concurrency, and `sub` (S) and, when
+//!   the provider sent one, `sid` (S) for a secondary index used by back-channel logout.
+//!
+//! DynamoDB's TTL deletes expired items late (up to days), so every read compares `ttl` with
+//! the caller's `now` itself. This module never logs, and no error it returns carries item
+//! contents: SDK and JSON errors are reduced to an operation name and an error code.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
+    TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{LoginTransaction, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore};
+
+/// Partition key attribute.
+const PK: &str = "pk";
+/// Record kind attribute (`tx` or `session`).
+const KIND: &str = "kind";
+/// Expiry attribute, epoch seconds; the table's TTL attribute.
+const TTL: &str = "ttl";
+/// The record as JSON.
+const DATA: &str = "data";
+/// Session version, for conditional updates.
+const VERSION: &str = "version";
+/// Session subject, for the back-channel logout index.
+const SUB: &str = "sub";
+/// Provider session id, for the back-channel logout index.
+const SID: &str = "sid";
+
+const KIND_TRANSACTION: &str = "tx";
+const KIND_SESSION: &str = "session";
+
+/// The code DynamoDB answers when a condition expression is false.
+const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
+
+/// How long [`create_table`] waits for the table to become `ACTIVE`.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+const TABLE_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Login transactions and sessions in one DynamoDB table keyed by `pk`.
+///
+/// Cheap to clone: the SDK client is a handle. Build it once per cold start.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    /// A store on `table`, which must exist with a string partition key `pk`
+    /// (see [`create_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table this store reads and writes.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes `item` unless an item with its key exists.
+    async fn put_new(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+            .map_err(|err| sdk_error("PutItem", err))?;
+        Ok(())
+    }
+
+    /// Deletes the item at `key` if it is of `kind` and returns what it held; `None` when
+    /// there was no such item (absent, or of the other kind and therefore left alone).
+    async fn delete_of_kind(&self, key: &StoreKey, kind: &str) -> Result<Option<Item>, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.as_str().to_owned()))
+            // The condition also makes a missing item fail the check; both read as "nothing".
+            .condition_expression("#kind = :kind")
+            .expression_attribute_names("#kind", KIND)
+            .expression_attribute_values(":kind", AttributeValue::S(kind.to_owned()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(output.attributes),
+            Err(err) => match sdk_error("DeleteItem", err) {
+                StoreError::Conflict => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl TransactionStore for DynamoStore {
+    async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
+            (KIND.to_owned(), AttributeValue::S(KIND_TRANSACTION.to_owned())),
+            (TTL.to_owned(), number(tx.expires_at)),
+            (DATA.to_owned(), AttributeValue::S(encode(tx, KIND_TRANSACTION)?)),
+        ]);
+        self.put_new(item).await
+    }
+
+    async fn take_transaction(&self, key: &StoreKey, now: i64) -> Result<Option<LoginTransaction>, StoreError> {
+        // DeleteItem with ALL_OLD is the atomic consume: of two concurrent callers only one
+        // gets the old item back. An expired item is consumed too, and reads as absent.
+        let Some(item) = self.delete_of_kind(key, KIND_TRANSACTION).await? else {
+            return Ok(None);
+        };
+        if ttl_of(&item)? <= now {
+            return Ok(None);
+        }
+        decode(&item, KIND_TRANSACTION).map(Some)
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
+        self.put_new(session_item(key, session)?).await
+    }
+
+    async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.as_str().to_owned()))
+            // The callback writes the session and redirects; the very next request must see it.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| sdk_error("GetItem", err))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        if kind_of(&item)? != KIND_SESSION || ttl_of(&item)? <= now {
+            return Ok(None);
+        }
+        decode(&item, KIND_SESSION).map(Some)
+    }
+
+    async fn update_session(
+        &self,
+        key: &StoreKey,
+        session: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        // A whole-item put under a version condition: the record is one JSON document, so
+        // there is nothing to gain from attribute-level updates. `#kind = :kind` also fails
+        // when the item is gone, which must be a conflict rather than a resurrection.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(session_item(key, session)?))
+            .condition_expression("#kind = :kind AND #version = :expected")
+            .expression_attribute_names("#kind", KIND)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":kind", AttributeValue::S(KIND_SESSION.to_owned()))
+            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .send()
+            .await
+            .map_err(|err| sdk_error("PutItem", err))?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
+        match self.delete_of_kind(key, KIND_SESSION).await? {
+            Some(item) => decode(&item, KIND_SESSION).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Creates the store's table for local use and tests: on-demand billing, `pk` as the
+/// partition key, TTL on `ttl`. An existing table is accepted; returns once it is `ACTIVE`
+/// and TTL is on. Deployed tables come from the infrastructure template, not from here.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let key_attribute = AttributeDefinition::builder()
+        .attribute_name(PK)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|_| StoreError::Unavailable("invalid CreateTable attribute definition".into()))?;
+    let key_schema = KeySchemaElement::builder()
+        .attribute_name(PK)
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(|_| StoreError::Unavailable("invalid CreateTable key schema".into()))?;
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(key_attribute)
+        .key_schema(key_schema)
+        .send()
+        .await;
+    if let Err(err) = created {
+        // ResourceInUseException: the table exists (or is being created); wait for it below.
+        let exists = err
+            .as_service_error()
+            .is_some_and(|service| service.is_resource_in_use_exception());
+        if !exists {
+            return Err(sdk_error("CreateTable", err));
+        }
+    }
+
+    wait_until_active(client, table).await?;
+
+    // UpdateTimeToLive refuses to enable TTL twice, so look first.
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|err| sdk_error("DescribeTimeToLive", err))?;
+    let status = ttl
+        .time_to_live_description
+        .and_then(|description| description.time_to_live_status);
+    if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
+        return Ok(());
+    }
+    let specification = TimeToLiveSpecification::builder()
+        .attribute_name(TTL)
+        .enabled(true)
+        .build()
+        .map_err(|_| StoreError::Unavailable("invalid TimeToLive specification".into()))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(specification)
+        .send()
+        .await
+        .map_err(|err| sdk_error("UpdateTimeToLive", err))?;
+    Ok(())
+}
+
+/// Polls DescribeTable until the table is `ACTIVE`. Not the SDK's waiter: that one sleeps
+/// 20 s between polls, far longer than DynamoDB Local ever needs.
+async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
+    loop {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|err| sdk_error("DescribeTable", err))?;
+        let status = described.table.and_then(|description| description.table_status);
+        if status == Some(TableStatus::Active) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "table did not become ACTIVE within {} s",
+                TABLE_ACTIVE_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(TABLE_POLL_INTERVAL).await;
+    }
+}
+
+/// An SDK client from the default AWS configuration chain: region, credentials (the Lambda
+/// role's, in a function) and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local.
+pub async fn client_from_env() -> Client {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Client::new(&config)
+}
+
+fn session_item(key: &StoreKey, session: &SessionRecord) -> Result<Item, StoreError> {
+    let mut item = HashMap::from([
+        (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
+        (KIND.to_owned(), AttributeValue::S(KIND_SESSION.to_owned())),
+        (TTL.to_owned(), number(session.ttl())),
+        (DATA.to_owned(), AttributeValue::S(encode(session, KIND_SESSION)?)),
+        (VERSION.to_owned(), AttributeValue::N(session.version.to_string())),
+        (SUB.to_owned(), AttributeValue::S(session.sub.clone())),
+    ]);
+    if let Some(sid) = &session.sid {
+        item.insert(SID.to_owned(), AttributeValue::S(sid.clone()));
+    }
+    Ok(item)
+}
+
+fn number(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn encode<T: Serialize>(record: &T, kind: &str) -> Result<String, StoreError> {
+    // serde_json's message could quote a value; report the category only.
+    serde_json::to_string(record)
+        .map_err(|err| StoreError::Corrupt(format!("{kind} record not encodable ({:?})", err.classify())))
+}
+
+fn decode<T: DeserializeOwned>(item: &Item, kind: &str) -> Result<T, StoreError> {
+    let Some(AttributeValue::S(data)) = item.get(DATA) else {
+        return Err(StoreError::Corrupt(format!("{kind} item without a string `{DATA}`")));
+    };
+    // serde_json's message can quote the offending value (a token, say): keep only where.
+    serde_json::from_str(data).map_err(|err| {
+        StoreError::Corrupt(format!(
+            "{kind} item `{DATA}` undecodable ({:?} error at line {} column {})",
+            err.classify(),
+            err.line(),
+            err.column()
+        ))
+    })
+}
+
+fn ttl_of(item: &Item) -> Result<i64, StoreError> {
+    match item.get(TTL) {
+        Some(AttributeValue::N(value)) => value
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("item `{TTL}` is not an integer"))),
+        _ => Err(StoreError::Corrupt(format!("item without a number `{TTL}`"))),
+    }
+}
+
+fn kind_of(item: &Item) -> Result<&str, StoreError> {
+    match item.get(KIND) {
+        Some(AttributeValue::S(kind)) => Ok(kind),
+        _ => Err(StoreError::Corrupt(format!("item without a string `{KIND}`"))),
+    }
+}
+
+/// Reduces an SDK error to a [`StoreError`]: a failed condition is a conflict, anything else
+/// is the store being unavailable, described by operation and error code only (service
+/// messages are not kept: they are free text and could echo request values).
+fn sdk_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata,
+{
+    match &err {
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some(CONDITIONAL_CHECK_FAILED) => StoreError::Conflict,
+            Some(code) => StoreError::Unavailable(format!("DynamoDB {operation}: {code}")),
+            None => StoreError::Unavailable(format!("DynamoDB {operation}: unknown service error")),
+        },
+        SdkError::TimeoutError(_) => StoreError::Unavailable(format!("DynamoDB {operation}: timed out")),
+        SdkError::DispatchFailure(failure) => {
+            let why = if failure.is_timeout() {
+                "connection timed out"
+            } else if failure.is_io() {
+                "connection failed"
+            } else {
+                "request not sent"
+            };
+            StoreError::Unavailable(format!("DynamoDB {operation}: {why}"))
+        }
+        SdkError::ResponseError(_) => StoreError::Unavailable(format!("DynamoDB {operation}: unreadable response")),
+        SdkError::ConstructionFailure(_) => StoreError::Unavailable(format!("DynamoDB {operation}: request not built")),
+        // SdkError is non-exhaustive.
+        _ => StoreError::Unavailable(format!("DynamoDB {operation}: failed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_read_from_the_ttl_number() {
+        let item = HashMap::from([(TTL.to_owned(), number(1_700_000_000))]);
+        assert_eq!(ttl_of(&item).ok(), Some(1_700_000_000));
+        let missing = HashMap::new();
+        assert!(matches!(ttl_of(&missing), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn undecodable_data_is_corrupt_and_the_error_never_quotes_it() {
+        let item = HashMap::from([(
+            DATA.to_owned(),
+            AttributeValue::S(r#"{"sub": 42, "access_token": "eyJ.secret.value"}"#.to_owned()),
+        )]);
+        let err = decode::<SessionRecord>(&item, KIND_SESSION).err();
+        let Some(StoreError::Corrupt(message)) = err else {
+            panic!("expected a corrupt item error, got {err:?}");
+        };
+        assert!(!message.contains("secret"), "{message}");
+        assert!(!message.contains("42"), "{message}");
+    }
+
+    #[test]
+    fn session_items_carry_the_index_attributes() {
+        let session: SessionRecord = serde_json::from_value(serde_json::json!({
+            "sub": "user-1", "sid": "sid-1", "claims": {}, "id_token": "id",
+            "access_token": "at", "access_expires_at": null, "access_issued_at": 1,
+            "refresh_token": null, "created_at": 1, "expires_at": 300,
+            "idle_expires_at": 200, "version": 7
+        }))
+        .expect("valid session JSON");
+        let item = session_item(&StoreKey::session("h"), &session).expect("encodable");
+        assert_eq!(item.get(PK), Some(&AttributeValue::S("session#h".into())));
+        assert_eq!(item.get(TTL), Some(&number(200)));
+        assert_eq!(item.get(VERSION), Some(&AttributeValue::N("7".into())));
+        assert_eq!(item.get(SUB), Some(&AttributeValue::S("user-1".into())));
+        assert_eq!(item.get(SID), Some(&AttributeValue::S("sid-1".into())));
+    }
+}

@@ -1,0 +1,113 @@
+//! The embedded in-memory store: `bff-local`'s default and the unit tests' store.
+//!
+//! One mutex over plain maps is enough: every operation is a few map operations with no
+//! await inside the lock, and this store serves one process only.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{LoginTransaction, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore};
+
+/// Transactions and sessions in process memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    transactions: HashMap<StoreKey, LoginTransaction>,
+    sessions: HashMap<StoreKey, SessionRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+        // A poisoned lock means a panic mid-operation; report it as unavailable rather
+        // than panicking in every later request.
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
+    }
+
+    /// Number of live sessions (expired ones included until read); for tests and metrics.
+    pub fn session_count(&self) -> usize {
+        self.lock().map(|inner| inner.sessions.len()).unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl TransactionStore for MemoryStore {
+    async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.transactions.contains_key(key) {
+            return Err(StoreError::Conflict);
+        }
+        let copy = LoginTransaction {
+            pkce_verifier: crate::secret::PkceVerifier::new(tx.pkce_verifier.secret()),
+            nonce: tx.nonce.clone(),
+            return_to: tx.return_to.clone(),
+            expires_at: tx.expires_at,
+        };
+        inner.transactions.insert(key.clone(), copy);
+        Ok(())
+    }
+
+    async fn take_transaction(&self, key: &StoreKey, now: i64) -> Result<Option<LoginTransaction>, StoreError> {
+        let mut inner = self.lock()?;
+        Ok(inner.transactions.remove(key).filter(|tx| tx.expires_at > now))
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.sessions.contains_key(key) {
+            return Err(StoreError::Conflict);
+        }
+        inner.sessions.insert(key.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner.sessions.get(key).filter(|s| s.ttl() > now).cloned())
+    }
+
+    async fn update_session(
+        &self,
+        key: &StoreKey,
+        session: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        match inner.sessions.get_mut(key) {
+            Some(current) if current.version == expected_version => {
+                *current = session.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.lock()?.sessions.remove(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_meets_the_store_contract() {
+        crate::store::contract::run_all(&MemoryStore::new()).await;
+    }
+}

@@ -1,0 +1,144 @@
+//! Storage of login transactions and sessions, behind two narrow traits.
+//!
+//! The port is named by role ([`TransactionStore`], [`SessionStore`]); the adapters by
+//! technology ([`memory`], [`dynamodb`]). Every handler asks for the narrowest trait it
+//! needs, which matches the IAM actions its Lambda function is granted.
+//!
+//! Keys are always hashes ([`StoreKey`]): the store never sees a raw session id or state.
+//! Expiry is enforced here as well as by TTL, because DynamoDB deletes expired items late
+//! (hours), so an expired item must read as absent.
+
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+pub mod dynamodb;
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+
+/// A store key: a kind prefix and the SHA-256 of a browser-held secret, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    /// Key of the login transaction whose `state` hashes to `state_hash`.
+    pub fn transaction(state_hash: &str) -> Self {
+        Self(format!("tx#{state_hash}"))
+    }
+
+    /// Key of the session whose id hashes to `session_hash`.
+    pub fn session(session_hash: &str) -> Self {
+        Self(format!("session#{session_hash}"))
+    }
+
+    /// The key as stored (the table's partition key value).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A pending login: what the callback needs to finish the grant this browser started.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginTransaction {
+    /// PKCE code verifier (RFC 7636); the challenge went to the provider.
+    pub pkce_verifier: PkceVerifier,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// Where to send the browser after login (already validated).
+    pub return_to: String,
+    /// Epoch seconds after which the transaction is void.
+    pub expires_at: i64,
+}
+
+/// Everything the BFF keeps about a logged-in user. Tokens never leave this record
+/// except towards the provider and the upstream API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Subject (`sub`) of the ID token.
+    pub sub: String,
+    /// Provider session id (`sid`), when the ID token carried one.
+    pub sid: Option<String>,
+    /// The validated ID-token claims, as shown by `/auth/me`.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The raw ID token, kept only as `id_token_hint` for RP-initiated logout.
+    pub id_token: IdToken,
+    /// Current access token for the upstream API.
+    pub access_token: AccessToken,
+    /// Epoch seconds when the access token expires, when the provider said.
+    pub access_expires_at: Option<i64>,
+    /// Epoch seconds when the access token was obtained.
+    pub access_issued_at: i64,
+    /// Refresh token, when the provider issued one.
+    pub refresh_token: Option<RefreshToken>,
+    /// Epoch seconds of login.
+    pub created_at: i64,
+    /// Absolute end of the session (epoch seconds).
+    pub expires_at: i64,
+    /// End of the session if it stays idle (epoch seconds).
+    pub idle_expires_at: i64,
+    /// Optimistic-concurrency version, bumped by every update.
+    pub version: u64,
+}
+
+impl SessionRecord {
+    /// The moment the item may be deleted: the earlier of the two expiries.
+    pub fn ttl(&self) -> i64 {
+        self.expires_at.min(self.idle_expires_at)
+    }
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write found the item in another state (exists already, or its
+    /// version moved on).
+    #[error("conditional write failed")]
+    Conflict,
+    /// The backing store could not be reached or refused the call (throttling included).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// An item was present but could not be decoded.
+    #[error("corrupt item: {0}")]
+    Corrupt(String),
+}
+
+/// Login transactions: written once at login, consumed exactly once at the callback.
+#[async_trait]
+pub trait TransactionStore: Send + Sync {
+    /// Writes a new transaction; [`StoreError::Conflict`] if the key already exists.
+    async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError>;
+
+    /// Atomically deletes and returns the transaction, or `None` when it is absent or
+    /// expired at `now`. Two concurrent calls never both get `Some`.
+    async fn take_transaction(&self, key: &StoreKey, now: i64) -> Result<Option<LoginTransaction>, StoreError>;
+}
+
+/// Sessions keyed by the hash of the session id.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates a session; [`StoreError::Conflict`] if the key already exists.
+    async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Reads a session, `None` when absent or when its TTL has passed at `now`.
+    async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Replaces a session if its stored version is `expected_version`; the new record's
+    /// version is written as given. [`StoreError::Conflict`] when the version moved on or
+    /// the session is gone.
+    async fn update_session(
+        &self,
+        key: &StoreKey,
+        session: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a session and returns what it held, `None` when there was nothing.
+    async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError>;
+}
+
+/// Both stores: what `bff-local` and the test harness hand to every handler.
+pub trait Store: TransactionStore + SessionStore {}
+
+impl<T: TransactionStore + SessionStore> Store for T {}
