@@ -1,3 +1,23 @@
-//! Integration tests.
+//! Integration tests: the BFF over HTTP against `oidc-provider` and DynamoDB Local.
+//!
+//! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
+mod flow;
 mod store;
+
+/// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(bff_tests::app::StoreKind::Memory).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb() {
+                super::$name(bff_tests::app::StoreKind::Dynamo).await
+            }
+        }
+    )*};
+}

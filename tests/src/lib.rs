@@ -1,4 +1,21 @@
-//! Test harness.
+//! The integration-test harness: real components on loopback, one isolated BFF per test.
+//!
+//! - [`provider`]: one `oidc-provider` process per test binary; every test registers its
+//!   own client (dynamic registration) with its own redirect URI.
+//! - [`dynamodb`]: one DynamoDB Local per test binary; every test gets its own table.
+//! - [`app`]: `spawn_app` starts `bff-local`'s server in-process on port 0, in front of a
+//!   recording upstream, with the store of the test's choice.
+//! - [`browser`]: a headless "browser" (cookie jar, no automatic redirects) that walks the
+//!   provider's real login and consent pages.
 
+pub mod app;
+pub mod browser;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
+pub mod provider;
+pub mod upstream;
+
+/// The repository root, for paths to the Node scripts in `infra/`.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}

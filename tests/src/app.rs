@@ -1,0 +1,100 @@
+//! `spawn_app`: one BFF per test, with its own client at the provider, its own upstream
+//! and its own store (a fresh DynamoDB Local table, or memory).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bff::App;
+use bff::config::Config;
+use bff::store::Store;
+use bff::store::memory::MemoryStore;
+
+use crate::browser::Browser;
+use crate::provider::{Provider, RegisteredClient, provider};
+use crate::upstream::Upstream;
+
+/// Which store backs the BFF under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded in-memory store.
+    Memory,
+    /// DynamoDB Local, a fresh table.
+    Dynamo,
+}
+
+/// Knobs for one test's BFF.
+pub struct Options {
+    /// The store.
+    pub store: StoreKind,
+    /// Extra or overriding `BFF_*` variables.
+    pub env: Vec<(&'static str, String)>,
+    /// Client authentication registered at the provider.
+    pub auth_method: &'static str,
+    /// A dedicated provider instead of the shared one.
+    pub provider: Option<&'static Provider>,
+}
+
+impl Options {
+    /// Defaults for `store`.
+    pub fn new(store: StoreKind) -> Self {
+        Self { store, env: Vec::new(), auth_method: "client_secret_basic", provider: None }
+    }
+}
+
+/// A running BFF and everything around it.
+pub struct TestApp {
+    /// The BFF's origin (`http://127.0.0.1:<port>`).
+    pub url: String,
+    /// The context the server runs with (to read the store or move the clock).
+    pub app: Arc<App>,
+    /// The recording upstream.
+    pub upstream: Upstream,
+    /// The provider.
+    pub provider: &'static Provider,
+    /// This BFF's client at the provider.
+    pub client: RegisteredClient,
+    /// The store, for direct inspection.
+    pub store: Arc<dyn Store>,
+}
+
+/// Starts a BFF with default options on `store`.
+pub async fn spawn_app(store: StoreKind) -> TestApp {
+    spawn_app_with(Options::new(store)).await
+}
+
+/// Starts a BFF with `options`.
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let provider = options.provider.unwrap_or_else(provider);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind bff");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let client = provider.register(&url, options.auth_method).await;
+    let upstream = Upstream::start().await;
+
+    let mut env: HashMap<&str, String> = HashMap::from([
+        ("BFF_ISSUER", provider.issuer.clone()),
+        ("BFF_CLIENT_ID", client.client_id.clone()),
+        ("BFF_CLIENT_SECRET", client.client_secret.clone()),
+        ("BFF_PUBLIC_URL", url.clone()),
+        ("BFF_UPSTREAM_URL", upstream.base.clone()),
+        ("BFF_ALLOWED_ORIGINS", "http://localhost:5173".to_owned()),
+        ("BFF_UPSTREAM_TIMEOUT_SECS", "1".to_owned()),
+    ]);
+    env.extend(options.env);
+    let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
+
+    let store: Arc<dyn Store> = match options.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Dynamo => Arc::new(crate::dynamodb::fresh_store().await.0),
+    };
+    let app = Arc::new(App::new(config, store.clone()).expect("app"));
+    let server_app = app.clone();
+    tokio::spawn(async move { bff_local::serve(listener, server_app, None, std::future::pending()).await });
+    TestApp { url, app, upstream, provider, client, store }
+}
+
+impl TestApp {
+    /// A fresh browser (empty cookie jar) pointed at this BFF.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.url, &self.provider.issuer)
+    }
+}
