@@ -381,7 +381,7 @@ mod tests {
         );
         assert!(load(&[("BFF_UPSTREAM_URL", "https://api.example.com/v1?x=1")]).is_err());
         assert_eq!(
-            load(&[]).expect("ok").require_upstream().unwrap_err(),
+            load(&[]).expect("ok").require_upstream().expect_err("unset"),
             ConfigError::Missing("BFF_UPSTREAM_URL")
         );
     }

@@ -71,7 +71,7 @@ pub fn validate_return_to(
         return Err(InvalidReturnTo);
     }
     let origin = url.origin().ascii_serialization();
-    if origin == public_origin || allowed_origins.iter().any(|o| *o == origin) {
+    if origin == public_origin || allowed_origins.contains(&origin) {
         Ok(url.to_string())
     } else {
         Err(InvalidReturnTo)

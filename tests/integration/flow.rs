@@ -53,22 +53,40 @@ async fn full_flow_login_me_api_logout(store: StoreKind) {
     assert_eq!(header(&callback, "referrer-policy"), "no-referrer");
     assert_eq!(header(&callback, "cache-control"), "no-store");
     let cookies = set_cookies(&callback);
-    let session_set = cookies.iter().find(|c| c.starts_with("bff-session=")).expect("session cookie set");
+    let session_set = cookies
+        .iter()
+        .find(|c| c.starts_with("bff-session="))
+        .expect("session cookie set");
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(session_set.contains(attribute), "{attribute} missing: {session_set}");
     }
     for absent in ["Max-Age", "Expires", "Domain"] {
         assert!(!session_set.contains(absent), "{absent} present: {session_set}");
     }
-    assert!(cookies.iter().any(|c| c.starts_with("bff-tx=;") && c.contains("Max-Age=0")), "tx cookie cleared");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("bff-tx=;") && c.contains("Max-Age=0")),
+        "tx cookie cleared"
+    );
 
     // The store keys the session by the hash of the cookie value, never the value.
     let session_cookie = browser.cookie("bff-session").expect("session cookie in jar");
     assert_eq!(session_cookie.len(), 43, "256-bit id");
     let now = app.app.clock.now();
-    let by_hash = app.store.get_session(&session_key(&SessionId::new(&session_cookie)), now).await.expect("store");
+    let by_hash = app
+        .store
+        .get_session(&session_key(&SessionId::new(&session_cookie)), now)
+        .await
+        .expect("store");
     let session = by_hash.expect("session stored under the hash");
-    assert!(app.store.get_session(&StoreKey::session(&session_cookie), now).await.expect("store").is_none());
+    assert!(
+        app.store
+            .get_session(&StoreKey::session(&session_cookie), now)
+            .await
+            .expect("store")
+            .is_none()
+    );
     assert!(session.refresh_token.is_some(), "provider issued a refresh token");
 
     // /auth/me: claims and expiries, never a token.
@@ -87,28 +105,46 @@ async fn full_flow_login_me_api_logout(store: StoreKind) {
     // The API call reaches the upstream with the user's bearer token and no cookie.
     let api = browser.api(Method::GET, "/api/orders/42?x=1").await;
     assert_eq!(api.status(), StatusCode::OK);
-    assert!(set_cookies(&api).is_empty(), "upstream Set-Cookie never reaches the browser");
+    assert!(
+        set_cookies(&api).is_empty(),
+        "upstream Set-Cookie never reaches the browser"
+    );
     assert_eq!(header(&api, "x-upstream"), "yes");
     let echo: Value = api.json().await.expect("json");
     assert_eq!(echo["uri"], "/v1/orders/42?x=1");
     let seen = app.upstream.requests();
     assert_eq!(seen.len(), 1);
     let token = seen[0].bearer().expect("one bearer token").to_owned();
-    assert_eq!(app.provider.userinfo_sub(&token).await.as_deref(), Some("alice"), "a live token of alice");
+    assert_eq!(
+        app.provider.userinfo_sub(&token).await.as_deref(),
+        Some("alice"),
+        "a live token of alice"
+    );
     assert!(seen[0].header("cookie").is_empty(), "no cookie upstream");
     assert!(seen[0].header("x-csrf").is_empty(), "no anti-forgery header upstream");
     for body in [&me_text, &echo.to_string()] {
         assert!(!body.contains(&token), "the access token reached the browser");
-        assert!(!body.contains(session.id_token.secret()), "the ID token reached the browser");
+        assert!(
+            !body.contains(session.id_token.secret()),
+            "the ID token reached the browser"
+        );
     }
 
     // Logout: store and cookie cleared, provider end-session URL with id_token_hint.
     let logout = browser.logout().await;
     assert_eq!(logout.status(), StatusCode::OK);
-    assert!(set_cookies(&logout).iter().any(|c| c.starts_with("bff-session=;") && c.contains("Max-Age=0")));
+    assert!(
+        set_cookies(&logout)
+            .iter()
+            .any(|c| c.starts_with("bff-session=;") && c.contains("Max-Age=0"))
+    );
     let body: Value = logout.json().await.expect("json");
     let logout_url = url::Url::parse(body["logout_url"].as_str().expect("logout_url")).expect("url");
-    assert!(logout_url.as_str().starts_with(&format!("{}/session/end", app.provider.issuer)));
+    assert!(
+        logout_url
+            .as_str()
+            .starts_with(&format!("{}/session/end", app.provider.issuer))
+    );
     let params: std::collections::HashMap<_, _> = logout_url.query_pairs().into_owned().collect();
     assert_eq!(params["client_id"], app.client.client_id);
     assert_eq!(params["post_logout_redirect_uri"], format!("{}/", app.url));
@@ -121,7 +157,10 @@ async fn full_flow_login_me_api_logout(store: StoreKind) {
     assert_eq!(me_again.status(), StatusCode::UNAUTHORIZED);
     let error: Value = me_again.json().await.expect("json");
     assert_eq!(error["error"], "login_required");
-    assert_eq!(replay.api(Method::GET, "/api/orders").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        replay.api(Method::GET, "/api/orders").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.upstream.requests().len(), 1, "nothing forwarded without a session");
 }
 
@@ -133,12 +172,22 @@ async fn replayed_callback_is_rejected(store: StoreKind) {
     assert_eq!(browser.get(&callback).await.status(), StatusCode::FOUND);
 
     // Same browser, same URL again (the tx cookie was cleared, so put the state back).
-    let state = url::Url::parse(&callback).expect("url").query_pairs().find(|(k, _)| k == "state").expect("state").1.to_string();
+    let state = url::Url::parse(&callback)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .expect("state")
+        .1
+        .to_string();
     browser.set_cookie("bff-tx", &state);
     let replayed = browser.get(&callback).await;
     assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
     assert!(header(&replayed, "content-type").starts_with("text/html"));
-    assert!(!set_cookies(&replayed).iter().any(|c| c.starts_with("bff-session=") && !c.starts_with("bff-session=;")));
+    assert!(
+        !set_cookies(&replayed)
+            .iter()
+            .any(|c| c.starts_with("bff-session=") && !c.starts_with("bff-session=;"))
+    );
 }
 
 async fn callback_without_the_transaction_cookie_is_rejected(store: StoreKind) {
@@ -151,7 +200,10 @@ async fn callback_without_the_transaction_cookie_is_rejected(store: StoreKind) {
     let attacker = app.browser();
     let forged = attacker.get(&callback).await;
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
-    assert!(set_cookies(&forged).iter().all(|c| !c.starts_with("bff-session=")), "no session cookie");
+    assert!(
+        set_cookies(&forged).iter().all(|c| !c.starts_with("bff-session=")),
+        "no session cookie"
+    );
     assert!(attacker.cookie("bff-session").is_none());
     assert_eq!(attacker.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
 
@@ -168,7 +220,12 @@ async fn callback_with_a_foreign_state_is_rejected(store: StoreKind) {
     let mut url = url::Url::parse(&callback).expect("url");
     let pairs: Vec<(String, String)> = url
         .query_pairs()
-        .map(|(k, v)| (k.to_string(), if k == "state" { random_token(32) } else { v.to_string() }))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if k == "state" { random_token(32) } else { v.to_string() },
+            )
+        })
         .collect();
     url.query_pairs_mut().clear().extend_pairs(pairs);
     let response = browser.get(url.as_str()).await;
@@ -210,7 +267,11 @@ async fn two_interleaved_logins_both_succeed(store: StoreKind) {
     assert_eq!(done_second.status(), StatusCode::FOUND);
     assert_eq!(location(&done_second), "/second");
     let done_first = browser.get(&first_callback).await;
-    assert_eq!(done_first.status(), StatusCode::FOUND, "the other tab's login still succeeds");
+    assert_eq!(
+        done_first.status(),
+        StatusCode::FOUND,
+        "the other tab's login still succeeds"
+    );
     assert_eq!(location(&done_first), "/first");
     assert_eq!(browser.get("/auth/me").await.status(), StatusCode::OK);
 
@@ -233,19 +294,47 @@ async fn api_without_x_csrf_is_refused_and_nothing_is_forwarded(store: StoreKind
     assert_eq!(missing.status(), StatusCode::FORBIDDEN);
     let body: Value = missing.json().await.expect("json");
     assert_eq!(body["error"], "csrf_header_missing");
-    let wrong = browser.http.post(&url).header("X-CSRF", "0").send().await.expect("call");
+    let wrong = browser
+        .http
+        .post(&url)
+        .header("X-CSRF", "0")
+        .send()
+        .await
+        .expect("call");
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     for origin in ["https://evil.example.com", "null"] {
-        let foreign = browser.http.get(&url).header("X-CSRF", "1").header("Origin", origin).send().await.expect("call");
+        let foreign = browser
+            .http
+            .get(&url)
+            .header("X-CSRF", "1")
+            .header("Origin", origin)
+            .send()
+            .await
+            .expect("call");
         assert_eq!(foreign.status(), StatusCode::FORBIDDEN, "{origin}");
     }
-    let cross_site =
-        browser.http.get(&url).header("X-CSRF", "1").header("Sec-Fetch-Site", "cross-site").send().await.expect("call");
+    let cross_site = browser
+        .http
+        .get(&url)
+        .header("X-CSRF", "1")
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .expect("call");
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
-    let logout = browser.http.post(format!("{}/auth/logout", app.url)).send().await.expect("call");
+    let logout = browser
+        .http
+        .post(format!("{}/auth/logout", app.url))
+        .send()
+        .await
+        .expect("call");
     assert_eq!(logout.status(), StatusCode::FORBIDDEN);
     assert!(app.upstream.requests().is_empty(), "nothing was forwarded");
-    assert_eq!(browser.get("/auth/me").await.status(), StatusCode::OK, "the refused logout ended nothing");
+    assert_eq!(
+        browser.get("/auth/me").await.status(),
+        StatusCode::OK,
+        "the refused logout ended nothing"
+    );
 
     // The same call with the header goes through.
     assert_eq!(browser.api(Method::GET, "/api/orders").await.status(), StatusCode::OK);
@@ -288,7 +377,13 @@ async fn preset_session_cookie_is_never_adopted(store: StoreKind) {
     let issued = browser.cookie("bff-session").expect("session");
     assert_ne!(issued, planted, "login issues a brand-new id");
     let now = app.app.clock.now();
-    assert!(app.store.get_session(&StoreKey::session(&hash(&planted)), now).await.expect("store").is_none());
+    assert!(
+        app.store
+            .get_session(&StoreKey::session(&hash(&planted)), now)
+            .await
+            .expect("store")
+            .is_none()
+    );
 }
 
 async fn new_login_ends_the_previous_session_in_the_store(store: StoreKind) {
@@ -300,7 +395,11 @@ async fn new_login_ends_the_previous_session_in_the_store(store: StoreKind) {
     let second = browser.cookie("bff-session").expect("second");
     assert_ne!(first, second);
     let now = app.app.clock.now();
-    let old = app.store.get_session(&session_key(&SessionId::new(&first)), now).await.expect("store");
+    let old = app
+        .store
+        .get_session(&session_key(&SessionId::new(&first)), now)
+        .await
+        .expect("store");
     assert!(old.is_none(), "the old session is gone from the store");
     let other = app.browser();
     other.set_cookie("bff-session", &first);
@@ -314,7 +413,12 @@ async fn access_token_is_refreshed_when_due(store: StoreKind) {
     assert_eq!(browser.api(Method::GET, "/api/a").await.status(), StatusCode::OK);
     let cookie = browser.cookie("bff-session").expect("session");
     let key = session_key(&SessionId::new(&cookie));
-    let before = app.store.get_session(&key, app.app.clock.now()).await.expect("store").expect("session");
+    let before = app
+        .store
+        .get_session(&key, app.app.clock.now())
+        .await
+        .expect("store")
+        .expect("session");
 
     // The provider issues 300 s access tokens; move the BFF's clock past the lead time.
     app.app.clock.advance(300);
@@ -326,9 +430,17 @@ async fn access_token_is_refreshed_when_due(store: StoreKind) {
     assert_eq!(tokens[1], tokens[2], "a just-refreshed token is not refreshed again");
     assert_eq!(app.provider.userinfo_sub(tokens[1]).await.as_deref(), Some("alice"));
 
-    let after = app.store.get_session(&key, app.app.clock.now()).await.expect("store").expect("session");
+    let after = app
+        .store
+        .get_session(&key, app.app.clock.now())
+        .await
+        .expect("store")
+        .expect("session");
     assert!(after.version > before.version);
-    assert_ne!(after.refresh_token, before.refresh_token, "the rotated refresh token replaced the old one");
+    assert_ne!(
+        after.refresh_token, before.refresh_token,
+        "the rotated refresh token replaced the old one"
+    );
 }
 
 async fn proxy_path_cannot_climb_out_of_the_upstream_base(store: StoreKind) {
@@ -378,7 +490,11 @@ async fn upstream_failures_answer_502_and_504(store: StoreKind) {
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"], "upstream_unavailable");
-    assert_eq!(browser.get("/auth/me").await.status(), StatusCode::OK, "the session survives");
+    assert_eq!(
+        browser.get("/auth/me").await.status(),
+        StatusCode::OK,
+        "the session survives"
+    );
 }
 
 async fn request_and_response_bodies_are_binary_safe(store: StoreKind) {
@@ -422,7 +538,10 @@ async fn cors_preflight_answers_only_allowed_origins(store: StoreKind) {
     let refused = preflight("https://evil.example.com").await.expect("preflight");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(refused.headers().get("access-control-allow-origin").is_none());
-    assert!(app.upstream.requests().is_empty(), "a preflight never reaches the upstream");
+    assert!(
+        app.upstream.requests().is_empty(),
+        "a preflight never reaches the upstream"
+    );
 
     // The actual call from the allowed origin carries the same CORS headers.
     browser.login("alice", "/").await;

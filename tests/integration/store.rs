@@ -10,9 +10,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bff::secret::{AccessToken, IdToken, PkceVerifier, hash, random_token};
 use bff::store::dynamodb::DynamoStore;
-use bff::store::{
-    LoginTransaction, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore,
-};
+use bff::store::{LoginTransaction, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore};
 use bff_tests::dynamodb::{client, fresh_store};
 
 fn now() -> i64 {
@@ -33,11 +31,7 @@ async fn put_raw(client: &Client, table: &str, item: HashMap<String, AttributeVa
         .expect("raw PutItem succeeds");
 }
 
-async fn get_raw(
-    client: &Client,
-    table: &str,
-    key: &StoreKey,
-) -> Option<HashMap<String, AttributeValue>> {
+async fn get_raw(client: &Client, table: &str, key: &StoreKey) -> Option<HashMap<String, AttributeValue>> {
     client
         .get_item()
         .table_name(table)
@@ -132,10 +126,7 @@ async fn item_past_its_ttl_that_dynamodb_still_returns_reads_as_absent() {
             ("pk".to_owned(), s(tx_key.as_str())),
             ("kind".to_owned(), s("tx")),
             ("ttl".to_owned(), n(tx.expires_at)),
-            (
-                "data".to_owned(),
-                s(&serde_json::to_string(&tx).expect("encodable")),
-            ),
+            ("data".to_owned(), s(&serde_json::to_string(&tx).expect("encodable"))),
         ]),
     )
     .await;
@@ -145,14 +136,8 @@ async fn item_past_its_ttl_that_dynamodb_still_returns_reads_as_absent() {
     );
 
     // When the store reads them at the real current time
-    let read = store
-        .get_session(&session_key, now)
-        .await
-        .expect("get succeeds");
-    let taken = store
-        .take_transaction(&tx_key, now)
-        .await
-        .expect("take succeeds");
+    let read = store.get_session(&session_key, now).await.expect("get succeeds");
+    let taken = store.take_transaction(&tx_key, now).await.expect("take succeeds");
 
     // Then both read as absent, and the expired transaction is gone for good.
     assert!(read.is_none(), "an expired session must read as absent");
@@ -175,10 +160,7 @@ async fn undecodable_session_item_is_corrupt_without_echoing_it() {
             ("pk".to_owned(), s(key.as_str())),
             ("kind".to_owned(), s("session")),
             ("ttl".to_owned(), n(now + 600)),
-            (
-                "data".to_owned(),
-                s(r#"{"sub": "user-1", "access_token": 1234567}"#),
-            ),
+            ("data".to_owned(), s(r#"{"sub": "user-1", "access_token": 1234567}"#)),
             ("version".to_owned(), n(1)),
         ]),
     )
@@ -188,14 +170,8 @@ async fn undecodable_session_item_is_corrupt_without_echoing_it() {
 
     match read {
         Err(StoreError::Corrupt(message)) => {
-            assert!(
-                !message.contains("user-1"),
-                "message echoes the item: {message}"
-            );
-            assert!(
-                !message.contains("1234567"),
-                "message echoes the item: {message}"
-            );
+            assert!(!message.contains("user-1"), "message echoes the item: {message}");
+            assert!(!message.contains("1234567"), "message echoes the item: {message}");
         }
         other => panic!("expected a corrupt item, got {other:?}"),
     }
@@ -211,9 +187,7 @@ async fn unreachable_dynamodb_is_unavailable() {
         .build();
     let store = DynamoStore::new(Client::from_conf(config), "bff-test-unreachable");
 
-    let read = store
-        .get_session(&StoreKey::session(&hash("any")), now())
-        .await;
+    let read = store.get_session(&StoreKey::session(&hash("any")), now()).await;
 
     assert!(
         matches!(read, Err(StoreError::Unavailable(_))),

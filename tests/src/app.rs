@@ -37,7 +37,12 @@ pub struct Options {
 impl Options {
     /// Defaults for `store`.
     pub fn new(store: StoreKind) -> Self {
-        Self { store, env: Vec::new(), auth_method: "client_secret_basic", provider: None }
+        Self {
+            store,
+            env: Vec::new(),
+            auth_method: "client_secret_basic",
+            provider: None,
+        }
     }
 }
 
@@ -89,7 +94,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let app = Arc::new(App::new(config, store.clone()).expect("app"));
     let server_app = app.clone();
     tokio::spawn(async move { bff_local::serve(listener, server_app, None, std::future::pending()).await });
-    TestApp { url, app, upstream, provider, client, store }
+    TestApp {
+        url,
+        app,
+        upstream,
+        provider,
+        client,
+        store,
+    }
 }
 
 impl TestApp {

@@ -29,7 +29,12 @@ impl Browser {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        Self { bff: bff.to_owned(), issuer: issuer.to_owned(), jar, http }
+        Self {
+            bff: bff.to_owned(),
+            issuer: issuer.to_owned(),
+            jar,
+            http,
+        }
     }
 
     /// GET a URL, relative ones against the BFF.
@@ -39,23 +44,41 @@ impl Browser {
 
     /// An API call through the BFF with the anti-forgery header.
     pub async fn api(&self, method: reqwest::Method, path: &str) -> Response {
-        self.http.request(method, self.absolute(path)).header("X-CSRF", "1").send().await.expect("API call")
+        self.http
+            .request(method, self.absolute(path))
+            .header("X-CSRF", "1")
+            .send()
+            .await
+            .expect("API call")
     }
 
     /// `POST /auth/logout` with the anti-forgery header.
     pub async fn logout(&self) -> Response {
-        self.http.post(self.absolute("/auth/logout")).header("X-CSRF", "1").send().await.expect("logout")
+        self.http
+            .post(self.absolute("/auth/logout"))
+            .header("X-CSRF", "1")
+            .send()
+            .await
+            .expect("logout")
     }
 
     fn absolute(&self, url: &str) -> String {
-        if url.starts_with('/') { format!("{}{url}", self.bff) } else { url.to_owned() }
+        if url.starts_with('/') {
+            format!("{}{url}", self.bff)
+        } else {
+            url.to_owned()
+        }
     }
 
     /// `GET /auth/login?returnTo=...`; returns the provider URL it redirects to.
     pub async fn start_login(&self, return_to: &str) -> String {
         let url = Url::parse_with_params(&format!("{}/auth/login", self.bff), [("returnTo", return_to)]).expect("url");
         let response = self.get(url.as_str()).await;
-        assert_eq!(response.status(), StatusCode::FOUND, "login must redirect to the provider");
+        assert_eq!(
+            response.status(),
+            StatusCode::FOUND,
+            "login must redirect to the provider"
+        );
         location(&response)
     }
 
@@ -69,7 +92,11 @@ impl Browser {
             }
             let response = self.get(&url).await;
             if response.status().is_redirection() {
-                url = Url::parse(&url).expect("url").join(&location(&response)).expect("join").into();
+                url = Url::parse(&url)
+                    .expect("url")
+                    .join(&location(&response))
+                    .expect("join")
+                    .into();
                 continue;
             }
             assert_eq!(response.status(), StatusCode::OK, "unexpected provider answer at {url}");
@@ -83,7 +110,11 @@ impl Browser {
             };
             let posted = self.http.post(&url).form(&form).send().await.expect("form post");
             assert!(posted.status().is_redirection(), "form post must redirect");
-            url = Url::parse(&url).expect("url").join(&location(&posted)).expect("join").into();
+            url = Url::parse(&url)
+                .expect("url")
+                .join(&location(&posted))
+                .expect("join")
+                .into();
         }
         panic!("the provider never redirected back to the BFF");
     }
@@ -92,13 +123,22 @@ impl Browser {
     /// there; returns the callback URL carrying `error=access_denied`.
     pub async fn deny(&self, authorize_url: &str) -> String {
         let response = self.get(authorize_url).await;
-        let interaction = Url::parse(authorize_url).expect("url").join(&location(&response)).expect("join");
-        let abort = self.get(&format!("{}/abort", interaction.as_str().trim_end_matches('/'))).await;
+        let interaction = Url::parse(authorize_url)
+            .expect("url")
+            .join(&location(&response))
+            .expect("join");
+        let abort = self
+            .get(&format!("{}/abort", interaction.as_str().trim_end_matches('/')))
+            .await;
         let mut url = interaction.join(&location(&abort)).expect("join").to_string();
         while !url.starts_with(&format!("{}/auth/callback", self.bff)) {
             let response = self.get(&url).await;
             assert!(response.status().is_redirection(), "abort must redirect back");
-            url = Url::parse(&url).expect("url").join(&location(&response)).expect("join").into();
+            url = Url::parse(&url)
+                .expect("url")
+                .join(&location(&response))
+                .expect("join")
+                .into();
         }
         url
     }
@@ -113,7 +153,10 @@ impl Browser {
     /// The cookies the jar would send to the BFF, as one `Cookie` header value.
     pub fn cookies(&self) -> String {
         let url = Url::parse(&self.bff).expect("url");
-        self.jar.cookies(&url).and_then(|v| v.to_str().ok().map(str::to_owned)).unwrap_or_default()
+        self.jar
+            .cookies(&url)
+            .and_then(|v| v.to_str().ok().map(str::to_owned))
+            .unwrap_or_default()
     }
 
     /// The value of BFF cookie `name` in the jar.
@@ -158,6 +201,9 @@ pub async fn raw_get(origin: &str, target: &str, extra_headers: &[(&str, &str)])
     stream.read_to_end(&mut response).await.expect("read");
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }

