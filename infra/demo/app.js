@@ -1,98 +1,205 @@
-'use strict';
+// The demo front end: who is logged in, the session's expiry, a call to the API, logout.
+// Everything it knows comes from bff.js; data reaches the page only through textContent.
+
+import { me, login, logout, fetchApi, UnauthorizedError } from './bff.js';
 
 const $ = (id) => document.getElementById(id);
 
+// Readable words for the provider's `?error=` codes (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6).
+const PROVIDER_ERRORS = {
+  access_denied: 'The sign-in was cancelled or refused.',
+  login_required: 'The provider needs you to sign in.',
+  consent_required: 'The provider needs your consent.',
+  interaction_required: 'The provider needs you to interact with it.',
+  invalid_request: 'The sign-in request was not valid.',
+  invalid_scope: 'The application asked for a scope the provider does not offer.',
+  unauthorized_client: 'The application may not sign in this way.',
+  server_error: 'The identity provider had an internal error.',
+  temporarily_unavailable: 'The identity provider is temporarily unavailable.',
+};
+
+let session = null; // { expires_at, idle_expires_at } of the user shown
+let ticker = 0;
+let lastExpiryCheck = 0;
+let alertKind = '';
+
 function show(state) {
-  $('loading').hidden = state !== 'loading';
-  $('logged-out').hidden = state !== 'logged-out';
-  $('logged-in').hidden = state !== 'logged-in';
+  for (const id of ['loading', 'logged-out', 'logged-in']) $(id).hidden = id !== state;
 }
 
-function showError(text) {
-  $('error').textContent = text;
-  $('error').hidden = !text;
+function alertBox(title, text = '', offerLogin = false, kind = '') {
+  alertKind = kind;
+  $('alert-title').textContent = title;
+  $('alert-text').textContent = text;
+  $('alert-text').hidden = !text;
+  $('alert-actions').hidden = !offerLogin;
+  $('alert').hidden = false;
 }
 
-function when(epochSeconds) {
-  return typeof epochSeconds === 'number' ? new Date(epochSeconds * 1000).toLocaleString() : 'unknown';
+function clearAlert(kind) {
+  if (alertKind === kind) $('alert').hidden = true;
 }
 
-async function readJson(res) {
-  try { return await res.json(); } catch { return null; }
+// --- Session expiry ---------------------------------------------------------------
+
+function remaining(seconds) {
+  if (seconds <= 0) return 'now';
+  const d = Math.floor(seconds / 86400);
+  const h = Math.floor((seconds % 86400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  const clock = [h, m, s].map((n) => String(n).padStart(2, '0')).join(':');
+  return d > 0 ? `${d} d ${clock}` : clock;
 }
 
-async function loadUser() {
-  show('loading');
-  let res;
-  try {
-    res = await fetch('/auth/me', { credentials: 'include', headers: { Accept: 'application/json' } });
-  } catch (err) {
-    showError(`Could not reach the server: ${err.message}`);
-    show('logged-out');
-    return;
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+function paint(prefix, epochSeconds, now) {
+  const known = Number.isFinite(epochSeconds);
+  const left = known ? Math.max(0, Math.round(epochSeconds - now)) : NaN;
+  $(`${prefix}-left`).textContent = known ? remaining(left) : 'unknown';
+  $(`${prefix}-at`).textContent = known ? `at ${dateFormat.format(new Date(epochSeconds * 1000))}` : '';
+  $(`${prefix}-box`).classList.toggle('soon', known && left < 300);
+  return left;
+}
+
+function tick() {
+  if (!session) return;
+  const now = Date.now() / 1000;
+  const idle = paint('idle', session.idle_expires_at, now);
+  const max = paint('max', session.expires_at, now);
+  // Expired on this clock: ask the BFF, which decides (at most every 30 s, clocks differ).
+  if ((idle === 0 || max === 0) && Date.now() - lastExpiryCheck > 30_000) {
+    lastExpiryCheck = Date.now();
+    refresh();
   }
-  if (res.status === 401) { show('logged-out'); return; }
-  const me = await readJson(res);
-  if (!res.ok || !me) {
-    showError(`Could not load the session (HTTP ${res.status})${me?.error_description ? `: ${me.error_description}` : ''}`);
-    show('logged-out');
-    return;
-  }
-  $('name').textContent = me.name || me.preferred_username || me.sub;
-  $('email').textContent = me.email || '';
-  const pic = typeof me.picture === 'string' && /^(https?:|data:image\/)/i.test(me.picture) ? me.picture : '';
-  $('picture').hidden = !pic;
-  if (pic) $('picture').src = pic;
-  const s = me.session || {};
-  $('expiry').textContent = `Session ends ${when(s.expires_at)} (or after inactivity, ${when(s.idle_expires_at)})`;
+}
+
+function startTicking() {
+  clearInterval(ticker);
+  tick();
+  ticker = setInterval(tick, 1000);
+}
+
+// --- States ---------------------------------------------------------------------
+
+function initials(user) {
+  const words = String(user.name || user.preferred_username || user.email || user.sub || '?')
+    .split(/[\s@._-]+/u).filter(Boolean);
+  return words.slice(0, 2).map((w) => [...w][0]).join('').toUpperCase() || '?';
+}
+
+function showUser(user) {
+  $('name').textContent = user.name || user.preferred_username || user.sub;
+  $('email').textContent = user.email || '';
+  $('sub').textContent = user.sub;
+  $('initials').textContent = initials(user);
+  const picture = typeof user.picture === 'string' && /^(https:|data:image\/)/i.test(user.picture) ? user.picture : '';
+  $('picture').hidden = !picture;
+  $('initials').hidden = Boolean(picture);
+  if (picture && $('picture').getAttribute('src') !== picture) $('picture').src = picture;
+  session = user.session ?? null;
+  clearAlert('session');
   show('logged-in');
+  startTicking();
 }
+
+function showLoggedOut() {
+  session = null;
+  clearInterval(ticker);
+  show('logged-out');
+}
+
+function sessionEnded(err) {
+  showLoggedOut();
+  const why = err?.code === 'session_expired' ? 'Your session has expired.' : 'You are no longer logged in.';
+  alertBox('Session ended', `${why} Log in again to continue where you were.`, true, 'session');
+}
+
+let refreshing = null;
+async function refresh() {
+  refreshing ??= (async () => {
+    try {
+      const user = await me();
+      if (user) showUser(user);
+      else if (session) sessionEnded();
+      else showLoggedOut();
+    } catch (err) {
+      if (!session) showLoggedOut();
+      alertBox('Could not reach the BFF', err.message);
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+// --- Actions --------------------------------------------------------------------
 
 async function callApi() {
-  const out = $('api-result');
-  $('call-api').disabled = true;
+  const button = $('call-api');
+  button.disabled = true;
+  const started = performance.now();
   try {
-    const res = await fetch('/api/hello', { credentials: 'include', headers: { 'X-CSRF': '1' } });
-    const body = await readJson(res);
-    out.textContent = `HTTP ${res.status}\n${body ? JSON.stringify(body, null, 2) : '(no JSON body)'}`;
-    if (res.status === 401) await loadUser();
+    const response = await fetchApi('/hello');
+    const text = await response.text();
+    let body = text;
+    try {
+      body = JSON.stringify(JSON.parse(text), null, 2);
+    } catch {
+      // Not JSON: show it as it came.
+    }
+    const ms = Math.round(performance.now() - started);
+    $('api-status').textContent = `${['HTTP', response.status, response.statusText].filter(Boolean).join(' ')} · ${ms} ms`;
+    $('api-status').className = `status ${response.ok ? 'ok' : 'bad'}`;
+    $('api-body').textContent = body || '(empty body)';
+    $('api-result').hidden = false;
+    // The call slid the idle expiry forward: show the new one.
+    await refresh();
   } catch (err) {
-    out.textContent = `Request failed: ${err.message}`;
+    if (err instanceof UnauthorizedError) {
+      sessionEnded(err);
+    } else {
+      $('api-status').textContent = 'The request failed';
+      $('api-status').className = 'status bad';
+      $('api-body').textContent = err.message;
+      $('api-result').hidden = false;
+    }
   } finally {
-    out.hidden = false;
-    $('call-api').disabled = false;
+    button.disabled = false;
   }
 }
 
-async function logout() {
+async function doLogout() {
   $('logout').disabled = true;
   try {
-    const res = await fetch('/auth/logout', { method: 'POST', credentials: 'include', headers: { 'X-CSRF': '1' } });
-    const body = await readJson(res);
-    if (res.ok && body && typeof body.logout_url === 'string') {
-      window.location.href = body.logout_url;
-      return;
-    }
-    showError(`Logout failed (HTTP ${res.status})${body?.error_description ? `: ${body.error_description}` : ''}`);
-    await loadUser();
+    await logout();
   } catch (err) {
-    showError(`Logout failed: ${err.message}`);
-  } finally {
+    alertBox('Logout failed', err.message);
     $('logout').disabled = false;
   }
 }
 
-function showQueryError() {
-  const params = new URLSearchParams(window.location.search);
-  const error = params.get('error');
+/** Shows `?error=…` from the provider, then takes it out of the address bar. */
+function showProviderError() {
+  const url = new URL(window.location.href);
+  const error = url.searchParams.get('error');
   if (!error) return;
-  const description = params.get('error_description');
-  showError(`Sign-in failed: ${error}${description ? ` — ${description}` : ''}`);
-  window.history.replaceState(null, '', window.location.pathname);
+  const description = url.searchParams.get('error_description');
+  const explanation = PROVIDER_ERRORS[error] ?? 'The identity provider refused the sign-in.';
+  alertBox('Sign-in failed', `${explanation} (${error}${description ? `: ${description}` : ''})`, true);
+  for (const name of ['error', 'error_description', 'error_uri', 'state', 'iss']) url.searchParams.delete(name);
+  window.history.replaceState(null, '', url);
 }
 
-$('login').addEventListener('click', () => { window.location.href = '/auth/login?returnTo=/'; });
+$('login').addEventListener('click', () => login());
+$('login-again').addEventListener('click', () => login());
 $('call-api').addEventListener('click', callApi);
-$('logout').addEventListener('click', logout);
-showQueryError();
-loadUser();
+$('logout').addEventListener('click', doLogout);
+// Back on this tab after a while (or after logging out in another one): check again.
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') refresh();
+});
+
+showProviderError();
+refresh();

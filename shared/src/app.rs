@@ -33,6 +33,15 @@ impl Clock {
         system + self.offset.load(Ordering::Relaxed)
     }
 
+    /// Epoch milliseconds now (lease deadlines need finer grain than seconds).
+    pub fn now_ms(&self) -> i64 {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        system + self.offset.load(Ordering::Relaxed) * 1000
+    }
+
     /// Moves this clock forward by `secs` (tests only use it; production never does).
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);

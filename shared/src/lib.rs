@@ -10,6 +10,7 @@
 //! - [`store`]: login transactions and sessions, in DynamoDB or in memory.
 //! - [`oidc`]: discovery, JWKS, authorization URL, code exchange, ID-token validation, refresh.
 //! - [`session`]: session lifetimes and token-refresh decisions (pure rules).
+//! - [`refresh`]: access-token refresh, single-flight across instances through the store.
 //! - [`cookies`]: building and reading the session and transaction cookies.
 //! - [`redirect`]: `returnTo` validation against open redirects.
 //! - [`csrf`]: anti-forgery header, origin checks and CORS.
@@ -19,18 +20,23 @@
 //! - [`handlers`]: one module per endpoint group, each a plain `Request -> Response` function.
 //! - [`app`]: the per-process context handlers borrow, and the path router.
 //! - [`runtime`]: start-up of a Lambda function.
+//! - [`secrets`]: secret references (`*_ARN`) resolved from Secrets Manager at cold start.
+//! - [`edge`]: origin verification, the proof that a request came through CloudFront.
 
 pub mod app;
 pub mod config;
 pub mod cookies;
 pub mod csrf;
+pub mod edge;
 pub mod errors;
 pub mod handlers;
 pub mod oidc;
 pub mod proxy;
 pub mod redirect;
+pub mod refresh;
 pub mod runtime;
 pub mod secret;
+pub mod secrets;
 pub mod session;
 pub mod store;
 pub mod web;

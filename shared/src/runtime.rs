@@ -1,7 +1,12 @@
-//! Start-up of a Lambda function: tracing, configuration, clients, then the runtime loop.
+//! Start-up of a Lambda function: tracing, secrets, configuration, clients, then the
+//! runtime loop with origin verification in front of the handler.
 //!
-//! Everything here runs once per cold start. A configuration error ends the process at
-//! once with one line naming the variable, so a bad deployment never answers 500 later.
+//! Everything here runs once per cold start. A configuration error (an unreadable secret
+//! reference included) ends the process at once with one line naming the variable, so a
+//! bad deployment never answers 500 later. Every invocation passes
+//! [`edge::check_origin`] before its handler: with `BFF_ORIGIN_VERIFY` configured, a
+//! request that did not come through CloudFront is answered 403 and reaches no handler.
+//! This module never logs a secret; `bff-local` does not use its Lambda entry points.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +15,8 @@ use lambda_http::{Body, Request, Response, service_fn};
 
 use crate::app::App;
 use crate::config::Config;
+use crate::edge::{self, OriginCheck, OriginVerify};
+use crate::secrets::{self, SECRET_VARIABLES, SecretsManager};
 use crate::store::dynamodb::{DynamoStore, client_from_env};
 
 /// Logs as JSON lines (what CloudWatch expects), level from `RUST_LOG` (default `info`).
@@ -47,32 +54,105 @@ pub struct Needs {
     pub upstream: bool,
 }
 
-/// Reads the configuration and builds the context with the DynamoDB store, or exits.
-pub async fn lambda_app(needs: Needs) -> Arc<App> {
-    let config = Config::from_env().unwrap_or_else(|e| exit_on_startup_error(e));
+/// What a Lambda function builds once per cold start.
+pub struct LambdaApp {
+    /// The context every handler borrows.
+    pub app: Arc<App>,
+    /// The value CloudFront proves itself with; `None` turns verification off.
+    pub origin_verify: Option<OriginVerify>,
+}
+
+/// Resolves secret references, reads the configuration and builds the context with the
+/// DynamoDB store, or exits.
+pub async fn lambda_app(needs: Needs) -> LambdaApp {
+    let env = |name: &str| std::env::var(name).ok();
+    let has_reference = SECRET_VARIABLES
+        .iter()
+        .any(|name| env(&format!("{name}{}", secrets::REFERENCE_SUFFIX)).is_some());
+    // The Secrets Manager client is built only when a reference needs it.
+    let resolved = if has_reference {
+        secrets::resolve(env, &SecretsManager::from_env().await)
+            .await
+            .unwrap_or_else(|e| exit_on_startup_error(e))
+    } else {
+        secrets::ResolvedSecrets::default()
+    };
+    let lookup = resolved.lookup(env);
+
+    let config = Config::from_lookup(&lookup).unwrap_or_else(|e| exit_on_startup_error(e));
     if needs.upstream
         && let Err(e) = config.require_upstream()
     {
         exit_on_startup_error(e);
     }
+    let origin_verify = OriginVerify::from_lookup(&lookup);
+    if origin_verify.is_none() {
+        tracing::warn!("origin verification is off: BFF_ORIGIN_VERIFY is not set, direct calls are served");
+    }
     let store = DynamoStore::new(client_from_env().await, config.table.clone());
-    Arc::new(App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e)))
+    let app = Arc::new(App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e)));
+    LambdaApp { app, origin_verify }
 }
 
-/// Runs one Lambda function: `handler` answers every invocation with the shared context.
+/// Runs one Lambda function with a buffered response: `handler` answers every verified
+/// invocation with the shared context.
 pub async fn run_lambda<F, Fut>(needs: Needs, handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(Arc<App>, Request) -> Fut,
     Fut: Future<Output = Response<Body>> + Send,
 {
     init_tracing_json();
-    let app = lambda_app(needs).await;
+    let started = lambda_app(needs).await;
     lambda_http::run(service_fn(|req| {
-        let response = handler(app.clone(), req);
+        let response = answer(&started, &handler, req);
         async move { Ok::<_, std::convert::Infallible>(response.await) }
     }))
     .await
 }
 
+/// Runs one Lambda function whose function URL uses `InvokeMode: RESPONSE_STREAM`: the
+/// response is sent as a stream (status and headers first, then the body), which lifts
+/// the 6 MB limit of buffered responses. Otherwise as [`run_lambda`].
+pub async fn run_lambda_streaming<F, Fut>(needs: Needs, handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Arc<App>, Request) -> Fut,
+    Fut: Future<Output = Response<Body>> + Send,
+{
+    init_tracing_json();
+    let started = lambda_app(needs).await;
+    lambda_http::run_with_streaming_response(service_fn(|req| {
+        let response = answer(&started, &handler, req);
+        async move { Ok::<_, std::convert::Infallible>(response.await) }
+    }))
+    .await
+}
+
+/// Checks the request's origin, then calls `handler` only when it passes. The handler is
+/// called here, not inside the returned future, so the future owns all it needs.
+fn answer<F, Fut>(
+    started: &LambdaApp,
+    handler: &F,
+    mut req: Request,
+) -> impl Future<Output = Response<Body>> + Send + use<F, Fut>
+where
+    F: Fn(Arc<App>, Request) -> Fut,
+    Fut: Future<Output = Response<Body>> + Send,
+{
+    let verdict = edge::check_origin(req.headers_mut(), started.origin_verify.as_ref());
+    let pending = verdict.passes().then(|| handler(started.app.clone(), req));
+    async move {
+        match pending {
+            Some(response) => response.await,
+            None => {
+                tracing::warn!(status = 403, "request refused: it did not come through CloudFront");
+                edge::origin_not_verified()
+            }
+        }
+    }
+}
+
 /// The error a Lambda function's `main` may return.
 pub use lambda_http::Error as LambdaError;
+
+/// Silences the unused-verdict lint when only one variant is matched elsewhere.
+const _: fn(OriginCheck) -> bool = OriginCheck::passes;

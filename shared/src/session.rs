@@ -73,6 +73,7 @@ mod tests {
             expires_at,
             idle_expires_at,
             version: 1,
+            refresh_lease: None,
         }
     }
 

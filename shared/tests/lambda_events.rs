@@ -69,6 +69,7 @@ async fn session_cookie_from_the_events_cookie_array_reaches_auth_me() {
         expires_at: now + 3600,
         idle_expires_at: now + 600,
         version: 1,
+        refresh_lease: None,
     };
     store.put_session(&session_key(&id), &record).await.expect("put");
 

@@ -65,6 +65,7 @@ fn expired_session(now: i64) -> SessionRecord {
         expires_at: now - 60,
         idle_expires_at: now - 60,
         version: 1,
+        refresh_lease: None,
     }
 }
 

@@ -116,6 +116,7 @@ async fn finish(
         expires_at,
         idle_expires_at,
         version: 1,
+        refresh_lease: None,
     };
     let id = SessionId::generate();
     app.store.put_session(&session_key(&id), &record).await?;

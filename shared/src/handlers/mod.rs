@@ -36,7 +36,12 @@ pub(crate) async fn current_session(
         }
         return Ok(None);
     }
-    if touch_due(&session, now, app.config.session_idle_secs) {
+    // No slide while a refresh lease is held: the refresher's write would conflict.
+    let refreshing = session
+        .refresh_lease
+        .as_ref()
+        .is_some_and(|l| l.is_held(app.clock.now_ms()));
+    if !refreshing && touch_due(&session, now, app.config.session_idle_secs) {
         let mut touched = session.clone();
         touched.idle_expires_at = slid_idle_expiry(&session, now, app.config.session_idle_secs);
         touched.version += 1;

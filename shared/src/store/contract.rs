@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 
-use super::{LoginTransaction, SessionRecord, Store, StoreError, StoreKey};
+use super::{LoginTransaction, RefreshLease, SessionRecord, Store, StoreError, StoreKey};
 use crate::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken, hash, random_token};
 
 /// How many callers race for the same transaction in the concurrency check.
@@ -209,6 +209,10 @@ pub async fn session_update_with_the_expected_version_succeeds(store: &dyn Store
     refreshed.access_token = AccessToken::new(random_token(16));
     refreshed.idle_expires_at = now + 2 * LIFETIME;
     refreshed.expires_at = now + 3 * LIFETIME;
+    refreshed.refresh_lease = Some(RefreshLease {
+        owner: random_token(12),
+        until_ms: (now + 30) * 1_000,
+    });
     store
         .update_session(&key, &refreshed, 1)
         .await
@@ -400,6 +404,7 @@ fn session(now: i64, version: u64) -> SessionRecord {
         expires_at: now + 2 * LIFETIME,
         idle_expires_at: now + LIFETIME,
         version,
+        refresh_lease: None,
     }
 }
 
@@ -433,4 +438,5 @@ fn assert_same_session(actual: &SessionRecord, expected: &SessionRecord) {
         "idle_expires_at differs"
     );
     assert_eq!(actual.version, expected.version, "version differs");
+    assert_eq!(actual.refresh_lease, expected.refresh_lease, "refresh_lease differs");
 }

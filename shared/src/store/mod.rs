@@ -80,6 +80,26 @@ pub struct SessionRecord {
     pub idle_expires_at: i64,
     /// Optimistic-concurrency version, bumped by every update.
     pub version: u64,
+    /// A refresh in progress somewhere: the one caller allowed to use the refresh token.
+    #[serde(default)]
+    pub refresh_lease: Option<RefreshLease>,
+}
+
+/// The right to refresh a session's tokens, held by one caller at a time across every
+/// instance; it expires on its own, so a crashed holder blocks nobody for long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshLease {
+    /// Random id of the holder.
+    pub owner: String,
+    /// Epoch milliseconds after which the lease is void.
+    pub until_ms: i64,
+}
+
+impl RefreshLease {
+    /// Whether the lease still holds at `now_ms`.
+    pub fn is_held(&self, now_ms: i64) -> bool {
+        now_ms < self.until_ms
+    }
 }
 
 impl SessionRecord {

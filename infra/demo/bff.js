@@ -1,0 +1,139 @@
+// bff.js: the browser side of the Backend-for-Frontend, as one dependency-free ES module.
+//
+//   import { me, login, logout, fetchApi, UnauthorizedError } from '/bff.js';
+//
+//   const user = await me();                 // the ID-token claims, or null when logged out
+//   if (!user) login();                      // navigates to /auth/login?returnTo=<this page>
+//   const res = await fetchApi('/orders');   // GET /api/orders with the session cookie and X-CSRF
+//   await logout();                          // ends the session, navigates to the provider's logout
+//
+// The browser never sees a token: every call carries only the HttpOnly session cookie
+// (`credentials: 'include'`), and the calls that change state carry `X-CSRF: 1`, which
+// the BFF requires on `/api/*` and `POST /auth/logout`. This module is the reference for
+// how a front end calls the BFF; its types are in bff.d.ts.
+
+let base = '';
+
+/**
+ * Points the client at a BFF on another origin (`https://app.example.com`), for a front
+ * end served from elsewhere. That front end's origin must be in the BFF's
+ * BFF_ALLOWED_ORIGINS. Without a call, the BFF is on the page's own origin.
+ */
+export function configure({ baseUrl = '' } = {}) {
+  if (baseUrl === '' || baseUrl === null) {
+    base = '';
+    return;
+  }
+  const url = new URL(baseUrl, window.location.href);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new TypeError(`baseUrl must be an http(s) URL, got ${JSON.stringify(String(baseUrl))}`);
+  }
+  base = `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
+/** Any error answer of the BFF: `status`, and the JSON error's `code` and `description`. */
+export class BffError extends Error {
+  constructor(status, code, description) {
+    super(description ? `${code}: ${description}` : `${code} (HTTP ${status})`);
+    this.name = 'BffError';
+    this.status = status;
+    this.code = code;
+    this.description = description ?? '';
+  }
+}
+
+/**
+ * A 401: no session, or it ended (`code` is `login_required` or `session_expired`).
+ * The fix is always the same: `login()` again.
+ */
+export class UnauthorizedError extends BffError {
+  constructor(code = 'login_required', description = '') {
+    super(401, code, description);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+const onSameOrigin = () => base === '' || new URL(base).origin === window.location.origin;
+
+/** The page to come back to after logging in: this page, relative when it can be. */
+function currentPage() {
+  const { pathname, search, hash, href } = window.location;
+  return onSameOrigin() ? `${pathname}${search}${hash}` : href;
+}
+
+/** The URL that starts a login and comes back to `returnTo` (default: this page). */
+export function loginUrl(returnTo = currentPage()) {
+  return `${base}/auth/login?returnTo=${encodeURIComponent(returnTo)}`;
+}
+
+/** Starts a login: navigates to the provider, which comes back to `returnTo` (default: this page). */
+export function login(returnTo) {
+  window.location.assign(loginUrl(returnTo));
+}
+
+async function errorOf(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON (a proxy's or a load balancer's page): the status says enough.
+  }
+  const code = typeof body?.error === 'string' ? body.error : `http_${response.status}`;
+  const description = typeof body?.error_description === 'string' ? body.error_description : '';
+  return response.status === 401
+    ? new UnauthorizedError(code, description)
+    : new BffError(response.status, code, description);
+}
+
+/**
+ * Who is logged in: the ID-token claims (`sub`, `name`, `email`, `picture`, …) and
+ * `session: { expires_at, idle_expires_at }` (epoch seconds), or `null` when nobody is.
+ * Any other failure throws a `BffError`.
+ */
+export async function me() {
+  const response = await fetch(`${base}/auth/me`, {
+    credentials: 'include',
+    headers: { Accept: 'application/json' },
+    cache: 'no-store',
+  });
+  if (response.status === 401) return null;
+  if (!response.ok) throw await errorOf(response);
+  return response.json();
+}
+
+/**
+ * Calls your API through the BFF: `fetchApi('/orders?open=1', init)` requests
+ * `/api/orders?open=1` with the session cookie and `X-CSRF: 1`; the BFF forwards it to
+ * the upstream with the user's access token. Answers the `Response` as it is (check
+ * `response.ok` yourself) except a 401 from the BFF, which throws `UnauthorizedError`.
+ */
+export async function fetchApi(path, init = {}) {
+  const rest = String(path);
+  if (/^[a-z][a-z0-9+.-]*:|^[/\\]{2}/i.test(rest)) {
+    throw new TypeError(`fetchApi takes a path below /api/, not a URL: ${JSON.stringify(rest)}`);
+  }
+  const headers = new Headers(init.headers);
+  headers.set('X-CSRF', '1');
+  const response = await fetch(`${base}/api/${rest.replace(/^\/+/, '')}`, {
+    ...init,
+    headers,
+    credentials: 'include',
+  });
+  if (response.status === 401) throw await errorOf(response);
+  return response;
+}
+
+/**
+ * Logs out: ends the session at the BFF (store and cookie), then navigates to the
+ * provider's logout page (or the BFF's own page when the provider has none).
+ */
+export async function logout() {
+  const response = await fetch(`${base}/auth/logout`, {
+    method: 'POST',
+    credentials: 'include',
+    headers: { 'X-CSRF': '1', Accept: 'application/json' },
+  });
+  if (!response.ok) throw await errorOf(response);
+  const { logout_url: logoutUrl } = await response.json();
+  window.location.assign(typeof logoutUrl === 'string' && logoutUrl ? logoutUrl : `${base}/`);
+}

@@ -1,0 +1,156 @@
+// The stack a browser test talks to, started on free loopback ports:
+//
+// - infra/provider.mjs: the OpenID provider (real login and consent pages) and the
+//   demo API, with a static client whose redirect URI is the BFF's callback;
+// - bff-local: /auth/*, /api/* and the demo front end (infra/demo) on one origin,
+//   http://localhost:<port>, so the cookies are the loopback ones (bff-session, bff-tx).
+//
+// Both processes end with the test process, even when it is killed: the provider
+// runs with --exit-on-stdin-close, bff-local under a small watchdog that stops it when
+// its stdin closes.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, createWriteStream } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const LOG_DIR = path.join(ROOT, 'target', 'browser-tests');
+
+/** A port that was free a moment ago: bind port 0, read it, let it go. */
+async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** Resolves with the first line of `stream` starting with `prefix`, or rejects when `child` exits first. */
+function lineStartingWith(child, stream, prefix, name, timeoutMs = 30_000) {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => done(new Error(`${name} did not print ${prefix.trim()} within ${timeoutMs / 1000} s`)), timeoutMs);
+    const onData = (chunk) => {
+      buffered += chunk;
+      const line = buffered.split('\n').find((l) => l.startsWith(prefix));
+      if (line !== undefined) done(null, line.slice(prefix.length));
+    };
+    const onExit = (code, signal) => done(new Error(`${name} exited (${signal ?? code}) before it was ready; see ${LOG_DIR}`));
+    function done(err, value) {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(value);
+    }
+    stream.setEncoding('utf8');
+    stream.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+async function untilAnswering(url, child, name, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${name} exited (${child.signalCode ?? child.exitCode}) during start-up; see ${LOG_DIR}`);
+    }
+    try {
+      await fetch(url, { signal: AbortSignal.timeout(1000) });
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${name} did not answer on ${url} within ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+function logTo(child, file) {
+  const out = createWriteStream(path.join(LOG_DIR, file));
+  child.stderr.pipe(out);
+  child.stdout?.pipe(out, { end: false });
+  return out;
+}
+
+/** Closes the child's stdin (its signal to stop) and waits for it to exit. */
+async function stopChild(child) {
+  child.stdin.end();
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Starts the provider, the demo API and bff-local. Resolves to
+ * `{ baseUrl, issuer, api, stop() }`.
+ */
+export async function startStack() {
+  mkdirSync(LOG_DIR, { recursive: true });
+  const bffPort = await freePort();
+  const baseUrl = `http://localhost:${bffPort}`;
+  const clientId = 'bff-browser-tests';
+  const clientSecret = randomBytes(32).toString('hex');
+
+  const provider = spawn(process.execPath, [
+    path.join(ROOT, 'infra/provider.mjs'), '--port', '0', '--api-port', '0', '--exit-on-stdin-close',
+  ], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      PROVIDER_CLIENT_ID: clientId,
+      PROVIDER_CLIENT_SECRET: clientSecret,
+      PROVIDER_REDIRECT_URIS: `${baseUrl}/auth/callback`,
+      PROVIDER_POST_LOGOUT_REDIRECT_URIS: `${baseUrl}/`,
+    },
+  });
+  const providerLog = createWriteStream(path.join(LOG_DIR, 'provider.log'));
+  provider.stderr.pipe(providerLog);
+  const children = [provider];
+  const stop = async () => {
+    await Promise.all(children.map(stopChild));
+  };
+
+  try {
+    const ready = JSON.parse(await lineStartingWith(provider, provider.stdout, 'READY ', 'the OpenID provider'));
+    provider.stdout.resume();
+
+    const bin = path.resolve(ROOT, process.env.BFF_LOCAL_BIN || 'target/debug/bff-local');
+    // The watchdog: bff-local runs in the background; when this shell's stdin closes
+    // (the test process ended, however it ended), it is stopped.
+    const bff = spawn('/bin/sh', [
+      '-c', '"$0" </dev/null & child=$!; (cat >/dev/null; kill -TERM $child 2>/dev/null) & wait $child',
+      bin,
+    ], {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        BFF_ISSUER: ready.issuer,
+        BFF_CLIENT_ID: clientId,
+        BFF_CLIENT_SECRET: clientSecret,
+        BFF_PUBLIC_URL: baseUrl,
+        BFF_UPSTREAM_URL: ready.api,
+        BFF_LISTEN: `127.0.0.1:${bffPort}`,
+        BFF_STATIC_DIR: path.join(ROOT, 'infra/demo'),
+        BFF_STORE: 'memory',
+        RUST_LOG: process.env.RUST_LOG || 'info',
+      },
+    });
+    logTo(bff, 'bff-local.log');
+    children.push(bff);
+    await untilAnswering(`${baseUrl}/auth/me`, bff, `bff-local (${bin})`);
+    return { baseUrl, issuer: ready.issuer, api: ready.api, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
