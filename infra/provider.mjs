@@ -70,6 +70,7 @@ function parseArgs(argv) {
     port: process.env.PROVIDER_PORT ?? '0',
     apiPort: process.env.PROVIDER_API_PORT,
     exitOnStdinClose: false,
+    testHooks: false,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
@@ -83,9 +84,12 @@ function parseArgs(argv) {
       case '--port': opts.port = value(); break;
       case '--api-port': opts.apiPort = value(); break;
       case '--exit-on-stdin-close': opts.exitOnStdinClose = true; break;
+      // Test suites only: counts grants and records the back-channel logout tokens sent,
+      // readable at GET /__test/grants and GET /__test/logout-tokens.
+      case '--test-hooks': opts.testHooks = true; break;
       case '--help':
       case '-h':
-        process.stderr.write('usage: node provider.mjs [--port N] [--api-port N] [--exit-on-stdin-close]\n');
+        process.stderr.write('usage: node provider.mjs [--port N] [--api-port N] [--exit-on-stdin-close] [--test-hooks]\n');
         process.exit(0);
         break;
       default: fail(`unknown argument ${JSON.stringify(argv[i])}`);
@@ -221,7 +225,13 @@ const configuration = {
   // oidc-provider refuses outgoing requests (back-channel logout, jwks_uri,
   // request_uri ...) to loopback and private addresses; locally every client
   // lives on loopback, so drop that guard but keep its timeout.
-  fetch: (url, { dispatcher: _ssrfGuard, ...options }) => globalThis.fetch(url, options),
+  fetch: (url, { dispatcher: _ssrfGuard, ...options }) => {
+    if (opts.testHooks && options.body) {
+      const token = new URLSearchParams(String(options.body)).get('logout_token');
+      if (token) sentLogoutTokens.push(token);
+    }
+    return globalThis.fetch(url, options);
+  },
   features: {
     devInteractions: { enabled: true },
     registration: { enabled: true },
@@ -232,6 +242,10 @@ const configuration = {
     userinfo: { enabled: true },
   },
 };
+
+// What the test hooks observe.
+const grantCounts = {};
+const sentLogoutTokens = [];
 
 // ---------------------------------------------------------------------------
 // Start: listen first (so an ephemeral port is known), then build the provider.
@@ -257,6 +271,22 @@ try {
   provider = new Provider(issuer, configuration);
 } catch (err) {
   fail(`configuration rejected: ${err.message}`);
+}
+
+if (opts.testHooks) {
+  provider.on('grant.success', (ctx) => {
+    const type = ctx.oidc.params.grant_type;
+    grantCounts[type] = (grantCounts[type] ?? 0) + 1;
+  });
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/__test/grants') {
+      ctx.body = grantCounts;
+    } else if (ctx.method === 'GET' && ctx.path === '/__test/logout-tokens') {
+      ctx.body = sentLogoutTokens;
+    } else {
+      await next();
+    }
+  });
 }
 
 // The built-in pages import a web font from the internet; this stack works offline.

@@ -105,6 +105,8 @@ pub async fn route(app: &App, req: Request) -> Response<Body> {
         handlers::login::handle(app, req).await
     } else if path == "/auth/callback" {
         handlers::callback::handle(app, req).await
+    } else if path == "/auth/backchannel-logout" {
+        handlers::backchannel::handle(app, req).await
     } else if path == "/auth/me" || path == "/auth/logout" {
         handlers::session::handle(app, req).await
     } else if path == "/api" || path.starts_with("/api/") {

@@ -78,6 +78,12 @@ pub struct Config {
     pub session_max_secs: i64,
     /// Timeout of one upstream API call.
     pub upstream_timeout: Duration,
+    /// Provider logout URL template for providers without `end_session_endpoint`
+    /// (Auth0's `/v2/logout`, Cognito's `/logout`), with `{client_id}`,
+    /// `{post_logout_redirect_uri}` and `{id_token_hint}` placeholders.
+    pub logout_url: Option<String>,
+    /// Where the browser lands after logout (an own-origin or allowed-origin URL).
+    pub post_logout_redirect_url: String,
 }
 
 impl Config {
@@ -153,6 +159,23 @@ impl Config {
                 positive(&get, "BFF_UPSTREAM_TIMEOUT_SECS", DEFAULT_UPSTREAM_TIMEOUT_SECS as i64)? as u64,
             );
 
+        let logout_url = match get("BFF_LOGOUT_URL") {
+            Some(raw) => Some(parse_logout_template(&raw)?),
+            None => None,
+        };
+        let post_logout_redirect_url = match get("BFF_POST_LOGOUT_REDIRECT_URL") {
+            Some(raw) => crate::redirect::validate_return_to(Some(&raw), &public_origin, &allowed_origins)
+                .ok()
+                .filter(|url| url.contains("://"))
+                .ok_or_else(|| {
+                    invalid(
+                        "BFF_POST_LOGOUT_REDIRECT_URL",
+                        "must be an absolute URL on this or an allowed origin",
+                    )
+                })?,
+            None => format!("{public_origin}/"),
+        };
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
@@ -166,6 +189,8 @@ impl Config {
             session_idle_secs,
             session_max_secs,
             upstream_timeout,
+            logout_url,
+            post_logout_redirect_url,
         })
     }
 
@@ -176,7 +201,7 @@ impl Config {
 
     /// Where the provider sends the browser after logout, and the local fallback.
     pub fn post_logout_url(&self) -> String {
-        format!("{}/", self.public_origin)
+        self.post_logout_redirect_url.clone()
     }
 
     /// Plain-http loopback development: cookies lose `Secure` and the `__Host-` prefix.
@@ -258,6 +283,24 @@ fn parse_origin(name: &'static str, raw: &str) -> Result<String, ConfigError> {
         return Err(invalid(name, "must be an origin (scheme://host[:port]) without path"));
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// Placeholders a logout URL template may use.
+pub const LOGOUT_PLACEHOLDERS: &[&str] = &["{client_id}", "{post_logout_redirect_uri}", "{id_token_hint}"];
+
+fn parse_logout_template(raw: &str) -> Result<String, ConfigError> {
+    let mut probe = raw.to_owned();
+    for placeholder in LOGOUT_PLACEHOLDERS {
+        probe = probe.replace(placeholder, "x");
+    }
+    if probe.contains(['{', '}']) {
+        return Err(invalid(
+            "BFF_LOGOUT_URL",
+            "may use only {client_id}, {post_logout_redirect_uri} and {id_token_hint}",
+        ));
+    }
+    check_http_url("BFF_LOGOUT_URL", &probe)?;
+    Ok(raw.to_owned())
 }
 
 fn parse_auth_params(raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
@@ -384,6 +427,27 @@ mod tests {
             load(&[]).expect("ok").require_upstream().expect_err("unset"),
             ConfigError::Missing("BFF_UPSTREAM_URL")
         );
+    }
+
+    #[test]
+    fn logout_url_templates_accept_only_known_placeholders() {
+        let auth0 = "https://tenant.auth0.com/v2/logout?client_id={client_id}&returnTo={post_logout_redirect_uri}";
+        assert_eq!(
+            load(&[("BFF_LOGOUT_URL", auth0)]).expect("ok").logout_url.as_deref(),
+            Some(auth0)
+        );
+        assert!(load(&[("BFF_LOGOUT_URL", "https://x.example.com/logout?u={user}")]).is_err());
+        assert!(load(&[("BFF_LOGOUT_URL", "http://x.example.com/logout")]).is_err());
+    }
+
+    #[test]
+    fn post_logout_redirect_must_stay_on_known_origins() {
+        assert_eq!(load(&[]).expect("ok").post_logout_url(), "https://app.example.com/");
+        let set = load(&[("BFF_POST_LOGOUT_REDIRECT_URL", "https://app.example.com/bye")]).expect("ok");
+        assert_eq!(set.post_logout_url(), "https://app.example.com/bye");
+        for bad in ["https://evil.example.com/", "/bye", "//evil.example.com"] {
+            assert!(load(&[("BFF_POST_LOGOUT_REDIRECT_URL", bad)]).is_err(), "{bad}");
+        }
     }
 
     #[test]

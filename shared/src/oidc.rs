@@ -49,6 +49,11 @@ const ALLOWED_ALGS: &[CoreJwsSigningAlgorithm] = &[
     CoreJwsSigningAlgorithm::EdDsa,
 ];
 
+/// How old a logout token may be.
+pub const LOGOUT_TOKEN_MAX_AGE_SECS: i64 = 300;
+/// The `events` member that marks a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
 /// Claims that bind the token to this login but say nothing about the user; not shown.
 const PROTOCOL_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash"];
 
@@ -164,6 +169,93 @@ pub struct VerifiedClaims {
     pub sid: Option<String>,
     /// Every user claim, as shown by `/auth/me` (protocol-only claims removed).
     pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a valid back-channel logout token says.
+#[derive(Debug, Clone)]
+pub struct LogoutClaims {
+    /// Unique id of the token (for replay detection).
+    pub jti: String,
+    /// The subject whose sessions end, when given.
+    pub sub: Option<String>,
+    /// The provider session that ends, when given.
+    pub sid: Option<String>,
+    /// Issue time (epoch seconds).
+    pub iat: i64,
+}
+
+/// Why no key verified a JWS.
+enum KeyMatch {
+    /// No key of the set fits the `kid` and `alg`: the set may be stale.
+    NoKey,
+    /// Several keys fit and the token names none.
+    Ambiguous,
+    /// The fitting key did not verify the signature.
+    BadSignature,
+}
+
+impl KeyMatch {
+    fn describe(&self) -> &'static str {
+        match self {
+            Self::NoKey => "no key matches",
+            Self::Ambiguous => "several keys match and no kid",
+            Self::BadSignature => "bad signature",
+        }
+    }
+}
+
+trait VerifyJws {
+    fn verify(
+        &self,
+        kid: Option<&str>,
+        alg: &CoreJwsSigningAlgorithm,
+        input: &str,
+        signature: &[u8],
+    ) -> Result<(), KeyMatch>;
+}
+
+impl VerifyJws for CoreJsonWebKeySet {
+    fn verify(
+        &self,
+        kid: Option<&str>,
+        alg: &CoreJwsSigningAlgorithm,
+        input: &str,
+        signature: &[u8],
+    ) -> Result<(), KeyMatch> {
+        use openidconnect::JsonWebKey as _;
+        use openidconnect::core::{CoreJsonWebKeyType, CoreJsonWebKeyUse};
+        let family = match alg {
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256 | CoreJwsSigningAlgorithm::EcdsaP384Sha384 => {
+                CoreJsonWebKeyType::EllipticCurve
+            }
+            CoreJwsSigningAlgorithm::EdDsa => CoreJsonWebKeyType::OctetKeyPair,
+            _ => CoreJsonWebKeyType::RSA,
+        };
+        let candidates: Vec<_> = self
+            .keys()
+            .iter()
+            .filter(|key| kid.is_none_or(|kid| key.key_id().map(|k| k.as_str()) == Some(kid)))
+            .filter(|key| *key.key_type() == family)
+            .filter(|key| key.key_use().is_none_or(|u| *u == CoreJsonWebKeyUse::Signature))
+            .collect();
+        match candidates.as_slice() {
+            [] => Err(KeyMatch::NoKey),
+            [key] => key
+                .verify_signature(alg, input.as_bytes(), signature)
+                .map_err(|_| KeyMatch::BadSignature),
+            _ if kid.is_none() => Err(KeyMatch::Ambiguous),
+            keys => {
+                if keys
+                    .iter()
+                    .any(|key| key.verify_signature(alg, input.as_bytes(), signature).is_ok())
+                {
+                    Ok(())
+                } else {
+                    Err(KeyMatch::BadSignature)
+                }
+            }
+        }
+    }
 }
 
 struct JwksCache {
@@ -436,25 +528,153 @@ impl Oidc {
         Ok(cache)
     }
 
-    /// Where to send the browser to end the provider session, when discovery names an
-    /// end-session endpoint (OpenID Connect RP-Initiated Logout 1.0).
-    pub async fn end_session_url(
-        &self,
-        id_token_hint: Option<&IdToken>,
-        post_logout_redirect_uri: &str,
-    ) -> Option<String> {
-        let metadata = self.metadata().await.ok()?;
-        let mut url = Url::parse(metadata.end_session_endpoint.as_deref()?).ok()?;
+    /// Validates a back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.6):
+    /// signature with a key from the JWKS (refetched once on an unknown `kid`), an
+    /// asymmetric `alg`, `iss`, `aud`, a recent `iat`, `exp` when present, the logout
+    /// event, no `nonce`, a `jti`, and `sid` and/or `sub`. Replay is the caller's check.
+    pub async fn verify_logout_token(&self, raw: &str, now: i64) -> Result<LogoutClaims, OidcError> {
+        let invalid = |why: &str| OidcError::InvalidIdToken(format!("logout token: {why}"));
+        let mut parts = raw.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("not a JWS"));
+        };
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid("not base64url"));
+        let header: serde_json::Value = serde_json::from_slice(&decode(header)?).map_err(|_| invalid("bad header"))?;
+        let alg: CoreJwsSigningAlgorithm =
+            serde_json::from_value(header["alg"].clone()).map_err(|_| invalid("unknown alg"))?;
+        if !ALLOWED_ALGS.contains(&alg) {
+            return Err(invalid("disallowed alg"));
+        }
+        let kid = header["kid"].as_str().map(str::to_owned);
+        let signing_input = &raw[..raw.rfind('.').unwrap_or(0)];
+        let signature = decode(signature)?;
+
+        let mut verified = self
+            .jwks(false)
+            .await?
+            .keys
+            .verify(kid.as_deref(), &alg, signing_input, &signature);
+        if matches!(verified, Err(KeyMatch::NoKey)) {
+            verified = self
+                .jwks(true)
+                .await?
+                .keys
+                .verify(kid.as_deref(), &alg, signing_input, &signature);
+        }
+        verified.map_err(|e| invalid(e.describe()))?;
+
+        let claims: serde_json::Value =
+            serde_json::from_slice(&decode(payload)?).map_err(|_| invalid("bad payload"))?;
+        if claims["iss"].as_str() != Some(self.issuer.as_str()) {
+            return Err(invalid("wrong iss"));
+        }
+        let audience_ok = match &claims["aud"] {
+            serde_json::Value::String(aud) => *aud == self.client_id,
+            serde_json::Value::Array(auds) => auds.iter().any(|a| a.as_str() == Some(self.client_id.as_str())),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(invalid("wrong aud"));
+        }
+        let iat = claims["iat"].as_i64().ok_or_else(|| invalid("no iat"))?;
+        if iat > now + MAX_CLOCK_SKEW_SECS || iat < now - LOGOUT_TOKEN_MAX_AGE_SECS {
+            return Err(invalid("iat out of range"));
+        }
+        if claims
+            .get("exp")
+            .is_some_and(|exp| exp.as_i64().is_none_or(|exp| exp <= now))
+        {
+            return Err(invalid("expired"));
+        }
+        if !claims["events"][BACKCHANNEL_LOGOUT_EVENT].is_object() {
+            return Err(invalid("no back-channel logout event"));
+        }
+        if claims.get("nonce").is_some() {
+            return Err(invalid("has a nonce"));
+        }
+        let jti = claims["jti"]
+            .as_str()
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| invalid("no jti"))?;
+        let sub = claims["sub"].as_str().map(str::to_owned);
+        let sid = claims["sid"].as_str().map(str::to_owned);
+        if sub.is_none() && sid.is_none() {
+            return Err(invalid("neither sid nor sub"));
+        }
+        Ok(LogoutClaims {
+            jti: jti.to_owned(),
+            sub,
+            sid,
+            iat,
+        })
+    }
+
+    /// Where to send the browser after a local logout: the configured logout URL
+    /// template, else the provider's end-session endpoint (OpenID Connect RP-Initiated
+    /// Logout 1.0, with `id_token_hint`), else the BFF's own post-logout page.
+    pub async fn logout_url(&self, config: &Config, id_token_hint: Option<&IdToken>) -> String {
+        let post_logout = config.post_logout_url();
+        let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        if let Some(template) = &config.logout_url {
+            return template
+                .replace("{client_id}", &encode(&self.client_id))
+                .replace("{post_logout_redirect_uri}", &encode(&post_logout))
+                .replace(
+                    "{id_token_hint}",
+                    &encode(id_token_hint.map(IdToken::secret).unwrap_or_default()),
+                );
+        }
+        let endpoint = match self.metadata().await {
+            Ok(metadata) => metadata.end_session_endpoint.clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no discovery for logout; using the local page");
+                None
+            }
+        };
+        let Some(mut url) = endpoint.and_then(|e| Url::parse(&e).ok()) else {
+            return post_logout;
+        };
         {
             let mut query = url.query_pairs_mut();
             query
                 .append_pair("client_id", &self.client_id)
-                .append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+                .append_pair("post_logout_redirect_uri", &post_logout);
             if let Some(hint) = id_token_hint {
                 query.append_pair("id_token_hint", hint.secret());
             }
         }
-        Some(url.into())
+        url.into()
+    }
+
+    /// Revokes a refresh token at the provider's RFC 7009 endpoint, when it has one.
+    /// Best effort: a logout never fails because revocation did.
+    pub async fn revoke(&self, refresh_token: &RefreshToken) {
+        let Ok(metadata) = self.metadata().await else {
+            return;
+        };
+        let (Some(endpoint), auth) = (metadata.revocation_endpoint.clone(), metadata.client_auth()) else {
+            return;
+        };
+        let mut form = vec![("token", refresh_token.secret()), ("token_type_hint", "refresh_token")];
+        let mut request = self.http.post(&endpoint);
+        match auth {
+            // RFC 6749 2.3.1: id and secret are form-encoded before the Basic encoding.
+            ClientAuth::Basic => {
+                let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                request = request.basic_auth(encode(&self.client_id), Some(encode(self.client_secret.secret())));
+            }
+            ClientAuth::Post => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", self.client_secret.secret()));
+            }
+        }
+        match request.form(&form).send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => tracing::warn!(status = %response.status(), "refresh-token revocation refused"),
+            Err(e) => tracing::warn!(error = %transport_error(e), "refresh-token revocation failed"),
+        }
     }
 }
 

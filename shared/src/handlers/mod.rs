@@ -3,6 +3,7 @@
 //! Handlers never return `Err`: every expected failure is an answer with its status
 //! (an `Err` would become a Lambda invocation error and a useless 502 at the edge).
 
+pub mod backchannel;
 pub mod callback;
 pub mod login;
 pub mod proxy;

@@ -51,15 +51,15 @@ async fn logout(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         Some(id) => app.store.delete_session(&session_key(&id)).await?,
         None => None,
     };
-    let post_logout = app.config.post_logout_url();
-    let provider_logout = app
+    if let Some(refresh_token) = ended.as_ref().and_then(|s| s.refresh_token.as_ref()) {
+        // RFC 7009: the provider forgets the grant too, so a copy of the token is worthless.
+        app.oidc.revoke(refresh_token).await;
+    }
+    let logout_url = app
         .oidc
-        .end_session_url(ended.as_ref().map(|s| &s.id_token), &post_logout)
+        .logout_url(&app.config, ended.as_ref().map(|s| &s.id_token))
         .await;
-    let mut response = web::json(
-        StatusCode::OK,
-        &serde_json::json!({ "logout_url": provider_logout.unwrap_or(post_logout) }),
-    );
+    let mut response = web::json(StatusCode::OK, &serde_json::json!({ "logout_url": logout_url }));
     web::set_cookie(&mut response, &app.cookies.clear_session_cookie());
     Ok(response)
 }

@@ -39,6 +39,50 @@ pub async fn run_all(store: &dyn Store) {
     expired_session_reads_as_absent(store).await;
     delete_returns_the_session_once(store).await;
     transaction_and_session_keys_are_isolated(store).await;
+    sessions_are_found_by_sid_and_by_sub(store).await;
+    an_identifier_is_used_only_once(store).await;
+}
+
+/// Back-channel logout finds sessions through `sid` and through `sub`, and only those.
+pub async fn sessions_are_found_by_sid_and_by_sub(store: &dyn Store) {
+    let now = now();
+    let first = session(now, 1);
+    let mut second = session(now, 1);
+    second.sub = first.sub.clone();
+    second.sid = None;
+    let other = session(now, 1);
+    let (k1, k2, k3) = (session_key(), session_key(), session_key());
+    for (key, record) in [(&k1, &first), (&k2, &second), (&k3, &other)] {
+        store.put_session(key, record).await.expect("put_session");
+    }
+    let sid = first.sid.clone().expect("sid");
+    let by_sid = store.sessions_with_sid(&sid).await.expect("sessions_with_sid");
+    assert_eq!(by_sid, vec![k1.clone()], "exactly the session with that sid");
+    let mut by_sub = store.sessions_of_sub(&first.sub).await.expect("sessions_of_sub");
+    by_sub.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut expected = vec![k1, k2];
+    expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(by_sub, expected, "every session of that subject, and only those");
+    assert!(store.sessions_with_sid("no-such-sid").await.expect("query").is_empty());
+}
+
+/// A replay guard says yes once per identifier.
+pub async fn an_identifier_is_used_only_once(store: &dyn Store) {
+    let key = StoreKey::replay(&hash(&random_token(16)));
+    let until = now() + LIFETIME;
+    assert!(
+        store.first_use(&key, until).await.expect("first use"),
+        "first use is accepted"
+    );
+    assert!(
+        !store.first_use(&key, until).await.expect("second use"),
+        "second use is a replay"
+    );
+    let other = StoreKey::replay(&hash(&random_token(16)));
+    assert!(
+        store.first_use(&other, until).await.expect("other"),
+        "identifiers are independent"
+    );
 }
 
 /// Put then take returns the transaction as written.

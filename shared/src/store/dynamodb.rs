@@ -19,13 +19,15 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{LoginTransaction, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore};
+use super::{
+    LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore,
+};
 
 /// Partition key attribute.
 const PK: &str = "pk";
@@ -42,7 +44,13 @@ const SUB: &str = "sub";
 /// Provider session id, for the back-channel logout index.
 const SID: &str = "sid";
 
+/// Secondary index on `sid` (sparse: only sessions with a provider session id).
+pub const SID_INDEX: &str = "sid-index";
+/// Secondary index on `sub`.
+pub const SUB_INDEX: &str = "sub-index";
+
 const KIND_TRANSACTION: &str = "tx";
+const KIND_USED: &str = "used";
 const KIND_SESSION: &str = "session";
 
 /// The code DynamoDB answers when a condition expression is false.
@@ -200,6 +208,64 @@ impl SessionStore for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Every `pk` in `index` whose `attribute` equals `value`, across result pages.
+    async fn query_index(&self, index: &str, attribute: &str, value: &str) -> Result<Vec<StoreKey>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#a = :v")
+                .expression_attribute_names("#a", attribute)
+                .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|err| sdk_error("Query", err))?;
+            for item in output.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(pk)) = item.get(PK) {
+                    keys.push(StoreKey(pk.clone()));
+                }
+            }
+            match output.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(keys),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SessionIndex for DynamoStore {
+    async fn sessions_with_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        self.query_index(SID_INDEX, SID, sid).await
+    }
+
+    async fn sessions_of_sub(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
+        self.query_index(SUB_INDEX, SUB, sub).await
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for DynamoStore {
+    async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
+        let item = HashMap::from([
+            (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
+            (KIND.to_owned(), AttributeValue::S(KIND_USED.to_owned())),
+            (TTL.to_owned(), number(expires_at)),
+        ]);
+        match self.put_new(item).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Creates the store's table for local use and tests: on-demand billing, `pk` as the
 /// partition key, TTL on `ttl`. An existing table is accepted; returns once it is `ACTIVE`
 /// and TTL is on. Deployed tables come from the infrastructure template, not from here.
@@ -214,14 +280,32 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .key_type(KeyType::Hash)
         .build()
         .map_err(|_| StoreError::Unavailable("invalid CreateTable key schema".into()))?;
-    let created = client
+    let mut create = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(key_attribute)
-        .key_schema(key_schema)
-        .send()
-        .await;
+        .key_schema(key_schema);
+    for (index, attribute) in [(SID_INDEX, SID), (SUB_INDEX, SUB)] {
+        let definition = AttributeDefinition::builder()
+            .attribute_name(attribute)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|_| StoreError::Unavailable("invalid CreateTable attribute definition".into()))?;
+        let key = KeySchemaElement::builder()
+            .attribute_name(attribute)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(|_| StoreError::Unavailable("invalid CreateTable key schema".into()))?;
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(index)
+            .key_schema(key)
+            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+            .build()
+            .map_err(|_| StoreError::Unavailable("invalid CreateTable index".into()))?;
+        create = create.attribute_definitions(definition).global_secondary_indexes(gsi);
+    }
+    let created = create.send().await;
     if let Err(err) = created {
         // ResourceInUseException: the table exists (or is being created); wait for it below.
         let exists = err

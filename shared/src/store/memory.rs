@@ -8,7 +8,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{LoginTransaction, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore};
+use super::{
+    LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore,
+};
 
 /// Transactions and sessions in process memory.
 #[derive(Default)]
@@ -20,6 +22,7 @@ pub struct MemoryStore {
 struct Inner {
     transactions: HashMap<StoreKey, LoginTransaction>,
     sessions: HashMap<StoreKey, SessionRecord>,
+    used: HashMap<StoreKey, i64>,
 }
 
 impl MemoryStore {
@@ -99,6 +102,41 @@ impl SessionStore for MemoryStore {
 
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         Ok(self.lock()?.sessions.remove(key))
+    }
+}
+
+#[async_trait]
+impl SessionIndex for MemoryStore {
+    async fn sessions_with_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.sid.as_deref() == Some(sid))
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+
+    async fn sessions_of_sub(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.sub == sub)
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for MemoryStore {
+    async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        if inner.used.contains_key(key) {
+            return Ok(false);
+        }
+        inner.used.insert(key.clone(), expires_at);
+        Ok(true)
     }
 }
 

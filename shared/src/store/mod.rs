@@ -33,6 +33,11 @@ impl StoreKey {
         Self(format!("session#{session_hash}"))
     }
 
+    /// Key remembering one use of an identifier (a logout token's `jti`), by its hash.
+    pub fn replay(id_hash: &str) -> Self {
+        Self(format!("used#{id_hash}"))
+    }
+
     /// The key as stored (the table's partition key value).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -158,7 +163,24 @@ pub trait SessionStore: Send + Sync {
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError>;
 }
 
-/// Both stores: what `bff-local` and the test harness hand to every handler.
-pub trait Store: TransactionStore + SessionStore {}
+/// Finding sessions for back-channel logout, through secondary indexes, never a scan.
+#[async_trait]
+pub trait SessionIndex: Send + Sync {
+    /// Keys of the sessions whose provider session id is `sid`.
+    async fn sessions_with_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError>;
 
-impl<T: TransactionStore + SessionStore> Store for T {}
+    /// Keys of every session of subject `sub`.
+    async fn sessions_of_sub(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError>;
+}
+
+/// One-time use of identifiers, such as a logout token's `jti`.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync {
+    /// Records `key` until `expires_at`; `false` when it was recorded already (a replay).
+    async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError>;
+}
+
+/// Every store role: what `bff-local` and the test harness hand to every handler.
+pub trait Store: TransactionStore + SessionStore + SessionIndex + ReplayGuard {}
+
+impl<T: TransactionStore + SessionStore + SessionIndex + ReplayGuard> Store for T {}
