@@ -112,10 +112,13 @@ mod tests {
         map
     }
 
+    /// A case: its name, the configured value, the header values sent, the verdict.
+    type Case<'a> = (&'a str, Option<&'a OriginVerify>, &'a [&'a [u8]], OriginCheck);
+
     #[test]
     fn only_exactly_the_configured_value_passes_and_the_header_never_survives() {
         let expected = OriginVerify::new("Zm9vYmFyYmF6cXV4").expect("non-blank");
-        let cases: &[(&str, Option<&OriginVerify>, &[&[u8]], OriginCheck)] = &[
+        let cases: &[Case] = &[
             (
                 "the configured value",
                 Some(&expected),

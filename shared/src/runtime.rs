@@ -15,7 +15,7 @@ use lambda_http::{Body, Request, Response, service_fn};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::edge::{self, OriginCheck, OriginVerify};
+use crate::edge::{self, OriginVerify};
 use crate::secrets::{self, SECRET_VARIABLES, SecretsManager};
 use crate::store::dynamodb::{DynamoStore, client_from_env};
 
@@ -48,11 +48,28 @@ pub fn exit_on_startup_error(error: impl std::fmt::Display) -> ! {
 }
 
 /// Which optional parts a function needs configured at start-up.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Needs {
     /// The function forwards API calls, so `BFF_UPSTREAM_URL` is required.
     pub upstream: bool,
+    /// The function authenticates at the provider's token endpoint, so the client secret
+    /// is required. A function that never does (login) is deployed without access to it.
+    pub client_secret: bool,
 }
+
+impl Default for Needs {
+    /// What most functions need: the client secret, no upstream.
+    fn default() -> Self {
+        Self {
+            upstream: false,
+            client_secret: true,
+        }
+    }
+}
+
+/// Stands in for the client secret in a function that never sends it (see
+/// [`Needs::client_secret`]); a provider would refuse it as a wrong secret.
+const CLIENT_SECRET_NOT_GRANTED: &str = "not-granted-to-this-function";
 
 /// What a Lambda function builds once per cold start.
 pub struct LambdaApp {
@@ -68,7 +85,7 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     let env = |name: &str| std::env::var(name).ok();
     let has_reference = SECRET_VARIABLES
         .iter()
-        .any(|name| env(&format!("{name}{}", secrets::REFERENCE_SUFFIX)).is_some());
+        .any(|name| env(&format!("{name}{}", secrets::REFERENCE_SUFFIX)).is_some_and(|v| !v.trim().is_empty()));
     // The Secrets Manager client is built only when a reference needs it.
     let resolved = if has_reference {
         secrets::resolve(env, &SecretsManager::from_env().await)
@@ -77,7 +94,7 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     } else {
         secrets::ResolvedSecrets::default()
     };
-    let lookup = resolved.lookup(env);
+    let lookup = needs_lookup(needs, resolved.lookup(env));
 
     let config = Config::from_lookup(&lookup).unwrap_or_else(|e| exit_on_startup_error(e));
     if needs.upstream
@@ -92,6 +109,18 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     let store = DynamoStore::new(client_from_env().await, config.table.clone());
     let app = Arc::new(App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e)));
     LambdaApp { app, origin_verify }
+}
+
+/// `lookup`, with the stand-in client secret for a function that does not need one.
+fn needs_lookup<'a>(
+    needs: Needs,
+    lookup: impl Fn(&str) -> Option<String> + 'a,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        lookup(name).or_else(|| {
+            (!needs.client_secret && name == "BFF_CLIENT_SECRET").then(|| CLIENT_SECRET_NOT_GRANTED.to_owned())
+        })
+    }
 }
 
 /// Runs one Lambda function with a buffered response: `handler` answers every verified
@@ -154,5 +183,97 @@ where
 /// The error a Lambda function's `main` may return.
 pub use lambda_http::Error as LambdaError;
 
-/// Silences the unused-verdict lint when only one variant is matched elsewhere.
-const _: fn(OriginCheck) -> bool = OriginCheck::passes;
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http::StatusCode;
+
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn started(origin_verify: Option<&str>) -> LambdaApp {
+        let config = Config::from_lookup(|name| {
+            match name {
+                "BFF_ISSUER" => Some("https://id.example.com"),
+                "BFF_CLIENT_ID" => Some("client"),
+                "BFF_CLIENT_SECRET" => Some("s3cret"),
+                "BFF_PUBLIC_URL" => Some("https://app.example.com"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .expect("valid configuration");
+        let app = App::new(config, Arc::new(MemoryStore::new())).expect("context");
+        LambdaApp {
+            app: Arc::new(app),
+            origin_verify: origin_verify.and_then(OriginVerify::new),
+        }
+    }
+
+    #[test]
+    fn only_a_function_that_needs_no_client_secret_starts_without_one() {
+        let env = |name: &str| {
+            match name {
+                "BFF_ISSUER" => Some("https://id.example.com"),
+                "BFF_CLIENT_ID" => Some("client"),
+                "BFF_PUBLIC_URL" => Some("https://app.example.com"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let login = Needs {
+            client_secret: false,
+            ..Needs::default()
+        };
+        let config = Config::from_lookup(needs_lookup(login, env)).expect("login starts");
+        assert_eq!(config.client_secret.secret(), CLIENT_SECRET_NOT_GRANTED);
+        assert_eq!(
+            Config::from_lookup(needs_lookup(Needs::default(), env)).expect_err("callback needs it"),
+            crate::config::ConfigError::Missing("BFF_CLIENT_SECRET")
+        );
+        // A configured secret is used as it is.
+        let with_secret = |name: &str| {
+            (name == "BFF_CLIENT_SECRET")
+                .then(|| "s3cret".to_owned())
+                .or_else(|| env(name))
+        };
+        let config = Config::from_lookup(needs_lookup(login, with_secret)).expect("starts");
+        assert_eq!(config.client_secret.secret(), "s3cret");
+    }
+
+    fn request(origin_header: Option<&str>) -> Request {
+        let mut builder = http::Request::builder().uri("https://app.example.com/api/orders");
+        if let Some(value) = origin_header {
+            builder = builder.header("x-origin-verify", value);
+        }
+        builder.body(Body::Empty).expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_handler_sees_only_verified_requests_and_never_the_header() {
+        let seen = Mutex::new(Vec::new());
+        let handler = |_app: Arc<App>, req: Request| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(req.headers().contains_key("x-origin-verify"));
+            }
+            async { Response::new(Body::Text("handled".into())) }
+        };
+        let cases = [
+            (Some("edge-proof"), Some("edge-proof"), StatusCode::OK),
+            (Some("edge-proof"), None, StatusCode::FORBIDDEN),
+            (Some("edge-proof"), Some("guess"), StatusCode::FORBIDDEN),
+            (None, Some("anything"), StatusCode::OK),
+            (None, None, StatusCode::OK),
+        ];
+        for (configured, sent, status) in cases {
+            let response = answer(&started(configured), &handler, request(sent)).await;
+            assert_eq!(response.status(), status, "configured {configured:?}, sent {sent:?}");
+        }
+        // Three requests reached the handler, none of them with the header.
+        assert_eq!(
+            seen.lock().map(|s| s.clone()).unwrap_or_default(),
+            [false, false, false]
+        );
+    }
+}
