@@ -3,6 +3,7 @@
 //! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
 mod flow;
+mod security_id_token;
 mod store;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.

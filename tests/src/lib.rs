@@ -7,11 +7,14 @@
 //!   recording upstream, with the store of the test's choice.
 //! - [`browser`]: a headless "browser" (cookie jar, no automatic redirects) that walks the
 //!   provider's real login and consent pages.
+//! - [`faulty_idp`]: a deliberately faulty OpenID provider (broken ID tokens, mix-ups,
+//!   lying token endpoints) and a BFF pointed at it, for the attack suites.
 
 pub mod app;
 pub mod browser;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
+pub mod faulty_idp;
 pub mod provider;
 pub mod upstream;
 
