@@ -127,7 +127,8 @@ export async function startStack() {
     // The watchdog: bff-local runs in the background; when this shell's stdin closes
     // (the test process ended, however it ended), it is stopped.
     const bff = spawn('/bin/sh', [
-      '-c', '"$0" </dev/null & child=$!; (cat >/dev/null; kill -TERM $child 2>/dev/null) & wait $child',
+      // (A background job's stdin is /dev/null unless redirected: hence fd 3.)
+      '-c', 'exec 3<&0; "$0" </dev/null & child=$!; (cat <&3 >/dev/null; kill -TERM $child 2>/dev/null) & exec 3<&-; wait $child',
       bin,
     ], {
       cwd: ROOT,

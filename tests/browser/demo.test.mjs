@@ -1,0 +1,226 @@
+// The demo front end in a real browser (Debian's Chromium, headless), against the real
+// provider pages and bff-local: login, profile, API call, reload, two tabs, logout,
+// refused consent, a session that ends under the page.
+//
+//   bash tests/browser/run.sh        (installs what is missing, builds, runs these)
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startStack } from './stack.mjs';
+import { clickAndLoad, completeLogin, inContext, launchChromium, signIn } from './browser.mjs';
+
+let stack;
+let browser;
+// One test takes a few seconds; a hung one fails instead of blocking the run.
+const LIMIT = { timeout: 60_000 };
+
+before(async () => {
+  // Assigned one by one, so that `after` stops whichever started when the other failed.
+  const started = [startStack().then((s) => { stack = s; }), launchChromium().then((b) => { browser = b; })];
+  const results = await Promise.allSettled(started);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}, LIMIT);
+
+after(async () => {
+  await Promise.allSettled([browser?.close(), stack?.stop()]);
+});
+
+const run = (t, body) => inContext(browser, t, stack.baseUrl, body);
+
+/** Opens the demo page at `path` and waits until it knows whether someone is logged in. */
+async function openDemo(page, path = '/') {
+  await page.goto(`${stack.baseUrl}${path}`);
+  await page.locator('#logged-in, #logged-out').first().waitFor();
+  await page.locator('#loading').waitFor({ state: 'hidden' });
+}
+
+async function expectLoggedIn(page, name = 'Alice Example', email = 'alice@example.com') {
+  await page.locator('#logged-in').waitFor();
+  assert.equal(await page.locator('#name').textContent(), name);
+  assert.equal(await page.locator('#email').textContent(), email);
+}
+
+async function expectLoggedOut(page) {
+  await page.locator('#logged-out').waitFor();
+  assert.equal(await page.locator('#logged-in').isVisible(), false);
+  assert.equal(await page.getByRole('button', { name: 'Log in', exact: true }).isVisible(), true);
+}
+
+/** From a logged-out demo page: "Log in", through the provider's pages, back logged in. */
+async function logIn(page, user = 'alice') {
+  await clickAndLoad(page, page.getByRole('button', { name: 'Log in', exact: true }));
+  await completeLogin(page, stack.baseUrl, user);
+}
+
+async function callApi(page) {
+  await page.getByRole('button', { name: 'Call the API' }).click();
+  await page.locator('#api-result').waitFor();
+  return {
+    status: await page.locator('#api-status').textContent(),
+    body: JSON.parse(await page.locator('#api-body').textContent()),
+  };
+}
+
+describe('demo front end in Chromium', () => {
+  test('logs in through the provider pages, shows the profile and the session, and calls the API', LIMIT, (t) => run(t, async (context, problems) => {
+    const page = await context.newPage();
+    await openDemo(page);
+    await expectLoggedOut(page);
+
+    await clickAndLoad(page, page.getByRole('button', { name: 'Log in', exact: true }));
+    assert.match(page.url(), /\/interaction\//, 'the provider shows its login page');
+    await signIn(page, 'alice');
+    assert.equal(await page.getByRole('button', { name: 'Continue' }).isVisible(), true, 'then its consent page');
+    await completeLogin(page, stack.baseUrl);
+    assert.equal(page.url(), `${stack.baseUrl}/`);
+
+    await expectLoggedIn(page);
+    assert.equal(await page.locator('#sub').textContent(), 'alice');
+    assert.match(await page.locator('#picture').getAttribute('src'), /^data:image\/svg\+xml;base64,/);
+    assert.equal(await page.locator('#picture').evaluate((img) => img.complete && img.naturalWidth > 0), true);
+
+    // Both expiries count down: about a day idle, about a week absolute (the defaults).
+    assert.match(await page.locator('#idle-left').textContent(), /^(23:59:[0-5]\d|1 d 00:00:00)$/);
+    assert.match(await page.locator('#max-left').textContent(), /^(6 d 23:5\d:\d\d|7 d 00:00:00)$/);
+    const before = await page.locator('#max-left').textContent();
+    await page.waitForFunction((text) => document.getElementById('max-left').textContent !== text, before, { timeout: 3000 });
+
+    const { status, body } = await callApi(page);
+    assert.match(status, /^HTTP 200\b/);
+    assert.equal(body.message, 'Hello from the demo API');
+    assert.equal(body.path, '/hello');
+    assert.equal(body.sub, 'alice');
+
+    // The session cookie is HttpOnly: the page cannot read it.
+    const cookies = await context.cookies(stack.baseUrl);
+    const session = cookies.find((c) => c.name === 'bff-session');
+    assert.ok(session, 'bff-session cookie set');
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, 'Strict');
+    assert.doesNotMatch(await page.evaluate(() => document.cookie), /bff-session/);
+
+    await page.reload();
+    await expectLoggedIn(page);
+    assert.deepEqual(problems, []);
+  }));
+
+  test('logs in from two tabs at once and logs out of both', LIMIT, (t) => run(t, async (context) => {
+    const [one, two] = [await context.newPage(), await context.newPage()];
+    await openDemo(one, '/?tab=one');
+    await openDemo(two, '/?tab=two');
+
+    // Both logins are pending at the provider before either finishes.
+    await clickAndLoad(one, one.getByRole('button', { name: 'Log in', exact: true }));
+    await clickAndLoad(two, two.getByRole('button', { name: 'Log in', exact: true }));
+    assert.match(one.url(), /\/interaction\//);
+    assert.match(two.url(), /\/interaction\//);
+    assert.equal(new Set((await context.cookies(stack.baseUrl)).map((c) => c.name)).has('bff-session'), false);
+
+    await completeLogin(one, stack.baseUrl);
+    await completeLogin(two, stack.baseUrl);
+    assert.equal(one.url(), `${stack.baseUrl}/?tab=one`, 'each tab comes back to its own page');
+    assert.equal(two.url(), `${stack.baseUrl}/?tab=two`);
+    await expectLoggedIn(one);
+    await expectLoggedIn(two);
+    // One browser, one session: the cookie jar holds the last login's, both tabs use it.
+    await one.reload();
+    await expectLoggedIn(one);
+    assert.equal((await callApi(one)).body.sub, 'alice');
+    assert.equal((await callApi(two)).body.sub, 'alice');
+
+    // Log out in tab one: the provider asks whether to sign out there too.
+    await clickAndLoad(one, one.getByRole('button', { name: 'Log out' }));
+    assert.ok(one.url().startsWith(stack.issuer), `on the provider's logout page, not ${one.url()}`);
+    await clickAndLoad(one, one.getByRole('button', { name: 'Yes, sign me out' }));
+    assert.equal(one.url(), `${stack.baseUrl}/`);
+    await expectLoggedOut(one);
+
+    await two.reload();
+    await expectLoggedOut(two);
+    await one.reload();
+    await expectLoggedOut(one);
+  }));
+
+  test('an API call after the session ended offers to log in again, back to the same page', LIMIT, (t) => run(t, async (context) => {
+    const page = await context.newPage();
+    await openDemo(page, '/?view=orders');
+    await logIn(page);
+    assert.equal(page.url(), `${stack.baseUrl}/?view=orders`);
+    await expectLoggedIn(page);
+
+    // The session ends behind the page's back (here: its cookie goes away).
+    await context.clearCookies();
+    await page.getByRole('button', { name: 'Call the API' }).click();
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    assert.match(await alert.textContent(), /Session ended/);
+    await expectLoggedOut(page);
+
+    const [login] = await Promise.all([
+      page.waitForRequest((req) => req.url().startsWith(`${stack.baseUrl}/auth/login`)),
+      clickAndLoad(page, page.getByRole('button', { name: 'Log in again' })),
+    ]);
+    assert.equal(new URL(login.url()).searchParams.get('returnTo'), '/?view=orders');
+    await completeLogin(page, stack.baseUrl);
+    assert.equal(page.url(), `${stack.baseUrl}/?view=orders`);
+    await expectLoggedIn(page);
+    assert.equal(await page.getByRole('alert').isVisible(), false);
+  }));
+
+  test('cancelling at the consent page shows the access_denied error page', LIMIT, (t) => run(t, async (context) => {
+    const page = await context.newPage();
+    await openDemo(page);
+    await clickAndLoad(page, page.getByRole('button', { name: 'Log in', exact: true }));
+    await signIn(page, 'alice');
+    assert.equal(await page.getByRole('button', { name: 'Continue' }).isVisible(), true);
+
+    const [callback] = await Promise.all([
+      page.waitForResponse((res) => res.url().startsWith(`${stack.baseUrl}/auth/callback`)),
+      clickAndLoad(page, page.getByRole('link', { name: '[ Cancel ]' })),
+    ]);
+    assert.equal(callback.status(), 403);
+    assert.match(await page.locator('body').textContent(), /access_denied/);
+    assert.match(await page.locator('body').textContent(), /End-User aborted interaction/);
+
+    // No session came of it.
+    const cookies = await context.cookies(stack.baseUrl);
+    assert.equal(cookies.some((c) => c.name === 'bff-session'), false);
+    await clickAndLoad(page, page.getByRole('link', { name: 'Back to the application' }));
+    await expectLoggedOut(page);
+  }));
+
+  test('cancelling at the login page shows the access_denied error page', LIMIT, (t) => run(t, async (context) => {
+    const page = await context.newPage();
+    await openDemo(page);
+    await clickAndLoad(page, page.getByRole('button', { name: 'Log in', exact: true }));
+    const [callback] = await Promise.all([
+      page.waitForResponse((res) => res.url().startsWith(`${stack.baseUrl}/auth/callback`)),
+      clickAndLoad(page, page.getByRole('link', { name: '[ Cancel ]' })),
+    ]);
+    assert.equal(callback.status(), 403);
+    assert.match(await page.locator('body').textContent(), /access_denied/);
+  }));
+
+  test('shows a provider ?error= readably, as text, and takes it out of the address bar', LIMIT, (t) => run(t, async (context, problems) => {
+    const page = await context.newPage();
+    let dialogs = 0;
+    page.on('dialog', (dialog) => { dialogs += 1; dialog.dismiss(); });
+    const description = '<img src=x onerror=alert(1)> refused';
+    await openDemo(page, `/?error=access_denied&error_description=${encodeURIComponent(description)}&keep=1`);
+
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    const text = await alert.textContent();
+    assert.match(text, /Sign-in failed/);
+    assert.match(text, /The sign-in was cancelled or refused\./);
+    assert.ok(text.includes(`access_denied: ${description}`), text);
+    assert.equal(await alert.locator('img').count(), 0, 'the description is text, not markup');
+    assert.equal(await page.getByRole('button', { name: 'Log in again' }).isVisible(), true);
+    assert.equal(page.url(), `${stack.baseUrl}/?keep=1`);
+    await expectLoggedOut(page);
+    assert.equal(dialogs, 0);
+    assert.deepEqual(problems, []);
+  }));
+});

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the browser tests: the demo front end in a real, headless Chromium against the
+# provider's real login and consent pages and bff-local.
+#
+#   bash tests/browser/run.sh
+#
+# 1. Debian's chromium when /usr/bin/chromium is missing (as root; never a browser download);
+# 2. the npm packages of infra/ (oidc-provider, playwright-core) from package-lock.json;
+# 3. cargo build -p bff-local (debug; BFF_LOCAL_BIN points the tests at another binary);
+# 4. node --test on tests/browser/*.test.mjs. Each test starts nothing itself: the suite
+#    starts one provider and one bff-local on free ports and stops them when it ends.
+#
+# On failure, screenshots are in target/browser-screenshots/, logs in target/browser-tests/.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || die "$* missing and not root; install it (apt-get install $*) and run again"
+    step "Installing $* from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+if [ -z "${CHROMIUM_BIN:-}" ] && [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+fi
+
+step "npm packages (infra/)"
+if [ ! -d infra/node_modules/playwright-core ] || [ infra/package-lock.json -nt infra/node_modules/.package-lock.json ]; then
+    (cd infra && npm ci --no-audit --no-fund --loglevel=error)
+else
+    echo "up to date"
+fi
+
+if [ -z "${BFF_LOCAL_BIN:-}" ]; then
+    step "cargo build -p bff-local"
+    cargo build -p bff-local
+fi
+
+version="$("${CHROMIUM_BIN:-/usr/bin/chromium}" --version 2>/dev/null || true)"
+step "Browser tests (${version:-chromium})"
+rm -rf target/browser-screenshots
+node --test tests/browser/*.test.mjs
