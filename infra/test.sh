@@ -40,6 +40,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo build -p bff-local (the integration tests also run it as separate processes)"
+cargo build -p bff-local --locked
+
 step "cargo test (unit and integration)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -486,23 +486,25 @@ impl Oidc {
             Some(nonce) => token.claims(&verifier, &Nonce::new(nonce.to_owned()))?,
             None => token.claims(&verifier, |_: Option<&Nonce>| Ok(()))?,
         };
-        // Several audiences: this client must be the authorized party (OIDC Core 3.1.3.7
-        // steps 4-5), whatever the library's default for untrusted extra audiences is.
-        if claims.audiences().len() > 1
-            && claims.authorized_party().map(|azp| azp.as_str()) != Some(self.client_id.as_str())
-        {
+        // OIDC Core 3.1.3.7 steps 4-5: with several audiences this client must be the
+        // authorized party, and an `azp` that is present must name this client.
+        let azp = claims.authorized_party().map(|azp| azp.as_str());
+        if (claims.audiences().len() > 1 || azp.is_some()) && azp != Some(self.client_id.as_str()) {
             return Err(openidconnect::ClaimsVerificationError::InvalidAudience(
-                "several audiences and this client is not the azp".into(),
+                "azp is not this client".into(),
             ));
         }
         Ok(())
     }
 
-    /// The JWKS, from the cache unless `refetch` asks for a fresh copy (rate limited).
+    /// The JWKS, from the cache unless `refetch` asks for a fresh copy. Fetches are
+    /// serialised and at most one per [`JWKS_REFETCH_INTERVAL`]: a refetch asked for sooner
+    /// waits out the rest of the interval (so a key rotation right after a fetch still
+    /// works), and everyone who queued meanwhile shares that one fetch.
     async fn jwks(&self, refetch: bool) -> Result<Arc<JwksCache>, OidcError> {
         let cached = self.jwks.lock().map(|guard| guard.clone()).unwrap_or(None);
         if let Some(cache) = &cached
-            && (!refetch || cache.fetched_at.elapsed() < JWKS_REFETCH_INTERVAL)
+            && !refetch
         {
             return Ok(cache.clone());
         }
@@ -513,6 +515,12 @@ impl Oidc {
             && cached.as_ref().is_none_or(|old| !Arc::ptr_eq(old, cache))
         {
             return Ok(cache.clone());
+        }
+        if let Some(cache) = &cached {
+            let age = cache.fetched_at.elapsed();
+            if age < JWKS_REFETCH_INTERVAL {
+                tokio::time::sleep(JWKS_REFETCH_INTERVAL - age).await;
+            }
         }
         let jwks_uri = self.metadata().await?.jwks_uri.clone();
         let body = self.get(&jwks_uri).await.map_err(|e| OidcError::Jwks(e.to_string()))?;

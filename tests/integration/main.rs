@@ -3,6 +3,7 @@
 //! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
 mod flow;
+mod lifecycle;
 mod security_id_token;
 mod store;
 

@@ -13,6 +13,9 @@ use crate::browser::Browser;
 use crate::provider::{Provider, RegisteredClient, provider};
 use crate::upstream::Upstream;
 
+/// A function wrapping the store the BFF gets (to count calls, say).
+pub type StoreWrapper = fn(Arc<dyn Store>) -> Arc<dyn Store>;
+
 /// Which store backs the BFF under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
@@ -32,6 +35,10 @@ pub struct Options {
     pub auth_method: &'static str,
     /// A dedicated provider instead of the shared one.
     pub provider: Option<&'static Provider>,
+    /// Register back-channel logout for this BFF at the provider.
+    pub backchannel: bool,
+    /// Wraps the store (e.g. to count calls) before the BFF gets it.
+    pub wrap_store: Option<StoreWrapper>,
 }
 
 impl Options {
@@ -42,6 +49,8 @@ impl Options {
             env: Vec::new(),
             auth_method: "client_secret_basic",
             provider: None,
+            backchannel: false,
+            wrap_store: None,
         }
     }
 }
@@ -60,6 +69,10 @@ pub struct TestApp {
     pub client: RegisteredClient,
     /// The store, for direct inspection.
     pub store: Arc<dyn Store>,
+    /// The configuration it runs with, as environment variables.
+    pub env: HashMap<&'static str, String>,
+    /// The DynamoDB table, when the store is DynamoDB Local.
+    pub table: Option<String>,
 }
 
 /// Starts a BFF with default options on `store`.
@@ -72,10 +85,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let provider = options.provider.unwrap_or_else(provider);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind bff");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let client = provider.register(&url, options.auth_method).await;
+    let client = provider
+        .register_with(&url, options.auth_method, options.backchannel)
+        .await;
     let upstream = Upstream::start().await;
 
-    let mut env: HashMap<&str, String> = HashMap::from([
+    let mut env: HashMap<&'static str, String> = HashMap::from([
         ("BFF_ISSUER", provider.issuer.clone()),
         ("BFF_CLIENT_ID", client.client_id.clone()),
         ("BFF_CLIENT_SECRET", client.client_secret.clone()),
@@ -87,9 +102,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     env.extend(options.env);
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
 
-    let store: Arc<dyn Store> = match options.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Dynamo => Arc::new(crate::dynamodb::fresh_store().await.0),
+    let (store, table): (Arc<dyn Store>, Option<String>) = match options.store {
+        StoreKind::Memory => (Arc::new(MemoryStore::new()), None),
+        StoreKind::Dynamo => {
+            let (store, _, table) = crate::dynamodb::fresh_store().await;
+            (Arc::new(store), Some(table))
+        }
+    };
+    let store = match options.wrap_store {
+        Some(wrap) => wrap(store),
+        None => store,
     };
     let app = Arc::new(App::new(config, store.clone()).expect("app"));
     let server_app = app.clone();
@@ -101,6 +123,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         provider,
         client,
         store,
+        env,
+        table,
     }
 }
 

@@ -12,13 +12,31 @@
 
 pub mod app;
 pub mod browser;
+pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
 pub mod faulty_idp;
+pub mod process;
 pub mod provider;
 pub mod upstream;
 
 /// The repository root, for paths to the Node scripts in `infra/`.
 pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// base64url without padding, for tests that take tokens apart.
+pub mod b64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// Decodes base64url (padding tolerated).
+    pub fn decode(text: &str) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).expect("base64url")
+    }
+
+    /// Encodes as base64url without padding.
+    pub fn encode(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
 }

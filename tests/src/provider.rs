@@ -35,7 +35,7 @@ pub fn start(env: &[(&str, &str)]) -> Provider {
     let script = crate::repo_root().join("infra/provider.mjs");
     let mut child = Command::new("node")
         .arg(&script)
-        .args(["--port", "0", "--exit-on-stdin-close"])
+        .args(["--port", "0", "--exit-on-stdin-close", "--test-hooks"])
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -61,13 +61,23 @@ pub fn start(env: &[(&str, &str)]) -> Provider {
 impl Provider {
     /// Registers a confidential client for a BFF at `public_origin`.
     pub async fn register(&self, public_origin: &str, auth_method: &str) -> RegisteredClient {
-        let body = serde_json::json!({
+        self.register_with(public_origin, auth_method, false).await
+    }
+
+    /// Registers a client, optionally with back-channel logout to the BFF (which makes the
+    /// provider put `sid` into ID tokens).
+    pub async fn register_with(&self, public_origin: &str, auth_method: &str, backchannel: bool) -> RegisteredClient {
+        let mut body = serde_json::json!({
             "redirect_uris": [format!("{public_origin}/auth/callback")],
             "post_logout_redirect_uris": [format!("{public_origin}/")],
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": auth_method,
         });
+        if backchannel {
+            body["backchannel_logout_uri"] = format!("{public_origin}/auth/backchannel-logout").into();
+            body["backchannel_logout_session_required"] = true.into();
+        }
         let response = reqwest::Client::new()
             .post(format!("{}/reg", self.issuer))
             .json(&body)
@@ -80,6 +90,56 @@ impl Provider {
             client_id: registered["client_id"].as_str().expect("client_id").to_owned(),
             client_secret: registered["client_secret"].as_str().expect("client_secret").to_owned(),
         }
+    }
+
+    /// How many grants of each type (`authorization_code`, `refresh_token`) it issued.
+    pub async fn grants(&self, grant_type: &str) -> u64 {
+        let counts: serde_json::Value = reqwest::get(format!("{}/__test/grants", self.issuer))
+            .await
+            .expect("grants")
+            .json()
+            .await
+            .expect("grants json");
+        counts[grant_type].as_u64().unwrap_or(0)
+    }
+
+    /// Every back-channel logout token it sent, oldest first.
+    pub async fn sent_logout_tokens(&self) -> Vec<String> {
+        reqwest::get(format!("{}/__test/logout-tokens", self.issuer))
+            .await
+            .expect("logout tokens")
+            .json()
+            .await
+            .expect("logout tokens json")
+    }
+
+    /// Posts to the token endpoint as `client`; returns the status and JSON body.
+    pub async fn token_request(&self, client: &RegisteredClient, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(&client.client_id, Some(&client.client_secret))
+            .form(form)
+            .send()
+            .await
+            .expect("token request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Revokes `token` at the provider's RFC 7009 endpoint as `client`.
+    pub async fn revoke(&self, client: &RegisteredClient, token: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/token/revocation", self.issuer))
+            .basic_auth(&client.client_id, Some(&client.client_secret))
+            .form(&[("token", token), ("token_type_hint", "refresh_token")])
+            .send()
+            .await
+            .expect("revocation");
+        assert!(
+            response.status().is_success(),
+            "revocation refused: {}",
+            response.status()
+        );
     }
 
     /// The `sub` the provider's userinfo endpoint associates with `access_token`, proving

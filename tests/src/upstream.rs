@@ -47,19 +47,47 @@ pub struct Upstream {
     pub base: String,
     /// Requests received, in order.
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    rules: Arc<Mutex<Rules>>,
+}
+
+#[derive(Default)]
+struct Rules {
+    rejected: Vec<String>,
+    reject_all: bool,
+}
+
+#[derive(Clone)]
+struct Shared {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    rules: Arc<Mutex<Rules>>,
 }
 
 impl Upstream {
     /// Starts one on a free loopback port.
     pub async fn start() -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let rules = Arc::new(Mutex::new(Rules::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
         let base = format!("http://{}/v1/", listener.local_addr().expect("addr"));
-        let router = axum::Router::new().fallback(record).with_state(seen.clone());
+        let shared = Shared {
+            seen: seen.clone(),
+            rules: rules.clone(),
+        };
+        let router = axum::Router::new().fallback(record).with_state(shared);
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { base, seen }
+        Self { base, seen, rules }
+    }
+
+    /// Answers 401 to calls bearing `token` from now on.
+    pub fn reject(&self, token: &str) {
+        self.rules.lock().expect("lock").rejected.push(token.to_owned());
+    }
+
+    /// Answers 401 to every call from now on.
+    pub fn reject_all(&self) {
+        self.rules.lock().expect("lock").reject_all = true;
     }
 
     /// Everything seen so far.
@@ -68,7 +96,7 @@ impl Upstream {
     }
 }
 
-async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, req: Request) -> Response {
+async fn record(State(shared): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let entry = Seen {
@@ -81,7 +109,19 @@ async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, req: Request) -> Resp
             .collect(),
         body: body.to_vec(),
     };
-    seen.lock().expect("lock").push(entry);
+    let bearer = entry.bearer().map(str::to_owned);
+    shared.seen.lock().expect("lock").push(entry);
+    let refused = {
+        let rules = shared.rules.lock().expect("lock");
+        rules.reject_all || bearer.is_some_and(|b| rules.rejected.contains(&b))
+    };
+    if refused {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [("www-authenticate", "Bearer error=\"invalid_token\"")],
+        )
+            .into_response();
+    }
     let path = parts.uri.path();
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;

@@ -1,0 +1,119 @@
+//! A store wrapper that counts reads and writes, to check what a request costs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bff::store::{
+    LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError, StoreKey,
+    TransactionStore,
+};
+
+/// Counts of store calls since the last reset.
+#[derive(Debug, Default)]
+pub struct Counts {
+    reads: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+impl Counts {
+    /// Reads (gets, index queries).
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Writes (puts, updates, deletes, takes).
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Starts counting from zero.
+    pub fn reset(&self) {
+        self.reads.store(0, Ordering::SeqCst);
+        self.writes.store(0, Ordering::SeqCst);
+    }
+
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `inner`, counting every call into `counts`.
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    /// The counters.
+    pub counts: Arc<Counts>,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>, counts: Arc<Counts>) -> Self {
+        Self { inner, counts }
+    }
+}
+
+#[async_trait]
+impl TransactionStore for CountingStore {
+    async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
+        self.counts.write();
+        self.inner.put_transaction(key, tx).await
+    }
+
+    async fn take_transaction(&self, key: &StoreKey, now: i64) -> Result<Option<LoginTransaction>, StoreError> {
+        self.counts.write();
+        self.inner.take_transaction(key, now).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
+        self.counts.write();
+        self.inner.put_session(key, session).await
+    }
+
+    async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+        self.counts.read();
+        self.inner.get_session(key, now).await
+    }
+
+    async fn update_session(
+        &self,
+        key: &StoreKey,
+        session: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.counts.write();
+        self.inner.update_session(key, session, expected_version).await
+    }
+
+    async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
+        self.counts.write();
+        self.inner.delete_session(key).await
+    }
+}
+
+#[async_trait]
+impl SessionIndex for CountingStore {
+    async fn sessions_with_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        self.counts.read();
+        self.inner.sessions_with_sid(sid).await
+    }
+
+    async fn sessions_of_sub(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
+        self.counts.read();
+        self.inner.sessions_of_sub(sub).await
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for CountingStore {
+    async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
+        self.counts.write();
+        self.inner.first_use(key, expires_at).await
+    }
+}
