@@ -15,7 +15,9 @@ use crate::errors::ApiError;
 use crate::handlers;
 use crate::oidc::{Oidc, OidcError};
 use crate::proxy::{ProxyError, Upstream};
+use crate::seal::Sealer;
 use crate::store::Store;
+use crate::store::sealed::SealedStore;
 
 /// Wall-clock seconds, with an offset tests can move forward to observe expiry.
 #[derive(Debug, Default)]
@@ -79,8 +81,20 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the context; nothing is fetched from the network yet.
+    /// Builds the context; nothing is fetched from the network yet. Tokens written to
+    /// `store` are sealed with `BFF_TOKEN_KEYS`, or with a key of this process's own.
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, AppError> {
+        let sealer = match &config.token_keys {
+            Some(keys) => Sealer::from_config(keys.secret()).map_err(|e| ConfigError::Invalid {
+                name: "BFF_TOKEN_KEYS",
+                reason: e.to_string(),
+            })?,
+            None => {
+                tracing::warn!("BFF_TOKEN_KEYS is not set: tokens are sealed with a key of this process only");
+                Sealer::ephemeral()
+            }
+        };
+        let store: Arc<dyn Store> = Arc::new(SealedStore::new(store, sealer));
         let oidc = Oidc::new(&config)?;
         let upstream = match &config.upstream_url {
             Some(base) => Some(Upstream::new(base.clone(), config.upstream_timeout)?),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::secret::ClientSecret;
+use crate::secret::{ClientSecret, TokenKeys};
 
 /// Default scopes requested at login.
 pub const DEFAULT_SCOPES: &str = "openid profile email offline_access";
@@ -84,6 +84,8 @@ pub struct Config {
     pub logout_url: Option<String>,
     /// Where the browser lands after logout (an own-origin or allowed-origin URL).
     pub post_logout_redirect_url: String,
+    /// Keys sealing tokens at rest; without them a process seals with a key of its own.
+    pub token_keys: Option<TokenKeys>,
 }
 
 impl Config {
@@ -176,6 +178,14 @@ impl Config {
             None => format!("{public_origin}/"),
         };
 
+        let token_keys = match get("BFF_TOKEN_KEYS") {
+            Some(raw) => {
+                crate::seal::Sealer::from_config(&raw).map_err(|e| invalid("BFF_TOKEN_KEYS", e))?;
+                Some(TokenKeys::new(raw))
+            }
+            None => None,
+        };
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
@@ -191,6 +201,7 @@ impl Config {
             upstream_timeout,
             logout_url,
             post_logout_redirect_url,
+            token_keys,
         })
     }
 
@@ -214,6 +225,11 @@ impl Config {
         self.upstream_url
             .as_ref()
             .ok_or(ConfigError::Missing("BFF_UPSTREAM_URL"))
+    }
+
+    /// The token-sealing keys, required where several processes share one table.
+    pub fn require_token_keys(&self) -> Result<&TokenKeys, ConfigError> {
+        self.token_keys.as_ref().ok_or(ConfigError::Missing("BFF_TOKEN_KEYS"))
     }
 
     /// Whether `origin` is the BFF's own origin or an allowed front-end origin.
@@ -448,6 +464,26 @@ mod tests {
         for bad in ["https://evil.example.com/", "/bye", "//evil.example.com"] {
             assert!(load(&[("BFF_POST_LOGOUT_REDIRECT_URL", bad)]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_keys_are_validated_at_start_up_without_being_echoed() {
+        let good = format!(
+            "k1:{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [3u8; 32])
+        );
+        assert!(
+            load(&[("BFF_TOKEN_KEYS", &good)])
+                .expect("ok")
+                .require_token_keys()
+                .is_ok()
+        );
+        let err = load(&[("BFF_TOKEN_KEYS", "k1:c2hvcnQ=")]).expect_err("short key");
+        assert!(err.to_string().contains("BFF_TOKEN_KEYS") && !err.to_string().contains("c2hvcnQ"));
+        assert_eq!(
+            load(&[]).expect("ok").require_token_keys().expect_err("unset"),
+            ConfigError::Missing("BFF_TOKEN_KEYS")
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! Module map:
 //! - [`config`]: environment configuration, validated once at start-up.
 //! - [`secret`]: secret newtypes (redacted `Debug`, constant-time equality), random ids.
-//! - [`store`]: login transactions and sessions, in DynamoDB or in memory.
+//! - [`store`]: login transactions and sessions, in DynamoDB or in memory, tokens sealed.
+//! - [`seal`]: AES-256-GCM sealing of tokens at rest, with key rotation.
 //! - [`oidc`]: discovery, JWKS, authorization URL, code exchange, ID-token validation, refresh.
 //! - [`session`]: session lifetimes and token-refresh decisions (pure rules).
 //! - [`refresh`]: access-token refresh, single-flight across instances through the store.
@@ -35,6 +36,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod refresh;
 pub mod runtime;
+pub mod seal;
 pub mod secret;
 pub mod secrets;
 pub mod session;

@@ -87,6 +87,10 @@ secret_type!(
     /// The client secret registered at the provider.
     ClientSecret, Clone
 );
+secret_type!(
+    /// The token-sealing keys, `id:base64key,...` (see `seal`).
+    TokenKeys, Clone
+);
 
 impl SessionId {
     /// A fresh session id: 32 random bytes.

@@ -8,7 +8,7 @@ use bff::config::Config;
 use bff::secret::{AccessToken, IdToken, SessionId};
 use bff::session::session_key;
 use bff::store::memory::MemoryStore;
-use bff::store::{SessionRecord, SessionStore as _};
+use bff::store::SessionRecord;
 use lambda_http::Body;
 
 const EVENT: &str = include_str!("data/function_url_event.json");
@@ -71,7 +71,9 @@ async fn session_cookie_from_the_events_cookie_array_reaches_auth_me() {
         version: 1,
         refresh_lease: None,
     };
-    store.put_session(&session_key(&id), &record).await.expect("put");
+    // Through the app's store, which seals the tokens as the handlers expect.
+    app.store.put_session(&session_key(&id), &record).await.expect("put");
+    assert_eq!(store.session_count(), 1);
 
     let cookie = format!("__Host-Http-bff-session={}", id.secret());
     let response = bff::handlers::session::handle(&app, event("GET", "/auth/me", "", &cookie)).await;

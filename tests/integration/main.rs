@@ -2,6 +2,7 @@
 //!
 //! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
+mod at_rest;
 mod flow;
 mod lifecycle;
 mod security_id_token;

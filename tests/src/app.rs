@@ -13,6 +13,10 @@ use crate::browser::Browser;
 use crate::provider::{Provider, RegisteredClient, provider};
 use crate::upstream::Upstream;
 
+/// Token-sealing keys of the tests (two, to exercise rotation-aware opening).
+pub const TEST_TOKEN_KEYS: &str =
+    "t2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=,t1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
 /// A function wrapping the store the BFF gets (to count calls, say).
 pub type StoreWrapper = fn(Arc<dyn Store>) -> Arc<dyn Store>;
 
@@ -67,7 +71,7 @@ pub struct TestApp {
     pub provider: &'static Provider,
     /// This BFF's client at the provider.
     pub client: RegisteredClient,
-    /// The store, for direct inspection.
+    /// The store as the BFF sees it (tokens opened), for direct inspection.
     pub store: Arc<dyn Store>,
     /// The configuration it runs with, as environment variables.
     pub env: HashMap<&'static str, String>,
@@ -98,6 +102,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("BFF_UPSTREAM_URL", upstream.base.clone()),
         ("BFF_ALLOWED_ORIGINS", "http://localhost:5173".to_owned()),
         ("BFF_UPSTREAM_TIMEOUT_SECS", "1".to_owned()),
+        // Shared by every instance of one test (bff-local processes included).
+        ("BFF_TOKEN_KEYS", TEST_TOKEN_KEYS.to_owned()),
     ]);
     env.extend(options.env);
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
@@ -113,7 +119,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Some(wrap) => wrap(store),
         None => store,
     };
-    let app = Arc::new(App::new(config, store.clone()).expect("app"));
+    let app = Arc::new(App::new(config, store).expect("app"));
+    // The app's view of the store: it opens the sealed tokens.
+    let store = app.store.clone();
     let server_app = app.clone();
     tokio::spawn(async move { bff_local::serve(listener, server_app, None, std::future::pending()).await });
     TestApp {

@@ -12,6 +12,7 @@
 pub mod contract;
 pub mod dynamodb;
 pub mod memory;
+pub mod sealed;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
