@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use lambda_http::{Body, Request, Response};
 
+use crate::access_log;
 use crate::config::{Config, ConfigError};
 use crate::cookies::CookieNames;
 use crate::errors::ApiError;
@@ -112,20 +113,18 @@ impl App {
 }
 
 /// Routes a request to its handler by path, as CloudFront does in AWS: the one entry
-/// point of `bff-local` and of the integration tests.
+/// point of `bff-local` and of the integration tests. Writes the access-log line.
 pub async fn route(app: &App, req: Request) -> Response<Body> {
-    let path = req.uri().path();
-    if path == "/auth/login" {
-        handlers::login::handle(app, req).await
-    } else if path == "/auth/callback" {
-        handlers::callback::handle(app, req).await
-    } else if path == "/auth/backchannel-logout" {
-        handlers::backchannel::handle(app, req).await
-    } else if path == "/auth/me" || path == "/auth/logout" {
-        handlers::session::handle(app, req).await
-    } else if path == "/api" || path.starts_with("/api/") {
-        handlers::proxy::handle(app, req).await
-    } else {
-        ApiError::not_found().to_json()
-    }
+    let route = access_log::route_name(req.uri().path());
+    let started = access_log::Started::new(&req, route);
+    let response = match route {
+        "login" => handlers::login::handle(app, req).await,
+        "callback" => handlers::callback::handle(app, req).await,
+        "backchannel_logout" => handlers::backchannel::handle(app, req).await,
+        "me" | "logout" => handlers::session::handle(app, req).await,
+        "api" => handlers::proxy::handle(app, req).await,
+        _ => ApiError::not_found().to_json(),
+    };
+    started.finish(&response);
+    response
 }

@@ -20,10 +20,12 @@
 //! - [`web`]: request and response helpers.
 //! - [`handlers`]: one module per endpoint group, each a plain `Request -> Response` function.
 //! - [`app`]: the per-process context handlers borrow, and the path router.
+//! - [`access_log`]: one structured line per request, the user only as a hash.
 //! - [`runtime`]: start-up of a Lambda function.
 //! - [`secrets`]: secret references (`*_ARN`) resolved from Secrets Manager at cold start.
 //! - [`edge`]: origin verification, the proof that a request came through CloudFront.
 
+pub mod access_log;
 pub mod app;
 pub mod config;
 pub mod cookies;

@@ -2,7 +2,8 @@
 //!
 //! Reads the same configuration as the Lambda functions, plus `BFF_STORE` (`memory`, the
 //! default, or `dynamodb`), `BFF_LISTEN` (default `127.0.0.1:8080`) and `BFF_STATIC_DIR`
-//! (a front-end folder served on the same origin).
+//! (a front-end folder served on the same origin), and `BFF_LOG_FORMAT=json` for JSON
+//! log lines as the Lambda functions write them.
 
 use std::sync::Arc;
 
@@ -15,7 +16,12 @@ use bff::store::memory::MemoryStore;
 
 #[tokio::main]
 async fn main() {
-    init_tracing_pretty();
+    // JSON lines as in Lambda when asked (log tests parse them), readable text otherwise.
+    if std::env::var("BFF_LOG_FORMAT").as_deref() == Ok("json") {
+        bff::runtime::init_tracing_json();
+    } else {
+        init_tracing_pretty();
+    }
     let config = Config::from_env().unwrap_or_else(|e| exit_on_startup_error(e));
     if let Err(e) = config.require_upstream() {
         exit_on_startup_error(e);

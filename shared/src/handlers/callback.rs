@@ -132,7 +132,7 @@ async fn finish(
         .map_err(|_| ApiError::bad_request("invalid_return_to", "the return address is not usable"))?;
     web::set_cookie(&mut response, &app.cookies.session_cookie(&id));
     tracing::info!(sub_hash = %hash(&record.sub), "session created");
-    Ok(response)
+    Ok(crate::access_log::for_user(response, &record.sub))
 }
 
 async fn take_transaction(app: &App, state: &str) -> Result<Option<LoginTransaction>, ApiError> {

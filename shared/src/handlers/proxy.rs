@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
+use crate::access_log;
 use crate::app::App;
 use crate::csrf;
 use crate::errors::ApiError;
@@ -44,6 +45,7 @@ async fn forward(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     let (key, session) = current_session(app, req.headers())
         .await?
         .ok_or_else(ApiError::login_required)?;
+    let sub = session.sub.clone();
     let token = usable_access_token(app, &key, session, None).await?;
     let body = Bytes::copy_from_slice(web::body_bytes(req.body()));
     let send = |token| {
@@ -68,5 +70,5 @@ async fn forward(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             (status, headers, answer) = send(retry_token).await?;
         }
     }
-    Ok(browser_response(status, headers, answer))
+    Ok(access_log::for_user(browser_response(status, headers, answer), &sub))
 }

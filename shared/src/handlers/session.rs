@@ -9,6 +9,7 @@ use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
+use crate::access_log;
 use crate::app::App;
 use crate::csrf;
 use crate::errors::ApiError;
@@ -42,7 +43,11 @@ async fn me(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         "session".into(),
         serde_json::json!({ "expires_at": session.expires_at, "idle_expires_at": session.idle_expires_at }),
     );
-    Ok(web::json(StatusCode::OK, &Value::Object(body)))
+    let sub = session.sub.clone();
+    Ok(access_log::for_user(
+        web::json(StatusCode::OK, &Value::Object(body)),
+        &sub,
+    ))
 }
 
 async fn logout(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {

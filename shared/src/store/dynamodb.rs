@@ -372,10 +372,34 @@ async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreErro
 }
 
 /// An SDK client from the default AWS configuration chain: region, credentials (the Lambda
-/// role's, in a function) and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local.
+/// role's, in a function) and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local, with
+/// [`timeouts`] and [`retries`].
 pub async fn client_from_env() -> Client {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .retry_config(retries())
+        .load()
+        .await;
     Client::new(&config)
+}
+
+/// Bounded time per call: an unreachable or stalled DynamoDB answers 503 within seconds,
+/// well inside the functions' timeouts, instead of hanging the request.
+pub fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(800))
+        .operation_attempt_timeout(Duration::from_millis(1500))
+        .operation_timeout(Duration::from_secs(4))
+        .build()
+}
+
+/// Throttling and transient errors are retried with jittered exponential backoff, three
+/// attempts in all, before the store reports itself unavailable.
+pub fn retries() -> aws_sdk_dynamodb::config::retry::RetryConfig {
+    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_millis(500))
 }
 
 fn session_item(key: &StoreKey, session: &SessionRecord) -> Result<Item, StoreError> {
