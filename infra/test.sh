@@ -51,6 +51,11 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+# Every test named `attack_…` tries one attack and passes only if the BFF blocked it.
+tried=$(grep -cE '^test [^ ]*::attack_[^ ]* \.\.\. ' "$log" || true)
+blocked=$(grep -cE '^test [^ ]*::attack_[^ ]* \.\.\. ok$' "$log" || true)
+printf '\nsecurity: %d attacks tried, %d blocked, %d not blocked\n' "$tried" "$blocked" "$((tried - blocked))"
+
 # One closing line for the whole run: the sum of every test binary's result line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\ncargo: %d passed, %d failed\n", p, f }' "$log"

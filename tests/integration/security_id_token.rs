@@ -112,20 +112,20 @@ attack_table! {
     // --- Signatures -------------------------------------------------------------------
 
     /// rp-id_token-sig-none: an unsigned token is never accepted.
-    rp_id_token_sig_none_is_rejected: token(valid().signed(Signature::None)) => INVALID_ID_TOKEN;
+    attack_rp_id_token_sig_none_is_rejected: token(valid().signed(Signature::None)) => INVALID_ID_TOKEN;
     /// rp-id_token-bad-sig-rs256: a signature that does not verify.
-    rp_id_token_bad_sig_rs256_is_rejected: token(valid().signed(Signature::Corrupted)) => INVALID_ID_TOKEN;
+    attack_rp_id_token_bad_sig_rs256_is_rejected: token(valid().signed(Signature::Corrupted)) => INVALID_ID_TOKEN;
     /// A well-formed signature by a key the provider never published, under its `kid`.
-    id_token_signed_by_an_unpublished_key_is_rejected:
+    attack_id_token_signed_by_an_unpublished_key_is_rejected:
         token(valid().signed(Signature::AttackerKey)) => INVALID_ID_TOKEN;
     /// Claims changed after signing (`sub` becomes `admin`).
-    id_token_with_a_payload_changed_after_signing_is_rejected:
+    attack_id_token_with_a_payload_changed_after_signing_is_rejected:
         token(valid().signed(Signature::PayloadSwapped)) => INVALID_ID_TOKEN;
     /// HS256 with the client secret as key: asymmetric algorithms only.
-    id_token_hs256_signed_with_the_client_secret_is_rejected:
+    attack_id_token_hs256_signed_with_the_client_secret_is_rejected:
         token(valid().signed(Signature::Hs256ClientSecret)) => INVALID_ID_TOKEN;
     /// Algorithm confusion: HS256 keyed with the provider's public RSA key.
-    id_token_hs256_signed_with_the_provider_public_key_is_rejected:
+    attack_id_token_hs256_signed_with_the_provider_public_key_is_rejected:
         token(valid().signed(Signature::Hs256PublicKey)) => INVALID_ID_TOKEN;
 
     // --- Keys -------------------------------------------------------------------------
@@ -133,55 +133,55 @@ attack_table! {
     /// rp-id_token-kid-absent-single-jwks: no `kid`, one key in the JWKS: that key.
     rp_id_token_kid_absent_single_jwks_is_accepted: token(valid().kid(Kid::Absent)) => Expect::Session;
     /// rp-id_token-kid-absent-multiple-jwks: no `kid` and several keys: ambiguous.
-    rp_id_token_kid_absent_multiple_jwks_is_rejected:
+    attack_rp_id_token_kid_absent_multiple_jwks_is_rejected:
         token(valid().kid(Kid::Absent)).publish_both_keys() => INVALID_ID_TOKEN;
     /// A `kid` the provider never published, even after the refetch it triggers.
-    id_token_with_an_unknown_kid_is_rejected:
+    attack_id_token_with_an_unknown_kid_is_rejected:
         token(valid().kid(Kid::Named("no-such-key".into()))) => INVALID_ID_TOKEN;
 
     // --- Issuer -------------------------------------------------------------------------
 
     /// rp-id_token-iss-mismatch.
-    rp_id_token_iss_mismatch_is_rejected: token(valid().set("iss", EVIL)) => INVALID_ID_TOKEN;
+    attack_rp_id_token_iss_mismatch_is_rejected: token(valid().set("iss", EVIL)) => INVALID_ID_TOKEN;
     /// `iss` must equal the issuer exactly: a trailing slash is another issuer.
-    id_token_iss_with_a_trailing_slash_is_rejected:
+    attack_id_token_iss_with_a_trailing_slash_is_rejected:
         token(valid().set("iss", format!("{ISSUER_PLACEHOLDER}/"))) => INVALID_ID_TOKEN;
     /// No `iss` at all.
-    id_token_without_iss_is_rejected: token(valid().remove("iss")) => INVALID_ID_TOKEN;
+    attack_id_token_without_iss_is_rejected: token(valid().remove("iss")) => INVALID_ID_TOKEN;
 
     // --- Audience and authorized party ----------------------------------------------------
 
     /// rp-id_token-aud: issued to another client.
-    rp_id_token_aud_is_rejected: token(valid().set("aud", "another-client")) => INVALID_ID_TOKEN;
+    attack_rp_id_token_aud_is_rejected: token(valid().set("aud", "another-client")) => INVALID_ID_TOKEN;
     /// No `aud` at all.
-    id_token_without_aud_is_rejected: token(valid().remove("aud")) => INVALID_ID_TOKEN;
+    attack_id_token_without_aud_is_rejected: token(valid().remove("aud")) => INVALID_ID_TOKEN;
     /// This client among several audiences and no `azp` (OIDC Core 3.1.3.7 steps 3-4).
-    id_token_with_an_untrusted_extra_aud_and_no_azp_is_rejected:
+    attack_id_token_with_an_untrusted_extra_aud_and_no_azp_is_rejected:
         token(valid().set("aud", json!([CLIENT_ID, EVIL]))) => INVALID_ID_TOKEN;
     /// Several audiences and `azp` naming the other one.
-    id_token_with_an_untrusted_extra_aud_and_a_foreign_azp_is_rejected:
+    attack_id_token_with_an_untrusted_extra_aud_and_a_foreign_azp_is_rejected:
         token(valid().set("aud", json!([CLIENT_ID, EVIL])).set("azp", EVIL)) => INVALID_ID_TOKEN;
     /// Several audiences, one of them untrusted: refused even when `azp` is this client.
-    id_token_with_an_untrusted_extra_aud_is_rejected_even_with_this_client_as_azp:
+    attack_id_token_with_an_untrusted_extra_aud_is_rejected_even_with_this_client_as_azp:
         token(valid().set("aud", json!([CLIENT_ID, EVIL])).set("azp", CLIENT_ID)) => INVALID_ID_TOKEN;
     /// One audience (this client) but `azp` names another client: the token was obtained
     /// by someone else (OIDC Core 3.1.3.7 step 5).
-    id_token_whose_azp_names_another_client_is_rejected:
+    attack_id_token_whose_azp_names_another_client_is_rejected:
         token(valid().set("azp", "another-client")) => INVALID_ID_TOKEN;
 
     // --- Times ------------------------------------------------------------------------
 
     /// No `exp`.
-    id_token_without_exp_is_rejected: token(valid().remove("exp")) => INVALID_ID_TOKEN;
+    attack_id_token_without_exp_is_rejected: token(valid().remove("exp")) => INVALID_ID_TOKEN;
     /// Expired a minute ago.
-    expired_id_token_is_rejected:
+    attack_expired_id_token_is_rejected:
         token(valid().set("exp", unix_now() - 60).set("iat", unix_now() - 360)) => INVALID_ID_TOKEN;
     /// Expiring this very second: `exp` must be in the future.
-    id_token_expiring_at_this_second_is_rejected: token(valid().set("exp", unix_now())) => INVALID_ID_TOKEN;
+    attack_id_token_expiring_at_this_second_is_rejected: token(valid().set("exp", unix_now())) => INVALID_ID_TOKEN;
     /// rp-id_token-iat: no `iat`.
-    rp_id_token_iat_missing_is_rejected: token(valid().remove("iat")) => INVALID_ID_TOKEN;
+    attack_rp_id_token_iat_missing_is_rejected: token(valid().remove("iat")) => INVALID_ID_TOKEN;
     /// Issued an hour from now: beyond any clock skew.
-    id_token_issued_far_in_the_future_is_rejected:
+    attack_id_token_issued_far_in_the_future_is_rejected:
         token(valid().set("iat", unix_now() + 3600).set("exp", unix_now() + 7200)) => INVALID_ID_TOKEN;
     /// A minute of clock skew is tolerated.
     id_token_issued_a_minute_in_the_future_is_accepted:
@@ -190,28 +190,28 @@ attack_table! {
     // --- Nonce and subject ------------------------------------------------------------
 
     /// rp-nonce-invalid: a token minted for another login.
-    rp_nonce_invalid_is_rejected: token(valid().set("nonce", "nonce-of-another-login")) => INVALID_ID_TOKEN;
+    attack_rp_nonce_invalid_is_rejected: token(valid().set("nonce", "nonce-of-another-login")) => INVALID_ID_TOKEN;
     /// The nonce was sent, so it must come back.
-    id_token_without_nonce_is_rejected: token(valid().remove("nonce")) => INVALID_ID_TOKEN;
+    attack_id_token_without_nonce_is_rejected: token(valid().remove("nonce")) => INVALID_ID_TOKEN;
     /// No `sub`: no user.
-    id_token_without_sub_is_rejected: token(valid().remove("sub")) => INVALID_ID_TOKEN;
+    attack_id_token_without_sub_is_rejected: token(valid().remove("sub")) => INVALID_ID_TOKEN;
     /// An empty `sub` is no user either.
-    id_token_with_an_empty_sub_is_rejected: token(valid().set("sub", "")) => INVALID_ID_TOKEN;
+    attack_id_token_with_an_empty_sub_is_rejected: token(valid().set("sub", "")) => INVALID_ID_TOKEN;
 
     // --- Authorization response (RFC 9207) --------------------------------------------
 
     /// Mix-up: the response names another issuer; the code is never redeemed.
-    authorization_response_with_a_foreign_iss_is_rejected:
+    attack_authorization_response_with_a_foreign_iss_is_rejected:
         Scenario::honest().authorization_iss(AuthorizationIss::Other(EVIL.into())) => AUTHORIZATION_RESPONSE_REFUSED;
     /// The provider advertises `iss` but the response lacks it.
-    authorization_response_without_advertised_iss_is_rejected:
+    attack_authorization_response_without_advertised_iss_is_rejected:
         Scenario::honest().authorization_iss(AuthorizationIss::Absent) => AUTHORIZATION_RESPONSE_REFUSED;
     /// A provider that does not advertise `iss` may omit it.
     authorization_response_without_iss_is_accepted_when_not_advertised:
         Scenario::honest().advertise_iss_parameter(false).authorization_iss(AuthorizationIss::Absent)
             => Expect::Session;
     /// A foreign `iss` is refused even when the provider never advertised the parameter.
-    authorization_response_with_a_foreign_iss_is_rejected_when_not_advertised:
+    attack_authorization_response_with_a_foreign_iss_is_rejected_when_not_advertised:
         Scenario::honest()
             .advertise_iss_parameter(false)
             .authorization_iss(AuthorizationIss::Other(EVIL.into())) => AUTHORIZATION_RESPONSE_REFUSED;
@@ -219,51 +219,51 @@ attack_table! {
     // --- Token endpoint -----------------------------------------------------------------
 
     /// `invalid_grant`: the code is refused; the user must log in again (400).
-    token_endpoint_invalid_grant_is_refused:
+    attack_token_endpoint_invalid_grant_is_refused:
         Scenario::honest().token_answer(TokenAnswer::OAuthError { status: 400, error: "invalid_grant" })
             => Expect::Refused { stage: Stage::AfterCodeRedemption, status: 400 };
     /// `invalid_client`: the provider refused the BFF itself.
-    token_endpoint_invalid_client_answers_502:
+    attack_token_endpoint_invalid_client_answers_502:
         Scenario::honest().token_answer(TokenAnswer::OAuthError { status: 401, error: "invalid_client" })
             => PROVIDER_FAILED;
     /// An HTML 500.
-    token_endpoint_server_error_answers_502:
+    attack_token_endpoint_server_error_answers_502:
         Scenario::honest().token_answer(TokenAnswer::ServerError) => PROVIDER_FAILED;
     /// A body that is not JSON.
-    token_endpoint_garbage_json_answers_502:
+    attack_token_endpoint_garbage_json_answers_502:
         Scenario::honest().token_answer(TokenAnswer::Garbage) => PROVIDER_FAILED;
     /// An OpenID login must return an ID token.
-    token_response_without_id_token_is_rejected:
+    attack_token_response_without_id_token_is_rejected:
         Scenario::honest().token_edit(Edit::Remove("id_token")) => PROVIDER_FAILED;
     /// `id_token` that is not a string.
-    token_response_with_a_numeric_id_token_is_rejected:
+    attack_token_response_with_a_numeric_id_token_is_rejected:
         Scenario::honest().token_edit(Edit::Set("id_token", json!(42))) => PROVIDER_FAILED;
     /// `id_token` that is not a JWS.
-    token_response_with_a_non_jws_id_token_is_rejected:
+    attack_token_response_with_a_non_jws_id_token_is_rejected:
         Scenario::honest().token_edit(Edit::Set("id_token", json!("not-a-jwt"))) => PROVIDER_FAILED;
     /// No access token.
-    token_response_without_access_token_is_rejected:
+    attack_token_response_without_access_token_is_rejected:
         Scenario::honest().token_edit(Edit::Remove("access_token")) => PROVIDER_FAILED;
     /// No `token_type` (RFC 6749 §5.1 requires it).
-    token_response_without_token_type_is_rejected:
+    attack_token_response_without_token_type_is_rejected:
         Scenario::honest().token_edit(Edit::Remove("token_type")) => PROVIDER_FAILED;
     /// A token endpoint that never answers: 504 after the BFF's provider timeout (8 s).
-    token_endpoint_that_never_answers_times_out_with_504:
+    attack_token_endpoint_that_never_answers_times_out_with_504:
         Scenario::honest().token_answer(TokenAnswer::Hang)
             => Expect::Refused { stage: Stage::AfterCodeRedemption, status: 504 };
     /// A redirecting token endpoint is not followed (the code and verifier would go
     /// wherever it points).
-    token_endpoint_redirect_is_not_followed: Scenario::honest().token_answer(TokenAnswer::Redirect) => PROVIDER_FAILED;
+    attack_token_endpoint_redirect_is_not_followed: Scenario::honest().token_answer(TokenAnswer::Redirect) => PROVIDER_FAILED;
 
     // --- Discovery --------------------------------------------------------------------
 
     /// Discovery whose `issuer` differs from the configured one.
-    discovery_with_a_foreign_issuer_is_refused: Scenario::honest().discovery_issuer(EVIL) => DISCOVERY_REFUSED;
+    attack_discovery_with_a_foreign_issuer_is_refused: Scenario::honest().discovery_issuer(EVIL) => DISCOVERY_REFUSED;
     /// Even a trailing slash makes it another issuer.
-    discovery_issuer_with_a_trailing_slash_is_refused:
+    attack_discovery_issuer_with_a_trailing_slash_is_refused:
         Scenario::honest().discovery_issuer(&format!("{ISSUER_PLACEHOLDER}/")) => DISCOVERY_REFUSED;
     /// A provider that does not offer PKCE S256.
-    discovery_without_pkce_s256_is_refused: Scenario::honest().pkce_methods(&["plain"]) => DISCOVERY_REFUSED;
+    attack_discovery_without_pkce_s256_is_refused: Scenario::honest().pkce_methods(&["plain"]) => DISCOVERY_REFUSED;
 }
 
 /// What one login attempt produced, and what it cost at the provider and in the store.
@@ -487,8 +487,8 @@ async fn rp_key_rotation_op_sign_key_succeeds() {
 /// After a rotation the BFF's JWKS no longer holds the retired key: a token still signed
 /// with it is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn id_token_signed_with_a_retired_key_is_rejected_after_rotation() {
-    let name = "id_token_signed_with_a_retired_key_is_rejected_after_rotation";
+async fn attack_id_token_signed_with_a_retired_key_is_rejected_after_rotation() {
+    let name = "attack_id_token_signed_with_a_retired_key_is_rejected_after_rotation";
     let app = spawn_app_against(Scenario::honest()).await;
     let first = app.browser();
     let attempt = attempt_login(&app, &first).await;
@@ -530,7 +530,7 @@ async fn verify_concurrently(app: &FaultyApp, tokens: &[String], nonce: &'static
 /// rest of the interval and then shares one refetch (which is what lets a key rotation
 /// right after a fetch succeed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn burst_of_unknown_kids_causes_at_most_one_jwks_refetch_per_second() {
+async fn attack_burst_of_unknown_kids_causes_at_most_one_jwks_refetch_per_second() {
     const BURST: usize = 20;
     const NONCE: &str = "n-0S6_WzA2Mj";
     let app = spawn_app_against(Scenario::honest()).await;
