@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod capture;
 pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;

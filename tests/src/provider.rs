@@ -59,6 +59,12 @@ pub fn start(env: &[(&str, &str)]) -> Provider {
 }
 
 impl Provider {
+    /// The provider's operating-system process id, for fault tests that pause it
+    /// (`SIGSTOP`) and resume it (`SIGCONT`).
+    pub fn pid(&self) -> u32 {
+        self._child.id()
+    }
+
     /// Registers a confidential client for a BFF at `public_origin`.
     pub async fn register(&self, public_origin: &str, auth_method: &str) -> RegisteredClient {
         self.register_with(public_origin, auth_method, false).await
