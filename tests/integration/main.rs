@@ -5,6 +5,7 @@
 mod at_rest;
 mod flow;
 mod lifecycle;
+mod security_browser;
 mod security_id_token;
 mod store;
 
