@@ -96,7 +96,7 @@ impl App {
             }
         };
         let store: Arc<dyn Store> = Arc::new(SealedStore::new(store, sealer));
-        let oidc = Oidc::new(&config)?;
+        let oidc = Oidc::new(&config)?.with_document_cache(store.clone());
         let upstream = match &config.upstream_url {
             Some(base) => Some(Upstream::new(base.clone(), config.upstream_timeout)?),
             None => None,

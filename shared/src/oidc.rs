@@ -24,6 +24,7 @@ use url::Url;
 
 use crate::config::{Config, is_loopback_host};
 use crate::secret::{AccessToken, ClientSecret, IdToken, PkceVerifier, RefreshToken};
+use crate::store::{DocumentCache, StoreKey};
 
 /// Connect timeout towards the provider.
 pub const PROVIDER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,6 +32,9 @@ pub const PROVIDER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(8);
 /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long discovery and the JWKS may be reused from a cache before they are fetched
+/// again (a key the provider withdrew stops being accepted within this time).
+pub const DOCUMENT_MAX_AGE_SECS: i64 = 3600;
 /// Clock skew tolerated on `iat` in the future.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 
@@ -279,6 +283,8 @@ pub struct Oidc {
     jwks: Mutex<Option<Arc<JwksCache>>>,
     // Serialises JWKS fetches so a burst of unknown `kid`s costs one fetch.
     jwks_fetch: tokio::sync::Mutex<()>,
+    // Discovery and JWKS shared by every instance, so a cold start skips the provider.
+    documents: Option<Arc<dyn DocumentCache>>,
 }
 
 impl Oidc {
@@ -300,7 +306,35 @@ impl Oidc {
             discovered: tokio::sync::OnceCell::new(),
             jwks: Mutex::new(None),
             jwks_fetch: tokio::sync::Mutex::new(()),
+            documents: None,
         })
+    }
+
+    /// Shares discovery and the JWKS through `cache` (the store), for at most
+    /// [`DOCUMENT_MAX_AGE_SECS`].
+    pub fn with_document_cache(mut self, cache: Arc<dyn DocumentCache>) -> Self {
+        self.documents = Some(cache);
+        self
+    }
+
+    /// `url`'s body, from the shared document cache unless `fresh`, else from the provider
+    /// (and then cached). The cache is best effort: its failures only cost a fetch.
+    async fn document(&self, kind: &str, url: &str, fresh: bool) -> Result<Vec<u8>, OidcError> {
+        let key = StoreKey::document(kind, &self.issuer);
+        if !fresh && let Some(cache) = &self.documents {
+            match cache.get_document(&key, unix_now()).await {
+                Ok(Some(document)) => return Ok(document.into_bytes()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, kind, "document cache unavailable"),
+            }
+        }
+        let body = self.get(url).await?;
+        if let (Some(cache), Ok(text)) = (&self.documents, std::str::from_utf8(&body))
+            && let Err(e) = cache.put_document(&key, text, unix_now() + DOCUMENT_MAX_AGE_SECS).await
+        {
+            tracing::warn!(error = %e, kind, "could not cache a provider document");
+        }
+        Ok(body)
     }
 
     /// The provider's metadata, discovered on first use and then cached. A failed
@@ -321,7 +355,7 @@ impl Oidc {
 
     async fn discover(&self) -> Result<ProviderMetadata, OidcError> {
         let url = discovery_url(&self.issuer);
-        let body = self.get(&url).await.map_err(|e| match e {
+        let body = self.document("discovery", &url, false).await.map_err(|e| match e {
             OidcError::Unreachable(cause) => OidcError::Discovery(cause),
             other => other,
         })?;
@@ -503,8 +537,10 @@ impl Oidc {
     /// works), and everyone who queued meanwhile shares that one fetch.
     async fn jwks(&self, refetch: bool) -> Result<Arc<JwksCache>, OidcError> {
         let cached = self.jwks.lock().map(|guard| guard.clone()).unwrap_or(None);
+        let too_old = |c: &JwksCache| c.fetched_at.elapsed().as_secs() >= DOCUMENT_MAX_AGE_SECS as u64;
         if let Some(cache) = &cached
             && !refetch
+            && !too_old(cache)
         {
             return Ok(cache.clone());
         }
@@ -523,7 +559,13 @@ impl Oidc {
             }
         }
         let jwks_uri = self.metadata().await?.jwks_uri.clone();
-        let body = self.get(&jwks_uri).await.map_err(|e| OidcError::Jwks(e.to_string()))?;
+        // A refetch (unknown `kid`, or an old copy) goes to the provider and refreshes the
+        // shared copy for every other instance.
+        let fresh = cached.is_some();
+        let body = self
+            .document("jwks", &jwks_uri, fresh)
+            .await
+            .map_err(|e| OidcError::Jwks(e.to_string()))?;
         let keys: CoreJsonWebKeySet =
             serde_json::from_slice(&body).map_err(|e| OidcError::Jwks(format!("not a JWK set: {e}")))?;
         let cache = Arc::new(JwksCache {
@@ -684,6 +726,13 @@ impl Oidc {
             Err(e) => tracing::warn!(error = %transport_error(e), "refresh-token revocation failed"),
         }
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 /// `{issuer}/.well-known/openid-configuration`, keeping the issuer's path.

@@ -58,17 +58,18 @@ const STRIPPED_REQUEST: &[&str] = &[
     "content-length",
     "origin",
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
     "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
     "via",
 ];
 
-/// Prefixes of edge-added request headers (CloudFront, Lambda function URLs).
-const STRIPPED_REQUEST_PREFIXES: &[&str] = &["x-amzn-", "x-amz-cf-", "cloudfront-"];
+/// Prefixes of forwarding and edge-added request headers (any `X-Forwarded-*`,
+/// CloudFront, Lambda function URLs): the upstream trusts only what the BFF says.
+const STRIPPED_REQUEST_PREFIXES: &[&str] = &["x-forwarded-", "x-amzn-", "x-amz-cf-", "cloudfront-"];
 
 /// Response headers the browser must never see from the upstream.
 const STRIPPED_RESPONSE: &[&str] = &["set-cookie", "content-length"];
@@ -104,7 +105,9 @@ pub fn upstream_url(base: &Url, rest: &str, query: Option<&str>) -> Result<Url, 
         if decoded.is_empty() && !last {
             return Err(ProxyError::InvalidPath);
         }
-        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\']) || decoded.chars().any(char::is_control) {
+        // `..;x` is `..` to servers that read `;` as a path parameter (Tomcat, Spring).
+        let name = decoded.split(';').next().unwrap_or_default();
+        if name == "." || name == ".." || decoded.contains(['/', '\\']) || decoded.chars().any(char::is_control) {
             return Err(ProxyError::InvalidPath);
         }
         if i > 0 {
@@ -285,6 +288,10 @@ mod tests {
             "%2e%2e%2f",
             "%252e%252e/../x",
             "%ff",
+            "..;/admin",
+            "a/..;x/b",
+            "%2e%2e;/admin",
+            ".;/a",
         ] {
             assert!(upstream_url(&base(), rest, None).is_err(), "{rest} must be refused");
         }

@@ -15,10 +15,11 @@ use bff_tests::provider::{Provider, start};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// A provider whose access tokens live 4 s, so expiry happens within a test.
+/// A provider whose access tokens live 10 s, so expiry happens within a test (with margin
+/// for a slow machine: a wave of calls has 5 s before the next refresh would be due).
 fn short_lived_provider() -> &'static Provider {
     static PROVIDER: OnceLock<Provider> = OnceLock::new();
-    PROVIDER.get_or_init(|| start(&[("PROVIDER_ACCESS_TOKEN_TTL", "4")]))
+    PROVIDER.get_or_init(|| start(&[("PROVIDER_ACCESS_TOKEN_TTL", "10")]))
 }
 
 async fn session_of(app: &TestApp, browser: &Browser) -> (StoreKey, SessionRecord) {
@@ -57,9 +58,9 @@ async fn fifty_calls_after_expiry_across_three_processes_make_exactly_one_refres
     let http = reqwest::Client::new();
 
     for wave in 1..=2u64 {
-        // Tokens live 4 s and are refreshed within half their lifetime of expiry.
+        // Tokens live 10 s and are refreshed within half their lifetime of expiry.
         let (_, session) = session_of(&app, &browser).await;
-        let due_at = session.access_expires_at.expect("expiry") - 2;
+        let due_at = session.access_expires_at.expect("expiry") - 5;
         let wait = (due_at - app.app.clock.now()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait * 1000 + 300)).await;
 
@@ -137,17 +138,18 @@ async fn idle_session_expires_and_is_answered_401() {
     let app = lifetimes("100", "1000").await;
     let browser = app.browser();
     browser.login("alice", "/").await;
-    app.app.clock.advance(99);
+    // Each step leaves tens of seconds of margin, so a slow machine cannot flip it.
+    app.app.clock.advance(60);
     assert_eq!(
         browser.get("/auth/me").await.status(),
         StatusCode::OK,
-        "activity just in time"
+        "activity within the idle window"
     );
-    app.app.clock.advance(99);
+    app.app.clock.advance(60);
     assert_eq!(
         browser.get("/auth/me").await.status(),
         StatusCode::OK,
-        "the idle expiry slid"
+        "120 s after login: the idle expiry slid"
     );
     app.app.clock.advance(101);
     assert_eq!(browser.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);

@@ -3,6 +3,7 @@
 //! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
 mod at_rest;
+mod cold_start;
 mod flow;
 mod lifecycle;
 mod security_browser;

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bff::store::{
-    LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError, StoreKey,
-    TransactionStore,
+    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
+    StoreKey, TransactionStore,
 };
 
 /// Counts of store calls since the last reset.
@@ -115,5 +115,18 @@ impl ReplayGuard for CountingStore {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
         self.counts.write();
         self.inner.first_use(key, expires_at).await
+    }
+}
+
+#[async_trait]
+impl DocumentCache for CountingStore {
+    async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError> {
+        self.counts.read();
+        self.inner.get_document(key, now).await
+    }
+
+    async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.counts.write();
+        self.inner.put_document(key, document, expires_at).await
     }
 }

@@ -26,7 +26,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore,
+    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey,
+    TransactionStore,
 };
 
 /// Partition key attribute.
@@ -51,6 +52,7 @@ pub const SUB_INDEX: &str = "sub-index";
 
 const KIND_TRANSACTION: &str = "tx";
 const KIND_USED: &str = "used";
+const KIND_DOCUMENT: &str = "doc";
 const KIND_SESSION: &str = "session";
 
 /// The code DynamoDB answers when a condition expression is false.
@@ -263,6 +265,52 @@ impl ReplayGuard for DynamoStore {
             Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[async_trait]
+impl DocumentCache for DynamoStore {
+    async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.as_str().to_owned()))
+            .send()
+            .await
+            .map_err(|err| sdk_error("GetItem", err))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        if kind_of(&item)? != KIND_DOCUMENT || ttl_of(&item)? <= now {
+            return Ok(None);
+        }
+        match item.get(DATA) {
+            Some(AttributeValue::S(document)) => Ok(Some(document.clone())),
+            _ => Err(StoreError::Corrupt("document item without data".into())),
+        }
+    }
+
+    async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
+            (KIND.to_owned(), AttributeValue::S(KIND_DOCUMENT.to_owned())),
+            (TTL.to_owned(), number(expires_at)),
+            (DATA.to_owned(), AttributeValue::S(document.to_owned())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // Never overwrite a session or transaction that happened to share the key.
+            .condition_expression("attribute_not_exists(#pk) OR #kind = :kind")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#kind", KIND)
+            .expression_attribute_values(":kind", AttributeValue::S(KIND_DOCUMENT.to_owned()))
+            .send()
+            .await
+            .map_err(|err| sdk_error("PutItem", err))?;
+        Ok(())
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore,
+    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey,
+    TransactionStore,
 };
 
 /// Transactions and sessions in process memory.
@@ -23,6 +24,7 @@ struct Inner {
     transactions: HashMap<StoreKey, LoginTransaction>,
     sessions: HashMap<StoreKey, SessionRecord>,
     used: HashMap<StoreKey, i64>,
+    documents: HashMap<StoreKey, (String, i64)>,
 }
 
 impl MemoryStore {
@@ -137,6 +139,25 @@ impl ReplayGuard for MemoryStore {
         }
         inner.used.insert(key.clone(), expires_at);
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl DocumentCache for MemoryStore {
+    async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .documents
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(doc, _)| doc.clone()))
+    }
+
+    async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.lock()?
+            .documents
+            .insert(key.clone(), (document.to_owned(), expires_at));
+        Ok(())
     }
 }
 

@@ -39,6 +39,11 @@ impl StoreKey {
         Self(format!("used#{id_hash}"))
     }
 
+    /// Key of a cached provider document (discovery, JWKS) for `issuer`.
+    pub fn document(kind: &str, issuer: &str) -> Self {
+        Self(format!("doc#{kind}#{}", crate::secret::hash(issuer)))
+    }
+
     /// The key as stored (the table's partition key value).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -181,7 +186,18 @@ pub trait ReplayGuard: Send + Sync {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError>;
 }
 
-/// Every store role: what `bff-local` and the test harness hand to every handler.
-pub trait Store: TransactionStore + SessionStore + SessionIndex + ReplayGuard {}
+/// Public documents shared by every instance (the provider's discovery and JWKS), so a
+/// cold start need not fetch them from the provider.
+#[async_trait]
+pub trait DocumentCache: Send + Sync {
+    /// The document at `key`, `None` when absent or expired at `now`.
+    async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError>;
 
-impl<T: TransactionStore + SessionStore + SessionIndex + ReplayGuard> Store for T {}
+    /// Stores `document` at `key` until `expires_at`, replacing what was there.
+    async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError>;
+}
+
+/// Every store role: what `bff-local` and the test harness hand to every handler.
+pub trait Store: TransactionStore + SessionStore + SessionIndex + ReplayGuard + DocumentCache {}
+
+impl<T: TransactionStore + SessionStore + SessionIndex + ReplayGuard + DocumentCache> Store for T {}

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError, StoreKey,
-    TransactionStore,
+    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
+    StoreKey, TransactionStore,
 };
 use crate::seal::{SealError, Sealer};
 use crate::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
@@ -136,6 +136,18 @@ impl SessionIndex for SealedStore {
 impl ReplayGuard for SealedStore {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
         self.inner.first_use(key, expires_at).await
+    }
+}
+
+#[async_trait]
+impl DocumentCache for SealedStore {
+    // Public documents: nothing to seal.
+    async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError> {
+        self.inner.get_document(key, now).await
+    }
+
+    async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.inner.put_document(key, document, expires_at).await
     }
 }
 
