@@ -8,6 +8,7 @@ mod flow;
 mod lifecycle;
 mod security_browser;
 mod security_id_token;
+mod security_leaks;
 mod store;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
