@@ -7,8 +7,8 @@ use bff::App;
 use bff::config::Config;
 use bff::secret::{AccessToken, IdToken, SessionId};
 use bff::session::session_key;
-use bff::store::memory::MemoryStore;
 use bff::store::SessionRecord;
+use bff::store::memory::MemoryStore;
 use lambda_http::Body;
 
 const EVENT: &str = include_str!("data/function_url_event.json");
