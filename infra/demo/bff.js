@@ -109,7 +109,8 @@ export async function me() {
  */
 export async function fetchApi(path, init = {}) {
   const rest = String(path);
-  if (/^[a-z][a-z0-9+.-]*:|^[/\\]{2}/i.test(rest)) {
+  // A full URL here is a mistake: the call would go to /api/https://… on the BFF.
+  if (/^[a-z][a-z0-9+.-]*:\/\/|^[/\\]{2}/i.test(rest)) {
     throw new TypeError(`fetchApi takes a path below /api/, not a URL: ${JSON.stringify(rest)}`);
   }
   const headers = new Headers(init.headers);

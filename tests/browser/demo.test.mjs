@@ -223,4 +223,50 @@ describe('demo front end in Chromium', () => {
     assert.equal(dialogs, 0);
     assert.deepEqual(problems, []);
   }));
+
+  test('a front end on another origin logs in, calls the API and logs out with configure({ baseUrl })', LIMIT, (t) => run(t, async (context) => {
+    const page = await context.newPage();
+    const front = stack.otherOrigin;
+    await page.goto(`${front}/?from=elsewhere`);
+    await page.waitForFunction(() => window.bff);
+    assert.equal(await page.evaluate(() => window.bff.me()), null);
+
+    // login() comes back to this page: an absolute returnTo, allowed by BFF_ALLOWED_ORIGINS.
+    const [login] = await Promise.all([
+      page.waitForRequest((req) => req.url().startsWith(`${stack.baseUrl}/auth/login`)),
+      page.waitForURL((url) => url.href.startsWith(`${stack.issuer}/interaction/`), { waitUntil: 'load' }),
+      page.evaluate(() => { window.bff.login(); }),
+    ]);
+    assert.equal(new URL(login.url()).searchParams.get('returnTo'), `${front}/?from=elsewhere`);
+    await completeLogin(page, front);
+    assert.equal(page.url(), `${front}/?from=elsewhere`);
+    await page.waitForFunction(() => window.bff);
+
+    const user = await page.evaluate(() => window.bff.me());
+    assert.equal(user.name, 'Alice Example');
+    assert.equal(typeof user.session.expires_at, 'number');
+    const api = await page.evaluate(async () => {
+      const res = await window.bff.fetchApi('/hello?x=1', { method: 'POST', body: 'ping', headers: { 'Content-Type': 'text/plain' } });
+      return { status: res.status, body: await res.json() };
+    });
+    assert.equal(api.status, 200);
+    assert.equal(api.body.method, 'POST');
+    assert.equal(api.body.query, 'x=1');
+    assert.equal(api.body.body, 'ping');
+
+    // logout() ends the session, then goes to the provider's logout page.
+    await Promise.all([page.waitForURL((url) => url.href.startsWith(stack.issuer)), page.evaluate(() => { window.bff.logout(); })]);
+    await page.goto(front);
+    await page.waitForFunction(() => window.bff);
+    assert.equal(await page.evaluate(() => window.bff.me()), null);
+    const refused = await page.evaluate(async () => {
+      try {
+        await window.bff.fetchApi('/hello');
+        return 'no error';
+      } catch (err) {
+        return { unauthorized: err instanceof window.bff.UnauthorizedError, status: err.status, code: err.code };
+      }
+    });
+    assert.deepEqual(refused, { unauthorized: true, status: 401, code: 'login_required' });
+  }));
 });

@@ -5,13 +5,19 @@
 // - bff-local: /auth/*, /api/* and the demo front end (infra/demo) on one origin,
 //   http://localhost:<port>, so the cookies are the loopback ones (bff-session, bff-tx).
 //
+// - a second front end on another origin of the same site (http://localhost:<other
+//   port>, in BFF_ALLOWED_ORIGINS), serving tests/browser/other-origin/ and bff.js,
+//   for the client library's configure({ baseUrl }).
+//
 // Both processes end with the test process, even when it is killed: the provider
 // runs with --exit-on-stdin-close, bff-local under a small watchdog that stops it when
-// its stdin closes.
+// its stdin closes. Their environment holds none of the caller's BFF_*, PROVIDER_* or
+// AWS_* variables, so a developer's settings cannot change what the tests see.
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, createWriteStream } from 'node:fs';
+import { mkdirSync, createWriteStream, readFileSync } from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +25,42 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const LOG_DIR = path.join(ROOT, 'target', 'browser-tests');
+
+function baseEnv() {
+  const env = Object.fromEntries(Object.entries(process.env)
+    .filter(([name]) => !/^(BFF_|PROVIDER_|AWS_)/.test(name)));
+  return { ...env, NO_COLOR: '1' };
+}
+
+/**
+ * The front end on another origin: tests/browser/other-origin/ and infra/demo/bff.js,
+ * with /config.js telling the page where the BFF is.
+ */
+async function startOtherOrigin(bffUrl) {
+  const files = {
+    '/': ['text/html; charset=utf-8', path.join(ROOT, 'tests/browser/other-origin/index.html')],
+    '/page.js': ['text/javascript', path.join(ROOT, 'tests/browser/other-origin/page.js')],
+    '/bff.js': ['text/javascript', path.join(ROOT, 'infra/demo/bff.js')],
+  };
+  const server = http.createServer((req, res) => {
+    const { pathname } = new URL(req.url, 'http://x');
+    if (pathname === '/config.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' });
+      res.end(`export const bffUrl = ${JSON.stringify(bffUrl)};\n`);
+      return;
+    }
+    const file = files[pathname];
+    if (!file) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': file[0], 'cache-control': 'no-store' });
+    res.end(readFileSync(file[1]));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
 
 /** A port that was free a moment ago: bind port 0, read it, let it go. */
 async function freePort() {
@@ -89,13 +131,15 @@ async function stopChild(child) {
 }
 
 /**
- * Starts the provider, the demo API and bff-local. Resolves to
- * `{ baseUrl, issuer, api, stop() }`.
+ * Starts the provider, the demo API, bff-local and the front end on another origin.
+ * Resolves to `{ baseUrl, otherOrigin, issuer, api, stop() }`.
  */
 export async function startStack() {
   mkdirSync(LOG_DIR, { recursive: true });
   const bffPort = await freePort();
   const baseUrl = `http://localhost:${bffPort}`;
+  const other = await startOtherOrigin(baseUrl);
+  const otherOrigin = `http://localhost:${other.address().port}`;
   const clientId = 'bff-browser-tests';
   const clientSecret = randomBytes(32).toString('hex');
 
@@ -105,7 +149,7 @@ export async function startStack() {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
     env: {
-      ...process.env,
+      ...baseEnv(),
       PROVIDER_CLIENT_ID: clientId,
       PROVIDER_CLIENT_SECRET: clientSecret,
       PROVIDER_REDIRECT_URIS: `${baseUrl}/auth/callback`,
@@ -116,7 +160,8 @@ export async function startStack() {
   provider.stderr.pipe(providerLog);
   const children = [provider];
   const stop = async () => {
-    await Promise.all(children.map(stopChild));
+    other.closeAllConnections();
+    await Promise.all([...children.map(stopChild), new Promise((resolve) => other.close(resolve))]);
   };
 
   try {
@@ -134,7 +179,7 @@ export async function startStack() {
       cwd: ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {
-        ...process.env,
+        ...baseEnv(),
         BFF_ISSUER: ready.issuer,
         BFF_CLIENT_ID: clientId,
         BFF_CLIENT_SECRET: clientSecret,
@@ -142,6 +187,7 @@ export async function startStack() {
         BFF_UPSTREAM_URL: ready.api,
         BFF_LISTEN: `127.0.0.1:${bffPort}`,
         BFF_STATIC_DIR: path.join(ROOT, 'infra/demo'),
+        BFF_ALLOWED_ORIGINS: otherOrigin,
         BFF_STORE: 'memory',
         RUST_LOG: process.env.RUST_LOG || 'info',
       },
@@ -149,7 +195,7 @@ export async function startStack() {
     logTo(bff, 'bff-local.log');
     children.push(bff);
     await untilAnswering(`${baseUrl}/auth/me`, bff, `bff-local (${bin})`);
-    return { baseUrl, issuer: ready.issuer, api: ready.api, stop };
+    return { baseUrl, otherOrigin, issuer: ready.issuer, api: ready.api, stop };
   } catch (err) {
     await stop();
     throw err;
