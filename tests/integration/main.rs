@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod cold_start;
+mod faults;
 mod flow;
 mod lifecycle;
 mod security_browser;
