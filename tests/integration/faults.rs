@@ -27,14 +27,18 @@ use serde_json::Value;
 /// after 4 s; the provider's timeout is 8 s and is checked separately).
 const BOUNDED: Duration = Duration::from_secs(10);
 
-/// Sends a signal to a process by id (`kill -<signal> <pid>`).
+/// Sends a signal to a process by id, through the shell's own `kill` (no procps needed).
 fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
+    assert!(try_signal(pid, signal), "kill -{signal} {pid} failed");
+}
+
+/// Like [`signal`], for processes that may be gone already; says whether it was sent.
+fn try_signal(pid: u32, signal: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{signal} {pid} 2>/dev/null"))
         .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} {pid} failed");
+        .is_ok_and(|status| status.success())
 }
 
 /// A process frozen with `SIGSTOP`; resumed with `SIGCONT` when dropped, so a failing
@@ -50,11 +54,7 @@ impl Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .stderr(Stdio::null())
-            .status();
+        try_signal(self.0, "CONT");
     }
 }
 
@@ -120,16 +120,19 @@ impl DynamoLocal {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The Java process the launcher started.
+    /// The Java process the launcher started (its only child).
     fn java_pid(&self) -> Option<u32> {
-        let out = Command::new("pgrep")
-            .args(["-P", &self.launcher.id().to_string(), "java"])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .and_then(|pid| pid.parse().ok())
+        let launcher = self.launcher.id();
+        let children = std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children"))
+            .ok()
+            .or_else(|| {
+                let out = Command::new("pgrep")
+                    .args(["-P", &launcher.to_string()])
+                    .output()
+                    .ok()?;
+                Some(String::from_utf8_lossy(&out.stdout).into_owned())
+            })?;
+        children.split_whitespace().next().and_then(|pid| pid.parse().ok())
     }
 
     /// Kills the database the hard way (`SIGKILL` to Java, as a crash would) and waits
@@ -167,11 +170,7 @@ impl Drop for DynamoLocal {
         }
         if let Some(java) = java {
             // Usually gone already: the launcher stopped it.
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(java.to_string())
-                .stderr(Stdio::null())
-                .status();
+            try_signal(java, "KILL");
         }
     }
 }
