@@ -27,8 +27,9 @@ export function launchChromium() {
 
 /**
  * Runs `body(context)` in a fresh browser context (its own cookie jar). When it fails,
- * saves a screenshot of every page still open to target/browser-screenshots/, and adds
- * the page errors and CSP violations seen on the BFF's origin to the error.
+ * saves a screenshot of every page still open to target/browser-screenshots/ and reports
+ * them, with the page errors and CSP violations seen on the BFF's origin, as the test's
+ * diagnostics. Tests that expect a clean page assert `problems` is empty.
  */
 export async function inContext(browser, t, baseUrl, body) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
@@ -39,8 +40,8 @@ export async function inContext(browser, t, baseUrl, body) {
     await body(context, problems);
   } catch (err) {
     const saved = await screenshots(context, t.name);
-    if (saved.length) err.message += `\n  screenshots: ${saved.join(', ')}`;
-    if (problems.length) err.message += `\n  page problems:\n    ${problems.join('\n    ')}`;
+    if (saved.length) t.diagnostic(`screenshots: ${saved.join(', ')}`);
+    if (problems.length) t.diagnostic(`page problems: ${problems.join('; ')}`);
     throw err;
   } finally {
     await context.close();

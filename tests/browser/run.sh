@@ -45,4 +45,4 @@ fi
 version="$("${CHROMIUM_BIN:-/usr/bin/chromium}" --version 2>/dev/null || true)"
 step "Browser tests (${version:-chromium})"
 rm -rf target/browser-screenshots
-node --test tests/browser/*.test.mjs
+node --test --test-reporter=spec tests/browser/*.test.mjs
