@@ -405,6 +405,81 @@ async fn attack_login_csrf_callback_with_a_duplicated_state_parameter_is_refused
     assert_eq!(victim.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// RFC 9700 §4.1 (redirect URI manipulation): the redirect URI and the post-logout URL
+/// come from configuration only. A request whose `Host` or forwarding headers name the
+/// attacker's site cannot make the provider send the code (or the browser) there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_host_header_cannot_change_the_redirect_uri_or_the_logout_target() {
+    let app = spawn_app(StoreKind::Memory).await;
+    let spoofed = [
+        ("Host", "evil.example.com"),
+        ("X-Forwarded-Host", "evil.example.com"),
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "host=evil.example.com;proto=https"),
+    ];
+    let request = raw_request(&app.url, "GET", "/auth/login?returnTo=/", &spoofed, b"");
+    let response = raw_exchange(&app.url, &request).await;
+    assert_eq!(response.status, 302, "{}", response.text());
+    let authorize = response.header("location")[0].to_owned();
+    assert_eq!(
+        query_param(&authorize, "redirect_uri"),
+        format!("{}/auth/callback", app.url)
+    );
+    assert!(!authorize.contains("evil"), "{authorize}");
+
+    let mut headers = spoofed.to_vec();
+    headers.push(("X-CSRF", "1"));
+    let request = raw_request(&app.url, "POST", "/auth/logout", &headers, b"");
+    let response = raw_exchange(&app.url, &request).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(!response.text().contains("evil"), "{}", response.text());
+}
+
+/// RFC 9700 §4.7 and the BFF draft: the callback is a top-level GET navigation only; a
+/// callback posted by a form (`response_mode=form_post` injection) or called with any
+/// other method is refused and creates no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_callback_posted_by_a_form_is_refused() {
+    let app = spawn_app(StoreKind::Memory).await;
+    let browser = app.browser();
+    let callback = browser.authenticate(&browser.start_login("/").await, "alice").await;
+    let (path, query) = callback.split_once('?').expect("query");
+    for method in [Method::POST, Method::PUT] {
+        let response = browser
+            .http
+            .request(method.clone(), path)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(query.to_owned())
+            .send()
+            .await
+            .expect("callback");
+        assert!(response.status().is_client_error(), "{method}: {}", response.status());
+        assert!(!sets_cookie(&set_cookies(&response), "bff-session"), "{method}");
+    }
+    assert_eq!(browser.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
+    // The genuine GET still completes: the refused attempts did not spend the login.
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::FOUND);
+}
+
+/// OWASP Clickjacking Defense: the BFF's own pages (the callback's error pages) can be
+/// framed by nobody, and load no script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_clickjacking_the_bffs_pages_cannot_be_framed() {
+    let app = spawn_app(StoreKind::Memory).await;
+    let browser = app.browser();
+    for page in [
+        "/auth/callback?error=access_denied",
+        "/auth/callback?code=x&state=y",
+        "/auth/callback",
+    ] {
+        let response = browser.get(page).await;
+        assert!(header(&response, "content-type").starts_with("text/html"), "{page}");
+        let csp = header(&response, "content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
+        assert!(csp.contains("default-src 'none'"), "{page}: {csp}");
+    }
+}
+
 // ------------------------------------------------------------------------------------
 // Session fixation and cookie injection (OWASP Session Management, RFC 6265bis)
 // ------------------------------------------------------------------------------------
@@ -934,6 +1009,28 @@ forgery_attacks! {
         [("X-CSRF", "1"), ("Sec-Fetch-Site", "cross-site")] => "cross_site_request";
 }
 
+/// BFF draft §6.1.3.2 and OWASP CSRF: logout is a POST; a cross-site link or image
+/// (`GET /auth/logout`) cannot end the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_csrf_logout_by_get_navigation_is_refused() {
+    let app = spawn_app(StoreKind::Memory).await;
+    let planted = plant_session(&app).await;
+    for method in [Method::GET, Method::HEAD, Method::PUT, Method::DELETE] {
+        let response = planted
+            .browser
+            .http
+            .request(method.clone(), format!("{}/auth/logout", app.url))
+            .header("X-CSRF", "1")
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert!(set_cookies(&response).is_empty(), "{method}: no cookie change");
+    }
+    assert!(session_exists(&app, &planted.id).await, "the session survives");
+    assert_eq!(planted.browser.get("/auth/me").await.status(), StatusCode::OK);
+}
+
 // ------------------------------------------------------------------------------------
 // CORS (BFF draft §6.1.3.2, Fetch standard CORS protocol)
 // ------------------------------------------------------------------------------------
@@ -1417,17 +1514,17 @@ traversal_attacks! {
     /// Deep climbing with encoded slashes.
     attack_path_traversal_deep_encoded: "/api/a/b/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd" => Refused;
     /// Tomcat/Jetty path parameter: `..;/` is `../` to a Java upstream.
-    attack_path_traversal_dot_dot_semicolon: "/api/..;/admin" => Contained;
+    attack_path_traversal_dot_dot_semicolon: "/api/..;/admin" => Refused;
     /// `..;` deeper in the path.
-    attack_path_traversal_dot_dot_semicolon_nested: "/api/a/..;/..;/admin" => Contained;
+    attack_path_traversal_dot_dot_semicolon_nested: "/api/a/..;/..;/admin" => Refused;
     /// `..` with a named path parameter.
-    attack_path_traversal_dot_dot_with_path_parameter: "/api/..;jsessionid=x/admin" => Contained;
+    attack_path_traversal_dot_dot_with_path_parameter: "/api/..;jsessionid=x/admin" => Refused;
     /// Encoded dots with a path parameter.
-    attack_path_traversal_encoded_dots_semicolon: "/api/%2e%2e;/admin" => Contained;
+    attack_path_traversal_encoded_dots_semicolon: "/api/%2e%2e;/admin" => Refused;
     /// `..` with an encoded semicolon.
-    attack_path_traversal_dot_dot_encoded_semicolon: "/api/..%3b/admin" => Contained;
+    attack_path_traversal_dot_dot_encoded_semicolon: "/api/..%3b/admin" => Refused;
     /// A lone `.` with a path parameter.
-    attack_path_traversal_dot_semicolon: "/api/.;/admin" => Contained;
+    attack_path_traversal_dot_semicolon: "/api/.;/admin" => Refused;
     /// Unicode fullwidth full stops (U+FF0E): never turned into ASCII dots.
     attack_path_traversal_unicode_fullwidth_full_stop: "/api/%EF%BC%8E%EF%BC%8E/admin" => Contained;
     /// Unicode fullwidth solidus (U+FF0F) after dots.
@@ -1568,6 +1665,17 @@ stripped_header_attacks! {
     attack_header_smuggling_forged_alb_identity_is_stripped: "X-Amzn-Oidc-Identity" = "admin";
     /// A forged CloudFront viewer header.
     attack_header_smuggling_forged_cloudfront_header_is_stripped: "CloudFront-Viewer-Country" = "US";
+    /// `X-Original-URL` (honoured by Symfony, Zend and IIS rewrites): a path override
+    /// that would leave the upstream's base path.
+    attack_header_smuggling_x_original_url_is_stripped: "X-Original-URL" = "/admin";
+    /// `X-Rewrite-URL`, the same override under another name.
+    attack_header_smuggling_x_rewrite_url_is_stripped: "X-Rewrite-URL" = "/admin";
+    /// `X-Original-Host`.
+    attack_header_smuggling_x_original_host_is_stripped: "X-Original-Host" = "evil.example.com";
+    /// `True-Client-IP` (Akamai, Cloudflare): a spoofed client address.
+    attack_header_smuggling_true_client_ip_is_stripped: "True-Client-IP" = "10.0.0.1";
+    /// `X-Client-IP`: a spoofed client address.
+    attack_header_smuggling_x_client_ip_is_stripped: "X-Client-IP" = "10.0.0.1";
     /// RFC 9110 §7.6.1 hop-by-hop: `Proxy-Authorization`.
     attack_header_smuggling_proxy_authorization_is_stripped: "Proxy-Authorization" = "Basic YWRtaW46YWRtaW4=";
     /// Hop-by-hop: `Proxy-Connection`.
