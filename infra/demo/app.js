@@ -22,17 +22,17 @@ let session = null; // { expires_at, idle_expires_at } of the user shown
 let ticker = 0;
 let lastExpiryCheck = 0;
 let alertKind = '';
+let loginAgain = false; // a session ended or a sign-in failed: the button says "Log in again"
 
 function show(state) {
   for (const id of ['loading', 'logged-out', 'logged-in']) $(id).hidden = id !== state;
 }
 
-function alertBox(title, text = '', offerLogin = false, kind = '') {
+function alertBox(title, text = '', kind = '') {
   alertKind = kind;
   $('alert-title').textContent = title;
   $('alert-text').textContent = text;
   $('alert-text').hidden = !text;
-  $('alert-actions').hidden = !offerLogin;
   $('alert').hidden = false;
 }
 
@@ -107,13 +107,16 @@ function showUser(user) {
 function showLoggedOut() {
   session = null;
   clearInterval(ticker);
+  $('login').textContent = loginAgain ? 'Log in again' : 'Log in';
   show('logged-out');
 }
 
 function sessionEnded(err) {
+  loginAgain = true;
   showLoggedOut();
   const why = err?.code === 'session_expired' ? 'Your session has expired.' : 'You are no longer logged in.';
-  alertBox('Session ended', `${why} Log in again to continue where you were.`, true, 'session');
+  alertBox('Session ended', `${why} Log in again to continue where you were.`, 'session');
+  $('login').focus();
 }
 
 let refreshing = null;
@@ -187,13 +190,13 @@ function showProviderError() {
   if (!error) return;
   const description = url.searchParams.get('error_description');
   const explanation = PROVIDER_ERRORS[error] ?? 'The identity provider refused the sign-in.';
-  alertBox('Sign-in failed', `${explanation} (${error}${description ? `: ${description}` : ''})`, true);
+  loginAgain = true;
+  alertBox('Sign-in failed', `${explanation} (${error}${description ? `: ${description}` : ''})`);
   for (const name of ['error', 'error_description', 'error_uri', 'state', 'iss']) url.searchParams.delete(name);
   window.history.replaceState(null, '', url);
 }
 
 $('login').addEventListener('click', () => login());
-$('login-again').addEventListener('click', () => login());
 $('call-api').addEventListener('click', callApi);
 $('logout').addEventListener('click', doLogout);
 // Back on this tab after a while (or after logging out in another one): check again.
