@@ -26,6 +26,13 @@ const PREFLIGHT_MAX_AGE: &str = "600";
 
 /// Refuses requests from an origin that is neither the BFF's nor an allowed one.
 pub fn check_origin(headers: &HeaderMap, config: &Config) -> Result<(), ApiError> {
+    // Browsers send one Origin; several can only be forged, and parsers may disagree on them.
+    if headers.get_all(http::header::ORIGIN).iter().count() > 1 {
+        return Err(ApiError::forbidden(
+            "origin_not_allowed",
+            "requests from this origin are not allowed",
+        ));
+    }
     match headers.get(http::header::ORIGIN) {
         Some(origin) => match origin.to_str() {
             Ok(origin) if config.is_known_origin(origin) => Ok(()),
@@ -67,6 +74,7 @@ pub fn preflight(req: &Request, config: &Config) -> Option<Response<Body>> {
     let mut response = Response::new(Body::Empty);
     *response.status_mut() = StatusCode::NO_CONTENT;
     let headers = response.headers_mut();
+    headers.append(VARY, HeaderValue::from_static("Origin"));
     insert(headers, "access-control-allow-methods", ALLOWED_METHODS);
     insert(headers, "access-control-allow-headers", ALLOWED_HEADERS);
     insert(headers, "access-control-max-age", PREFLIGHT_MAX_AGE);
@@ -149,6 +157,12 @@ mod tests {
             h.insert("origin", HeaderValue::from_static(bad));
             assert_eq!(check_anti_forgery(&h, &c).expect_err(bad).status, 403);
         }
+        let twice = headers(&[
+            ("x-csrf", "1"),
+            ("origin", "https://app.example.com"),
+            ("origin", "https://evil.com"),
+        ]);
+        assert_eq!(check_anti_forgery(&twice, &c).expect_err("two origins").status, 403);
         let cross = headers(&[("x-csrf", "1"), ("sec-fetch-site", "cross-site")]);
         assert!(check_anti_forgery(&cross, &c).is_err());
         assert!(check_anti_forgery(&headers(&[("x-csrf", "1"), ("sec-fetch-site", "same-origin")]), &c).is_ok());

@@ -576,10 +576,11 @@ async fn attack_burst_of_unknown_kids_causes_at_most_one_jwks_refetch_per_second
         "at most one fetch per interval"
     );
 
-    // Long after the last fetch: the refetch happens without waiting.
+    // Long after the last fetch: the refetch happens without waiting (one token, so the
+    // timing measures the wait and not a burst of verifications on a busy machine).
     past_the_refetch_interval().await;
     let third = std::time::Instant::now();
-    assert_eq!(verify_concurrently(&app, &bursts[2], NONCE).await, BURST);
+    assert_eq!(verify_concurrently(&app, &bursts[2][..1], NONCE).await, 1);
     assert_eq!(idp.jwks_fetches(), 4);
     assert!(third.elapsed() < JWKS_REFETCH_INTERVAL, "no needless wait");
 }
