@@ -239,6 +239,8 @@ else
     CLIENT_SECRET="$(node -e 'process.stdout.write(require("node:crypto").randomBytes(32).toString("hex"))')"
 fi
 PUBLIC_URL="http://localhost:$BFF_PORT"
+# A fresh key each run seals the tokens this run stores (AES-256-GCM, 32 bytes).
+TOKEN_KEY="$(node -e 'process.stdout.write(require("node:crypto").randomBytes(32).toString("base64"))')"
 
 PROVIDER_CLIENT_ID="$CLIENT_ID" \
 PROVIDER_CLIENT_SECRET="$CLIENT_SECRET" \
@@ -256,6 +258,7 @@ API_URL="$(json_field "$provider_ready" api)"
 BFF_ISSUER="$ISSUER" \
 BFF_CLIENT_ID="$CLIENT_ID" \
 BFF_CLIENT_SECRET="$CLIENT_SECRET" \
+BFF_TOKEN_KEYS="dev:$TOKEN_KEY" \
 BFF_PUBLIC_URL="$PUBLIC_URL" \
 BFF_UPSTREAM_URL="$API_URL" \
 BFF_LISTEN="127.0.0.1:$BFF_PORT" \

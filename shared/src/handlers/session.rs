@@ -65,6 +65,9 @@ async fn logout(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         .logout_url(&app.config, ended.as_ref().map(|s| &s.id_token))
         .await;
     let mut response = web::json(StatusCode::OK, &serde_json::json!({ "logout_url": logout_url }));
+    if let Some(session) = &ended {
+        response = access_log::for_user(response, &session.sub);
+    }
     web::set_cookie(&mut response, &app.cookies.clear_session_cookie());
     Ok(response)
 }
