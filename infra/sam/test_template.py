@@ -21,35 +21,39 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
 
 # What each function is, and exactly what it may do. The table actions follow the code
-# (shared/src/store/dynamodb.rs): put_transaction, put_session, update_session and
-# first_use are PutItem (update_session is a conditional whole-item put), take_transaction
-# and delete_session are DeleteItem, get_session is GetItem, the index lookups are Query.
+# (shared/src/store/dynamodb.rs): put_transaction, put_session, update_session, first_use
+# and put_document are PutItem (update_session is a conditional whole-item put),
+# take_transaction and delete_session are DeleteItem, get_session and get_document are
+# GetItem, the index lookups are Query. Every function reads discovery or JWKS through the
+# store's document cache (get_document, put_document). Every function seals or opens
+# tokens, so every one reads the token keys; only those that authenticate at the
+# provider's token or revocation endpoint read the client secret.
 FUNCTIONS = {
     "LoginFunction": {
         "binary": "bff-login",
-        "table_actions": {"dynamodb:PutItem"},
-        "secrets": {"OriginVerifySecret"},
+        "table_actions": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "secrets": {"TokenKeysArn", "OriginVerifySecret"},
     },
     "CallbackFunction": {
         "binary": "bff-callback",
-        "table_actions": {"dynamodb:DeleteItem", "dynamodb:PutItem"},
-        "secrets": {"ClientSecretArn", "OriginVerifySecret"},
+        "table_actions": {"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
+        "secrets": {"ClientSecretArn", "TokenKeysArn", "OriginVerifySecret"},
     },
     "SessionFunction": {
         "binary": "bff-session",
         "table_actions": {"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
-        "secrets": {"ClientSecretArn", "OriginVerifySecret"},
+        "secrets": {"ClientSecretArn", "TokenKeysArn", "OriginVerifySecret"},
     },
     "ProxyFunction": {
         "binary": "bff-proxy",
         "table_actions": {"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
-        "secrets": {"ClientSecretArn", "OriginVerifySecret"},
+        "secrets": {"ClientSecretArn", "TokenKeysArn", "OriginVerifySecret"},
     },
     "BackchannelLogoutFunction": {
         "binary": "bff-backchannel",
         "table_actions": {"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
         "index_actions": {"dynamodb:Query"},
-        "secrets": {"OriginVerifySecret"},
+        "secrets": {"TokenKeysArn", "OriginVerifySecret"},
     },
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
@@ -57,7 +61,11 @@ SECRET_ACTIONS = {"secretsmanager:GetSecretValue"}
 
 # Variables that hold a secret's value: a function may only get their *_ARN reference.
 SECRET_VARIABLES = {"BFF_CLIENT_SECRET", "BFF_ORIGIN_VERIFY", "BFF_TOKEN_KEYS"}
-SECRET_REFERENCES = {"BFF_CLIENT_SECRET_ARN": "ClientSecretArn", "BFF_ORIGIN_VERIFY_ARN": "OriginVerifySecret"}
+SECRET_REFERENCES = {
+    "BFF_CLIENT_SECRET_ARN": "ClientSecretArn",
+    "BFF_TOKEN_KEYS_ARN": "TokenKeysArn",
+    "BFF_ORIGIN_VERIFY_ARN": "OriginVerifySecret",
+}
 
 # Which function URL serves which CloudFront path, and which methods it must allow.
 ALL_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
@@ -296,10 +304,12 @@ def secrets_reach_functions_only_by_reference():
         references = {k: ref_name(v) for k, v in env.items() if k.endswith("_ARN")}
         expected = {k: v for k, v in SECRET_REFERENCES.items() if v in spec["secrets"]}
         assert references == expected, f"{name}: references {references} != {expected}"
-    assert "ClientSecret" not in PARAMETERS, "the client secret must not be a template parameter"
+    for name in ("ClientSecret", "TokenKeys", "OriginVerify"):
+        assert name not in PARAMETERS, f"{name} must not be a template parameter"
     assert not any(p.get("NoEcho") for p in PARAMETERS.values()), "a NoEcho parameter is a secret in the template"
-    client_secret = PARAMETERS["ClientSecretArn"]
-    assert client_secret["AllowedPattern"].startswith("^arn:aws"), "ClientSecretArn must only accept an ARN"
+    for name in ("ClientSecretArn", "TokenKeysArn"):
+        assert PARAMETERS[name]["AllowedPattern"].startswith("^arn:aws"), f"{name} must only accept an ARN"
+        assert "Default" not in PARAMETERS[name], f"{name} must be given"
     generated = RESOURCES["OriginVerifySecret"]
     assert generated["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in generated["Properties"]
     assert "SecretString" not in generated["Properties"], "the origin-verify value must be generated, not written"

@@ -79,8 +79,9 @@ pub struct LambdaApp {
     pub origin_verify: Option<OriginVerify>,
 }
 
-/// Resolves secret references, reads the configuration and builds the context with the
-/// DynamoDB store, or exits.
+/// Resolves secret references, reads the configuration (which must include
+/// `BFF_TOKEN_KEYS` in a Lambda function) and builds the context with the DynamoDB store,
+/// or exits.
 pub async fn lambda_app(needs: Needs) -> LambdaApp {
     let env = |name: &str| std::env::var(name).ok();
     let has_reference = SECRET_VARIABLES
@@ -100,6 +101,11 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     if needs.upstream
         && let Err(e) = config.require_upstream()
     {
+        exit_on_startup_error(e);
+    }
+    // Every function shares the table, so every instance must seal and open tokens with the
+    // same keys: a key of the process's own would leave other functions unable to read them.
+    if let Err(e) = config.require_token_keys() {
         exit_on_startup_error(e);
     }
     let origin_verify = OriginVerify::from_lookup(&lookup);
