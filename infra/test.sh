@@ -8,7 +8,9 @@
 # 3. formatting and lints (cargo fmt --check, cargo clippy -D warnings);
 # 4. unit tests and integration tests (real oidc-provider and DynamoDB Local, started by
 #    the test harness on free loopback ports and stopped with it);
-# 5. browser tests: the demo front end in headless Chromium (installed from Debian when
+# 5. the AWS path offline: cfn-lint, sam validate --lint, template tests and sam build
+#    (tools from PyPI into .local/);
+# 6. browser tests: the demo front end in headless Chromium (installed from Debian when
 #    missing) through the provider's real login and consent pages.
 
 set -euo pipefail
@@ -44,6 +46,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo build -p bff-local (the integration tests also run it as separate processes)"
 cargo build -p bff-local --locked
+
+step "AWS deployment: cfn-lint, sam validate, template tests, sam build"
+bash infra/sam/check.sh
 
 step "cargo test (unit and integration)"
 log="$(mktemp)"
