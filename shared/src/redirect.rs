@@ -7,6 +7,9 @@
 
 use url::Url;
 
+/// Layers of percent-encoding looked through; a value encoded deeper is refused.
+const MAX_ENCODING_LAYERS: usize = 4;
+
 /// Longest `returnTo` accepted.
 pub const MAX_RETURN_TO_LEN: usize = 2048;
 
@@ -30,22 +33,26 @@ pub fn validate_return_to(
         return Err(InvalidReturnTo);
     }
     // Look through every layer of percent-encoding, so `%2F%2Fevil.com` or
-    // `%252F%252F...` cannot become `//evil.com` in some later decoder.
+    // `%252F%252F...` cannot become `//evil.com` in some later decoder; a value still
+    // encoded after that many layers is refused rather than trusted.
     let mut layer = raw.to_owned();
-    for _ in 0..4 {
+    let mut fully_decoded = false;
+    for _ in 0..=MAX_ENCODING_LAYERS {
         if layer.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
             return Err(InvalidReturnTo);
         }
-        let decoded = percent_encoding::percent_decode_str(&layer)
-            .decode_utf8_lossy()
-            .into_owned();
+        let decoded = percent_encoding::percent_decode_str(&layer).decode_utf8_lossy().into_owned();
         if decoded == layer {
+            fully_decoded = true;
             break;
         }
         if decoded.starts_with("//") || decoded.starts_with("/\\") {
             return Err(InvalidReturnTo);
         }
         layer = decoded;
+    }
+    if !fully_decoded {
+        return Err(InvalidReturnTo);
     }
 
     let base = Url::parse(&format!("{public_origin}/")).map_err(|_| InvalidReturnTo)?;
@@ -141,6 +148,11 @@ mod tests {
             "http://front.example.com/",
             "ftp://front.example.com/",
             "/\u{3000}evil",
+            // Deeply nested encodings of a control character, a backslash and `//`.
+            "/%%2532502",
+            "/%25252509x",
+            "/a%2525255Cb",
+            "/%252525252Fevil.com",
         ];
         for attack in attacks {
             assert_eq!(check(attack), Err(InvalidReturnTo), "{attack:?} must be refused");
