@@ -8,10 +8,11 @@
 # 3. formatting and lints (cargo fmt --check, cargo clippy -D warnings);
 # 4. unit tests and integration tests (real oidc-provider and DynamoDB Local, started by
 #    the test harness on free loopback ports and stopped with it);
-# 5. the AWS path offline: cfn-lint, sam validate --lint, template tests and sam build
-#    (tools from PyPI into .local/);
+# 5. the AWS path offline: cfn-lint, sam validate --lint and the template tests (tools
+#    from PyPI into .local/); `bash infra/sam/check.sh` adds the sam build;
 # 6. browser tests: the demo front end in headless Chromium (installed from Debian when
-#    missing) through the provider's real login and consent pages.
+#    missing) through the provider's real login and consent pages;
+# 7. fuzzing: every cargo fuzz target for a bounded time (FUZZ_SECONDS, default 60).
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,8 +48,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo build -p bff-local (the integration tests also run it as separate processes)"
 cargo build -p bff-local --locked
 
-step "AWS deployment: cfn-lint, sam validate, template tests, sam build"
-bash infra/sam/check.sh
+step "AWS deployment: cfn-lint, sam validate, template tests"
+# sam build is the separate command `bash infra/sam/check.sh` (see README).
+SAM_BUILD=0 bash infra/sam/check.sh
 
 step "cargo test (unit and integration)"
 log="$(mktemp)"
@@ -82,6 +84,10 @@ printf 'cargo: %d passed, %d failed; browser: %d passed, %d failed\n' \
 if [ "$status" -eq 0 ] && [ "$browser_status" -ne 0 ] && [ "$browser_failed" -eq 0 ]; then
     browser_failed=1 # the browser run failed before it could count
 fi
+step "fuzzing (infra/fuzz.sh, ${FUZZ_SECONDS:-60} s per target)"
+fuzz_status=0
+bash infra/fuzz.sh || fuzz_status=1
+
 printf '\ntotal: %d passed, %d failed\n' \
-    "$((cargo_passed + browser_passed))" "$((cargo_failed + browser_failed))"
-[ "$status" -eq 0 ] && [ "$browser_status" -eq 0 ]
+    "$((cargo_passed + browser_passed))" "$((cargo_failed + browser_failed + fuzz_status))"
+[ "$status" -eq 0 ] && [ "$browser_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ]
