@@ -41,7 +41,9 @@ pub fn validate_return_to(
         if layer.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
             return Err(InvalidReturnTo);
         }
-        let decoded = percent_encoding::percent_decode_str(&layer).decode_utf8_lossy().into_owned();
+        let decoded = percent_encoding::percent_decode_str(&layer)
+            .decode_utf8_lossy()
+            .into_owned();
         if decoded == layer {
             fully_decoded = true;
             break;
