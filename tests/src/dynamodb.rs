@@ -46,10 +46,10 @@ static LOCAL: OnceLock<LocalDynamo> = OnceLock::new();
 /// `spawn_blocking` (as [`fresh_store`] does). Panics with the reason when DynamoDB Local
 /// cannot be started (no Node.js, no Java, `infra/node_modules` not installed).
 pub fn endpoint() -> String {
-    if let Ok(endpoint) = std::env::var(ENDPOINT_ENV) {
-        if !endpoint.trim().is_empty() {
-            return endpoint.trim().to_owned();
-        }
+    if let Ok(endpoint) = std::env::var(ENDPOINT_ENV)
+        && !endpoint.trim().is_empty()
+    {
+        return endpoint.trim().to_owned();
     }
     LOCAL.get_or_init(start_local).endpoint.clone()
 }
