@@ -84,8 +84,9 @@ function parseArgs(argv) {
       case '--port': opts.port = value(); break;
       case '--api-port': opts.apiPort = value(); break;
       case '--exit-on-stdin-close': opts.exitOnStdinClose = true; break;
-      // Test suites only: counts grants and records the back-channel logout tokens sent,
-      // readable at GET /__test/grants and GET /__test/logout-tokens.
+      // Test suites only: counts grants and requests by path, and records the back-channel
+      // logout tokens sent, readable at GET /__test/grants, GET /__test/requests and
+      // GET /__test/logout-tokens.
       case '--test-hooks': opts.testHooks = true; break;
       case '--help':
       case '-h':
@@ -245,7 +246,14 @@ const configuration = {
 
 // What the test hooks observe.
 const grantCounts = {};
+const requestCounts = {};
 const sentLogoutTokens = [];
+
+// The counting key of a request: its path, with interaction and resume ids folded, so
+// `/interaction/abc/login` counts as `/interaction/:uid/login`.
+function countedPath(path) {
+  return path.replace(/^\/(interaction|auth)\/[^/]+/, '/$1/:uid');
+}
 
 // ---------------------------------------------------------------------------
 // Start: listen first (so an ephemeral port is known), then build the provider.
@@ -283,7 +291,11 @@ if (opts.testHooks) {
       ctx.body = grantCounts;
     } else if (ctx.method === 'GET' && ctx.path === '/__test/logout-tokens') {
       ctx.body = sentLogoutTokens;
+    } else if (ctx.method === 'GET' && ctx.path === '/__test/requests') {
+      ctx.body = requestCounts;
     } else {
+      const key = countedPath(ctx.path);
+      requestCounts[key] = (requestCounts[key] ?? 0) + 1;
       await next();
     }
   });

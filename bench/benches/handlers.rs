@@ -1,0 +1,586 @@
+//! Warm handler cost, in-process: each BFF handler called as a Lambda function calls it,
+//! `bff::handlers::*::handle(&app, request)`, on an `App` with the in-memory store, against
+//! the real `oidc-provider` (`infra/provider.mjs`) and a fast upstream on loopback.
+//!
+//! Before the timings, the bench counts what each operation asks of the store (a counting
+//! wrapper under the sealing layer, as in `tests/src/counting.rs`) and of the provider
+//! (its `GET /__test/requests`), on fresh `App`s (a new Lambda instance: nothing cached)
+//! and warm ones, and writes the counts to `target/bench/inprocess.json` for the report.
+//!
+//! Run: `cargo bench -p bff-bench --bench handlers` (`bash bench/run.sh` does).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bff::App;
+use bff::config::Config;
+use bff::handlers;
+use bff::secret::PkceVerifier;
+use bff::session::session_key;
+use bff::store::memory::MemoryStore;
+use bff::store::{
+    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
+    StoreKey, TransactionStore,
+};
+use bff_bench::browser::Browser;
+use bff_bench::provider::{Client, Provider, RequestCounts, delta};
+use criterion::{Criterion, SamplingMode};
+use lambda_http::{Body, Request, Response};
+
+/// The origin the BFF believes it serves; requests are handed to handlers directly.
+const PUBLIC_URL: &str = "https://bff.example.com";
+
+/// Store calls, counted under the sealing layer; reads and writes of shared provider
+/// documents (discovery, JWKS) are counted apart as well.
+#[derive(Default)]
+struct Counts {
+    reads: AtomicUsize,
+    writes: AtomicUsize,
+    document_reads: AtomicUsize,
+    document_writes: AtomicUsize,
+}
+
+/// `(reads, writes, document reads, document writes)`.
+type Snapshot = (usize, usize, usize, usize);
+
+impl Counts {
+    fn snapshot(&self) -> Snapshot {
+        (
+            self.reads.load(Ordering::SeqCst),
+            self.writes.load(Ordering::SeqCst),
+            self.document_reads.load(Ordering::SeqCst),
+            self.document_writes.load(Ordering::SeqCst),
+        )
+    }
+}
+
+struct CountingStore {
+    inner: MemoryStore,
+    counts: Arc<Counts>,
+}
+
+impl CountingStore {
+    fn read(&self) {
+        self.counts.reads.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn write(&self) {
+        self.counts.writes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl TransactionStore for CountingStore {
+    async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
+        self.write();
+        self.inner.put_transaction(key, tx).await
+    }
+
+    async fn take_transaction(&self, key: &StoreKey, now: i64) -> Result<Option<LoginTransaction>, StoreError> {
+        self.write();
+        self.inner.take_transaction(key, now).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
+        self.write();
+        self.inner.put_session(key, session).await
+    }
+
+    async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+        self.read();
+        self.inner.get_session(key, now).await
+    }
+
+    async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
+        self.write();
+        self.inner.update_session(key, session, expected).await
+    }
+
+    async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
+        self.write();
+        self.inner.delete_session(key).await
+    }
+}
+
+#[async_trait]
+impl SessionIndex for CountingStore {
+    async fn sessions_with_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        self.read();
+        self.inner.sessions_with_sid(sid).await
+    }
+
+    async fn sessions_of_sub(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
+        self.read();
+        self.inner.sessions_of_sub(sub).await
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for CountingStore {
+    async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
+        self.write();
+        self.inner.first_use(key, expires_at).await
+    }
+}
+
+#[async_trait]
+impl DocumentCache for CountingStore {
+    async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError> {
+        self.read();
+        self.counts.document_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_document(key, now).await
+    }
+
+    async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.write();
+        self.counts.document_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_document(key, document, expires_at).await
+    }
+}
+
+/// The provider, the upstream and a registered client, shared by every `App`.
+struct World {
+    provider: Provider,
+    client: Client,
+    upstream: String,
+}
+
+impl World {
+    fn config(&self) -> Config {
+        let values: BTreeMap<&str, String> = [
+            ("BFF_ISSUER", self.provider.issuer.clone()),
+            ("BFF_CLIENT_ID", self.client.id.clone()),
+            ("BFF_CLIENT_SECRET", self.client.secret.clone()),
+            ("BFF_PUBLIC_URL", PUBLIC_URL.to_owned()),
+            ("BFF_UPSTREAM_URL", self.upstream.clone()),
+            ("BFF_TOKEN_KEYS", bff_bench::BENCH_TOKEN_KEYS.to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        Config::from_lookup(|name| values.get(name).cloned()).expect("bench configuration")
+    }
+
+    /// A new `App` (empty discovery and JWKS caches) on `store`.
+    fn app(&self, store: Arc<dyn Store>) -> App {
+        App::new(self.config(), store).expect("app")
+    }
+}
+
+fn request(method: &str, path_and_query: &str, headers: &[(&str, &str)], body: Body) -> Request {
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(format!("{PUBLIC_URL}{path_and_query}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(body).expect("request")
+}
+
+/// `name=value` of the response's `Set-Cookie` for `name`.
+fn set_cookie(response: &Response<Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.starts_with(&format!("{name}=")) && pair.len() > name.len() + 1)
+        .map(str::to_owned)
+}
+
+fn location(response: &Response<Body>) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location")
+        .to_owned()
+}
+
+/// Starts a login at the login handler and walks the provider: the callback request
+/// (with this browser's transaction cookie), not yet handled.
+async fn pending_callback(app: &App, user: &str) -> Request {
+    let started =
+        handlers::login::handle(app, request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty)).await;
+    assert_eq!(started.status(), 302, "login redirects to the provider");
+    let tx = set_cookie(&started, app.cookies.tx).expect("transaction cookie");
+    let callback = Browser::new()
+        .authenticate(&location(&started), &format!("{PUBLIC_URL}/auth/callback"), user)
+        .await;
+    let path = callback
+        .strip_prefix(PUBLIC_URL)
+        .expect("callback on the BFF")
+        .to_owned();
+    request("GET", &path, &[("cookie", &tx)], Body::Empty)
+}
+
+/// A complete login; returns the session cookie (`name=value`).
+async fn login(app: &App, user: &str) -> String {
+    let callback = pending_callback(app, user).await;
+    let done = handlers::callback::handle(app, callback).await;
+    assert_eq!(done.status(), 302, "callback redirects back");
+    set_cookie(&done, app.cookies.session).expect("session cookie")
+}
+
+fn api(cookie: &str) -> Request {
+    request(
+        "GET",
+        "/api/orders?status=open",
+        &[("cookie", cookie), ("x-csrf", "1")],
+        Body::Empty,
+    )
+}
+
+fn me(cookie: &str) -> Request {
+    request("GET", "/auth/me", &[("cookie", cookie)], Body::Empty)
+}
+
+/// Makes the session's access token due for refresh (an hour-long token with 30 s left),
+/// as a write through the store (the version moves on, as any update does).
+async fn make_refresh_due(app: &App, cookie: &str) {
+    let headers = {
+        let mut map = http::HeaderMap::new();
+        map.insert("cookie", cookie.parse().expect("cookie header"));
+        map
+    };
+    let id = app.cookies.session_id(&headers).expect("session id");
+    let key = session_key(&id);
+    let now = app.clock.now();
+    let mut session = app
+        .store
+        .get_session(&key, now)
+        .await
+        .expect("store")
+        .expect("live session");
+    let version = session.version;
+    session.access_issued_at = now - 3570;
+    session.access_expires_at = Some(now + 30);
+    session.version = version + 1;
+    app.store.update_session(&key, &session, version).await.expect("update");
+}
+
+/// One operation's counted calls.
+fn op(name: &str, store: (Snapshot, Snapshot), provider: RequestCounts, per: usize) -> serde_json::Value {
+    let ((r0, w0, dr0, dw0), (r1, w1, dr1, dw1)) = store;
+    let per = per.max(1) as f64;
+    serde_json::json!({
+        "name": name,
+        "reads": (r1 - r0) as f64 / per,
+        "writes": (w1 - w0) as f64 / per,
+        "document_reads": (dr1 - dr0) as f64 / per,
+        "document_writes": (dw1 - dw0) as f64 / per,
+        "provider": provider
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::from(v as f64 / per)))
+            .collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// Counts what each operation asks of the store and the provider; writes
+/// `target/bench/inprocess.json`.
+async fn count_calls(world: &World) {
+    let counts = Arc::new(Counts::default());
+    let store: Arc<dyn Store> = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        counts: counts.clone(),
+    });
+    let mut operations = Vec::new();
+    macro_rules! measure {
+        ($name:expr, $per:expr, $body:expr) => {{
+            let store_before = counts.snapshot();
+            let provider_before = world.provider.requests().await;
+            let value = $body;
+            let provider_after = world.provider.requests().await;
+            operations.push(op(
+                $name,
+                (store_before, counts.snapshot()),
+                delta(&provider_before, &provider_after),
+                $per,
+            ));
+            value
+        }};
+    }
+
+    // A new instance: nothing cached.
+    let cold = world.app(store.clone());
+    let started = measure!(
+        "`/auth/login`, new instance",
+        1,
+        handlers::login::handle(&cold, request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)).await
+    );
+    let tx = set_cookie(&started, cold.cookies.tx).expect("tx cookie");
+    let callback_url = Browser::new()
+        .authenticate(&location(&started), &format!("{PUBLIC_URL}/auth/callback"), "counter")
+        .await;
+    let callback = request(
+        "GET",
+        callback_url.strip_prefix(PUBLIC_URL).expect("callback"),
+        &[("cookie", &tx)],
+        Body::Empty,
+    );
+    let done = measure!(
+        "`/auth/callback`, first in the instance (JWKS not cached yet)",
+        1,
+        handlers::callback::handle(&cold, callback).await
+    );
+    let cookie = set_cookie(&done, cold.cookies.session).expect("session cookie");
+
+    // A warm instance.
+    let warm = world.app(store.clone());
+    let _ = login(&warm, "warmup").await;
+    let started = measure!(
+        "`/auth/login`, warm instance",
+        1,
+        handlers::login::handle(&warm, request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)).await
+    );
+    let tx = set_cookie(&started, warm.cookies.tx).expect("tx cookie");
+    let callback_url = Browser::new()
+        .authenticate(&location(&started), &format!("{PUBLIC_URL}/auth/callback"), "counter2")
+        .await;
+    let callback = request(
+        "GET",
+        callback_url.strip_prefix(PUBLIC_URL).expect("callback"),
+        &[("cookie", &tx)],
+        Body::Empty,
+    );
+    measure!(
+        "`/auth/callback`, warm instance",
+        1,
+        handlers::callback::handle(&warm, callback).await
+    );
+    measure!("`/auth/me`, warm instance", 100, {
+        for _ in 0..100 {
+            assert_eq!(handlers::session::handle(&warm, me(&cookie)).await.status(), 200);
+        }
+    });
+    measure!("`/api/*`, valid token, warm instance (per call, 100 calls)", 100, {
+        for _ in 0..100 {
+            assert_eq!(handlers::proxy::handle(&warm, api(&cookie)).await.status(), 200);
+        }
+    });
+    let fresh = world.app(store.clone());
+    measure!(
+        "`/api/*`, valid token, new instance",
+        1,
+        assert_eq!(handlers::proxy::handle(&fresh, api(&cookie)).await.status(), 200)
+    );
+    make_refresh_due(&warm, &cookie).await;
+    measure!(
+        "`/api/*`, refresh due, warm instance",
+        1,
+        assert_eq!(handlers::proxy::handle(&warm, api(&cookie)).await.status(), 200)
+    );
+    assert!(
+        operations
+            .last()
+            .is_some_and(|op| op["provider"].get("/token").is_some()),
+        "a token due for refresh is refreshed at the provider"
+    );
+    make_refresh_due(&warm, &cookie).await;
+    let fresh = world.app(store.clone());
+    measure!(
+        "`/api/*`, refresh due, new instance",
+        1,
+        assert_eq!(handlers::proxy::handle(&fresh, api(&cookie)).await.status(), 200)
+    );
+    measure!(
+        "`/auth/logout` (revokes the refresh token), warm instance",
+        1,
+        handlers::session::handle(
+            &warm,
+            request(
+                "POST",
+                "/auth/logout",
+                &[("cookie", &cookie), ("x-csrf", "1")],
+                Body::Empty
+            )
+        )
+        .await
+    );
+
+    let dir = bff_bench::results_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let json = serde_json::json!({ "operations": operations });
+    std::fs::write(
+        dir.join("inprocess.json"),
+        serde_json::to_vec_pretty(&json).unwrap_or_default(),
+    )
+    .expect("write inprocess.json");
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let provider = Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "3600")]);
+    let upstream = bff_bench::upstream::spawn_background();
+    let client = runtime.block_on(provider.register(PUBLIC_URL, None));
+    let world = World {
+        provider,
+        client,
+        upstream,
+    };
+    runtime.block_on(count_calls(&world));
+
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    let app = world.app(Arc::new(MemoryStore::new()));
+    let cookie = runtime.block_on(login(&app, "bench"));
+
+    let mut group = criterion.benchmark_group("handlers");
+    group.bench_function("login_redirect", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let req = request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty);
+                    let start = Instant::now();
+                    let response = handlers::login::handle(&app, req).await;
+                    total += start.elapsed();
+                    assert_eq!(response.status(), 302);
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("me", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let req = me(&cookie);
+                    let start = Instant::now();
+                    let response = handlers::session::handle(&app, req).await;
+                    total += start.elapsed();
+                    assert_eq!(response.status(), 200);
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("proxy_valid_token", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let req = api(&cookie);
+                    let start = Instant::now();
+                    let response = handlers::proxy::handle(&app, req).await;
+                    total += start.elapsed();
+                    assert_eq!(response.status(), 200);
+                }
+                total
+            })
+        })
+    });
+
+    // The ID token of one fresh code exchange, validated again and again (cached JWKS).
+    let (id_token, nonce) = runtime.block_on(async {
+        let verifier = PkceVerifier::generate();
+        let nonce = bff::secret::random_token(32);
+        let url = app
+            .oidc
+            .authorization_url(&app.config, "bench-state", &nonce, &verifier)
+            .await
+            .expect("authorization URL");
+        let callback = Browser::new()
+            .authenticate(&url, &format!("{PUBLIC_URL}/auth/callback"), "idtoken")
+            .await;
+        let code = url::Url::parse(&callback)
+            .expect("callback URL")
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("code");
+        let tokens = app.oidc.exchange_code(&code, verifier).await.expect("code exchange");
+        (tokens.id_token.expect("ID token"), nonce)
+    });
+    group.bench_function("id_token_validation", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                app.oidc
+                    .verify_id_token(&id_token, Some(&nonce), app.clock.now())
+                    .await
+                    .expect("valid ID token")
+            })
+        })
+    });
+
+    // Slow operations: a handful of samples, each iteration with fresh provider state
+    // prepared untimed.
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(200));
+    group.measurement_time(Duration::from_secs(1));
+    group.bench_function("callback", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let req = pending_callback(&app, &format!("user{i}")).await;
+                    let start = Instant::now();
+                    let response = handlers::callback::handle(&app, req).await;
+                    total += start.elapsed();
+                    assert_eq!(response.status(), 302);
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("callback_token_exchange", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let verifier = PkceVerifier::generate();
+                    let url = app
+                        .oidc
+                        .authorization_url(&app.config, "bench-state", "bench-nonce", &verifier)
+                        .await
+                        .expect("authorization URL");
+                    let callback = Browser::new()
+                        .authenticate(&url, &format!("{PUBLIC_URL}/auth/callback"), &format!("x{i}"))
+                        .await;
+                    let code = url::Url::parse(&callback)
+                        .expect("callback URL")
+                        .query_pairs()
+                        .find(|(k, _)| k == "code")
+                        .map(|(_, v)| v.into_owned())
+                        .expect("code");
+                    let start = Instant::now();
+                    let tokens = app.oidc.exchange_code(&code, verifier).await;
+                    total += start.elapsed();
+                    assert!(tokens.is_ok());
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("proxy_refresh", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    make_refresh_due(&app, &cookie).await;
+                    let req = api(&cookie);
+                    let start = Instant::now();
+                    let response = handlers::proxy::handle(&app, req).await;
+                    total += start.elapsed();
+                    assert_eq!(response.status(), 200);
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+    criterion.final_summary();
+}

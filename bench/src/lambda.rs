@@ -1,0 +1,635 @@
+//! The Lambda functions measured from the outside, through the Runtime API emulator:
+//! cold starts (each next to the hello-world floor), what a first invocation does over
+//! the network, warm invocations with peak memory, and steady-state store calls.
+//!
+//! Every invocation is a real request of a real login: the login function's redirect is
+//! walked through the provider's pages, its callback is delivered to the callback
+//! function, and so on, so each function does its full work on its first event.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use bff_bench::browser::Browser;
+use bff_bench::provider::{self, Provider, RequestCounts};
+use bff_bench::stats::{Summary, summarize};
+use tokio::sync::mpsc;
+
+use crate::dynamo::{self, Dynamo, OpCounts};
+use crate::emulator::{Call, Events, Function, Instance, Outcome};
+
+/// The five BFF functions, in the order a login uses them.
+pub const FUNCTIONS: [&str; 5] = [
+    "bff-login",
+    "bff-callback",
+    "bff-session",
+    "bff-proxy",
+    "bff-backchannel",
+];
+/// The floor.
+pub const HELLO: &str = "bench-hello";
+
+/// The origin the functions believe they serve (https: the cookies are `__Host-` ones, as
+/// deployed). Nothing listens there: the harness delivers every request as an event.
+const PUBLIC_URL: &str = "https://bff.example.com";
+const ORIGIN_VERIFY: &str = "cloudfront-proof-for-the-bench";
+const TABLE: &str = "bff-bench";
+const SESSION_COOKIE: &str = "__Host-Http-bff-session";
+const TX_COOKIE: &str = "__Host-Http-bff-tx";
+
+fn secret_arn(name: &str) -> String {
+    format!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:{name}")
+}
+
+/// Calls made to the fake Secrets Manager, by operation.
+#[derive(Clone, Default)]
+pub struct SecretsCounter(Arc<Mutex<OpCounts>>);
+
+impl SecretsCounter {
+    fn snapshot(&self) -> OpCounts {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// Network calls of one invocation.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calls {
+    /// Provider requests by path.
+    pub provider: RequestCounts,
+    /// DynamoDB operations.
+    pub store: OpCounts,
+    /// Secrets Manager operations.
+    pub secrets: OpCounts,
+}
+
+/// Cold starts of one function next to the floor, each sample paired with a hello cold
+/// start taken just before it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ColdResult {
+    /// Spawn to first answer posted, ms.
+    pub total_ms: Vec<f64>,
+    /// Spawn to the first `GET /next` (the init phase Lambda reports), ms.
+    pub init_ms: Vec<f64>,
+    /// The paired floor: spawn to first answer of the hello-world, ms.
+    pub floor_ms: Vec<f64>,
+    /// The paired floor's init, ms.
+    pub floor_init_ms: Vec<f64>,
+    /// From the answer's headers to its last byte, ms (a streamed answer's upload).
+    pub upload_ms: Vec<f64>,
+    /// The same function trusting only the Amazon roots: first answer, ms.
+    pub trimmed_total_ms: Vec<f64>,
+    /// ...and its init, ms.
+    pub trimmed_init_ms: Vec<f64>,
+    /// The first invocation's network calls (first sample), and whether every sample
+    /// made the same calls.
+    pub calls: Calls,
+    /// Every sample made the same calls.
+    pub calls_constant: bool,
+}
+
+/// Warm invocations of one function.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct WarmResult {
+    /// Delivery to complete answer, ms.
+    pub duration_ms: Summary,
+    /// From the answer's headers to its last byte, ms.
+    pub upload_ms: Summary,
+    /// Peak RSS over the run, KiB.
+    pub peak_rss_kib: u64,
+    /// RSS after the first invocation, KiB.
+    pub first_rss_kib: u64,
+    /// Invocations.
+    pub invocations: usize,
+}
+
+/// Steady state of one session calling the API through the warm proxy function.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SteadyResult {
+    /// Proxy invocations.
+    pub calls: usize,
+    /// Delivery to complete answer, ms.
+    pub duration_ms: Summary,
+    /// The streamed answer's upload, ms.
+    pub upload_ms: Summary,
+    /// Store operations per call.
+    pub store_per_call: BTreeMap<String, f64>,
+    /// Provider requests during the run.
+    pub provider_requests: u64,
+    /// `/auth/me` invocations with the same session and their store operations per call.
+    pub me_calls: usize,
+    /// Store operations per `/auth/me`.
+    pub me_store_per_call: BTreeMap<String, f64>,
+}
+
+/// Everything measured through the emulator.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct LambdaResults {
+    /// Cold starts by function.
+    pub cold: BTreeMap<String, ColdResult>,
+    /// Warm runs by function (hello included).
+    pub warm: BTreeMap<String, WarmResult>,
+    /// The proxy's steady state.
+    pub steady: SteadyResult,
+    /// Wall time of the warm journeys, s.
+    pub warm_seconds: f64,
+    /// Logins that went through every warm function.
+    pub journeys: usize,
+}
+
+/// The environment the functions run in: provider, store, upstream, secrets and the
+/// back-channel logout sink.
+pub struct Stack<'a> {
+    provider: &'a Provider,
+    dynamo: &'a Dynamo,
+    secrets: SecretsCounter,
+    events: Events,
+    functions: BTreeMap<String, Function>,
+    /// The same functions trusting only the Amazon roots (`SSL_CERT_FILE`), when the
+    /// machine has them: the measured effect of a smaller trust store on cold starts.
+    trimmed: Option<BTreeMap<String, Function>>,
+    logout_tokens: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
+    logs: PathBuf,
+}
+
+/// Release binaries are expected in `bin_dir` under their package names.
+pub async fn stack<'a>(
+    provider: &'a Provider,
+    dynamo: &'a Dynamo,
+    upstream: &str,
+    bin_dir: &Path,
+    logs: &Path,
+) -> Stack<'a> {
+    // Where the provider posts back-channel logout tokens (the harness keeps them for the
+    // backchannel function's events).
+    let (token_tx, token_rx) = mpsc::unbounded_channel();
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+    let sink_url = format!("http://{}/backchannel", sink.local_addr().expect("sink address"));
+    let router = axum::Router::new()
+        .route("/backchannel", axum::routing::post(logout_sink))
+        .with_state(token_tx);
+    tokio::spawn(async move { axum::serve(sink, router).await });
+
+    let client = provider.register(PUBLIC_URL, Some(&sink_url)).await;
+
+    // Secret references, resolved by the functions at cold start, as deployed.
+    let secrets = SecretsCounter::default();
+    let values: BTreeMap<String, String> = [
+        (secret_arn("bff-client-secret"), client.secret.clone()),
+        (secret_arn("bff-origin-verify"), ORIGIN_VERIFY.to_owned()),
+        (secret_arn("bff-token-keys"), bff_bench::BENCH_TOKEN_KEYS.to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let secrets_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind secrets");
+    let secrets_url = format!("http://{}", secrets_listener.local_addr().expect("secrets address"));
+    let router = axum::Router::new()
+        .fallback(fake_secrets_manager)
+        .with_state((Arc::new(values), secrets.clone()));
+    tokio::spawn(async move { axum::serve(secrets_listener, router).await });
+
+    let common = |name: &str| -> Vec<(String, String)> {
+        let mut env = vec![
+            ("BFF_ISSUER", provider.issuer.clone()),
+            ("BFF_CLIENT_ID", client.id.clone()),
+            ("BFF_PUBLIC_URL", PUBLIC_URL.to_owned()),
+            ("BFF_TABLE", TABLE.to_owned()),
+            ("BFF_ORIGIN_VERIFY_ARN", secret_arn("bff-origin-verify")),
+            ("BFF_TOKEN_KEYS_ARN", secret_arn("bff-token-keys")),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamo.counted.clone()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_url.clone()),
+        ];
+        if matches!(name, "bff-callback" | "bff-session" | "bff-proxy") {
+            env.push(("BFF_CLIENT_SECRET_ARN", secret_arn("bff-client-secret")));
+        }
+        if name == "bff-proxy" {
+            env.push(("BFF_UPSTREAM_URL", upstream.to_owned()));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    };
+    let mut functions = BTreeMap::new();
+    for name in FUNCTIONS {
+        functions.insert(
+            name.to_owned(),
+            Function {
+                name: name.to_owned(),
+                binary: bin_dir.join(name),
+                env: common(name),
+            },
+        );
+    }
+    functions.insert(
+        HELLO.to_owned(),
+        Function {
+            name: HELLO.to_owned(),
+            binary: bin_dir.join(HELLO),
+            env: Vec::new(),
+        },
+    );
+    let trimmed = amazon_roots(logs).map(|pem| {
+        functions
+            .iter()
+            .filter(|(name, _)| name.as_str() != HELLO)
+            .map(|(name, f)| {
+                let mut f = f.clone();
+                f.env.push(("SSL_CERT_FILE".to_owned(), pem.display().to_string()));
+                (name.clone(), f)
+            })
+            .collect()
+    });
+    Stack {
+        provider,
+        dynamo,
+        secrets,
+        events: Events::load(Some(ORIGIN_VERIFY.to_owned())),
+        functions,
+        trimmed,
+        logout_tokens: tokio::sync::Mutex::new(token_rx),
+        logs: logs.to_path_buf(),
+    }
+}
+
+/// The root certificates AWS endpoints chain to (Amazon Trust Services and the Starfield
+/// root it is cross-signed by), gathered from the machine's trust store into one PEM file.
+fn amazon_roots(dir: &Path) -> Option<PathBuf> {
+    let names = [
+        "Amazon_Root_CA_1.pem",
+        "Amazon_Root_CA_2.pem",
+        "Amazon_Root_CA_3.pem",
+        "Amazon_Root_CA_4.pem",
+        "Starfield_Services_Root_Certificate_Authority_-_G2.pem",
+    ];
+    let mut pem = String::new();
+    for name in names {
+        pem.push_str(&std::fs::read_to_string(Path::new("/etc/ssl/certs").join(name)).ok()?);
+    }
+    let path = dir.join("amazon-roots.pem");
+    std::fs::write(&path, pem).ok()?;
+    Some(path)
+}
+
+async fn logout_sink(State(tokens): State<mpsc::UnboundedSender<String>>, body: Bytes) -> StatusCode {
+    if let Some((_, token)) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "logout_token") {
+        let _ = tokens.send(token.into_owned());
+    }
+    StatusCode::OK
+}
+
+async fn fake_secrets_manager(
+    State((values, counter)): State<(Arc<BTreeMap<String, String>>, SecretsCounter)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("(none)")
+        .to_owned();
+    if let Ok(mut counts) = counter.0.lock() {
+        *counts.entry(operation.clone()).or_default() += 1;
+    }
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let id = request["SecretId"].as_str().unwrap_or_default();
+    let json = [("content-type", "application/x-amz-json-1.1")];
+    match (operation.as_str(), values.get(id)) {
+        ("GetSecretValue", Some(value)) => (
+            StatusCode::OK,
+            json,
+            serde_json::json!({
+                "ARN": id,
+                "Name": id.rsplit(':').next().unwrap_or(id),
+                "SecretString": value,
+                "VersionId": "00000000-0000-4000-8000-000000000001",
+                "VersionStages": ["AWSCURRENT"],
+                "CreatedDate": 1.7e9,
+            })
+            .to_string(),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            json,
+            r#"{"__type":"ResourceNotFoundException","message":"not found"}"#.to_owned(),
+        )
+            .into_response(),
+    }
+}
+
+/// One user's way through the BFF, driving whichever instances it is given.
+struct Journey {
+    browser: Browser,
+    user: String,
+    tx_cookie: Option<String>,
+    callback_query: Option<String>,
+    session_cookie: Option<String>,
+    logout_token: Option<String>,
+}
+
+impl Journey {
+    fn new(n: usize) -> Self {
+        Self {
+            browser: Browser::new(),
+            user: format!("user{n}"),
+            tx_cookie: None,
+            callback_query: None,
+            session_cookie: None,
+            logout_token: None,
+        }
+    }
+}
+
+impl Stack<'_> {
+    fn function(&self, name: &str) -> &Function {
+        &self.functions[name]
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.logs.join(format!("{name}.log"))
+    }
+
+    async fn snapshot(&self) -> (RequestCounts, OpCounts, OpCounts) {
+        (
+            self.provider.requests().await,
+            self.dynamo.counts(),
+            self.secrets.snapshot(),
+        )
+    }
+
+    async fn calls_since(&self, before: &(RequestCounts, OpCounts, OpCounts)) -> Calls {
+        let after = self.snapshot().await;
+        Calls {
+            provider: provider::delta(&before.0, &after.0),
+            store: dynamo::delta(&before.1, &after.1),
+            secrets: dynamo::delta(&before.2, &after.2),
+        }
+    }
+
+    /// The request `function` gets at this point of `journey`, after the browser steps
+    /// that lead to it.
+    async fn next_call(&self, function: &str, journey: &mut Journey) -> Call {
+        match function {
+            HELLO => Call::get("/", ""),
+            "bff-login" => Call::get("/auth/login", "returnTo=%2Forders").header("accept", "text/html"),
+            "bff-callback" => {
+                let query = journey.callback_query.clone().expect("the login ran first");
+                let mut call = Call::get("/auth/callback", &query).header("accept", "text/html");
+                if let Some(tx) = &journey.tx_cookie {
+                    call = call.cookie(tx.clone());
+                }
+                call
+            }
+            "bff-session" => Call::get("/auth/me", "").cookie(journey.session_cookie.clone().expect("logged in")),
+            "bff-proxy" => Call::get("/api/orders", "status=open")
+                .cookie(journey.session_cookie.clone().expect("logged in"))
+                .header("x-csrf", "1"),
+            "bff-backchannel" => {
+                journey.browser.logout_at_provider(&self.provider.issuer).await;
+                let token = tokio::time::timeout(Duration::from_secs(10), async {
+                    self.logout_tokens.lock().await.recv().await
+                })
+                .await
+                .ok()
+                .flatten()
+                .expect("the provider sent a back-channel logout token");
+                journey.logout_token = Some(token.clone());
+                let body: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("logout_token", &token)
+                    .finish();
+                Call {
+                    method: "POST".into(),
+                    path: "/auth/backchannel-logout".into(),
+                    headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
+                    body: Some(body),
+                    ..Call::default()
+                }
+            }
+            other => panic!("unknown function {other}"),
+        }
+    }
+
+    /// Checks `outcome` and carries what it set into `journey` (and walks the provider
+    /// after the login).
+    async fn absorb(&self, function: &str, journey: &mut Journey, outcome: &Outcome) -> Result<(), String> {
+        let expect = |status: u16| {
+            if outcome.status == status {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{function}: answered {} instead of {status}: {}",
+                    outcome.status,
+                    String::from_utf8_lossy(&outcome.body)
+                ))
+            }
+        };
+        match function {
+            HELLO | "bff-session" | "bff-backchannel" => expect(200),
+            "bff-login" => {
+                expect(302)?;
+                journey.tx_cookie = outcome.cookie(TX_COOKIE);
+                let authorize = outcome.header("location").ok_or("login: no Location")?.to_owned();
+                let callback = journey
+                    .browser
+                    .authenticate(&authorize, &format!("{PUBLIC_URL}/auth/callback"), &journey.user)
+                    .await;
+                journey.callback_query = callback.split_once('?').map(|(_, q)| q.to_owned());
+                Ok(())
+            }
+            "bff-callback" => {
+                expect(302)?;
+                journey.session_cookie = outcome.cookie(SESSION_COOKIE);
+                journey
+                    .session_cookie
+                    .as_ref()
+                    .map(|_| ())
+                    .ok_or_else(|| "callback: no session cookie".to_owned())
+            }
+            "bff-proxy" => {
+                expect(200)?;
+                if outcome.body == bff_bench::upstream::BODY.as_bytes() {
+                    Ok(())
+                } else {
+                    Err("proxy: the upstream's body did not come through".into())
+                }
+            }
+            other => Err(format!("unknown function {other}")),
+        }
+    }
+
+    /// One cold start of `function` at this point of `journey`.
+    async fn cold_once(&self, function: &str, journey: &mut Journey) -> Result<(f64, f64, f64, Calls), String> {
+        self.cold_with(self.function(function), journey).await
+    }
+
+    async fn cold_with(&self, f: &Function, journey: &mut Journey) -> Result<(f64, f64, f64, Calls), String> {
+        let function = f.name.as_str();
+        let call = self.next_call(function, journey).await;
+        let event = self.events.event(&call);
+        let before = self.snapshot().await;
+        let (instance, outcome) = Instance::cold(f, &self.log(function), event).await?;
+        let spawned = instance.spawned;
+        let init = instance
+            .api
+            .first_next()
+            .map(|t| t.saturating_duration_since(spawned))
+            .unwrap_or_else(|| outcome.received.saturating_duration_since(spawned));
+        let init = ms(init);
+        let total = ms(outcome.received.saturating_duration_since(spawned));
+        let upload = ms(outcome.received.saturating_duration_since(outcome.started));
+        instance.stop().await;
+        let calls = self.calls_since(&before).await;
+        self.absorb(function, journey, &outcome).await?;
+        Ok((total, init, upload, calls))
+    }
+
+    /// `iterations` journeys, each function started cold, each next to a cold hello.
+    pub async fn cold_starts(&self, iterations: usize, warmup: usize) -> Result<BTreeMap<String, ColdResult>, String> {
+        let mut results: BTreeMap<String, ColdResult> = BTreeMap::new();
+        for i in 0..warmup + iterations {
+            let mut journey = Journey::new(i);
+            let mut trimmed_journey = Journey::new(50_000 + i);
+            for function in FUNCTIONS {
+                let mut floor_journey = Journey::new(i);
+                let (floor, floor_init, _, _) = self.cold_once(HELLO, &mut floor_journey).await?;
+                let (total, init, upload, calls) = self.cold_once(function, &mut journey).await?;
+                let trimmed = match &self.trimmed {
+                    Some(functions) => Some(self.cold_with(&functions[function], &mut trimmed_journey).await?),
+                    None => None,
+                };
+                if i < warmup {
+                    continue;
+                }
+                let entry = results.entry(function.to_owned()).or_default();
+                if entry.total_ms.is_empty() {
+                    entry.calls = calls;
+                    entry.calls_constant = true;
+                } else if entry.calls != calls {
+                    entry.calls_constant = false;
+                }
+                entry.total_ms.push(total);
+                entry.init_ms.push(init);
+                entry.floor_ms.push(floor);
+                entry.floor_init_ms.push(floor_init);
+                entry.upload_ms.push(upload);
+                if let Some((total, init, _, _)) = trimmed {
+                    entry.trimmed_total_ms.push(total);
+                    entry.trimmed_init_ms.push(init);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Every function (and the floor) warm in its own environment; `journeys` logins run
+    /// through all of them. Then one session calls the API `steady` times.
+    pub async fn warm(&self, journeys: usize, steady: usize) -> Result<LambdaResults, String> {
+        let mut names: Vec<&str> = vec![HELLO];
+        names.extend(FUNCTIONS);
+        let mut instances = BTreeMap::new();
+        for name in &names {
+            instances.insert(*name, Instance::start(self.function(name), &self.log(name)).await);
+        }
+        let mut durations: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut uploads: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut invocations: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut first_rss = BTreeMap::new();
+        let started = Instant::now();
+        for i in 0..journeys {
+            let mut journey = Journey::new(100_000 + i);
+            for name in &names {
+                let call = self.next_call(name, &mut journey).await;
+                let event = self.events.event(&call);
+                let instance = instances.get_mut(name).ok_or("instance")?;
+                let outcome = instance.invoke(event).await?;
+                *invocations.entry(name).or_default() += 1;
+                self.absorb(name, &mut journey, &outcome).await?;
+                if i == 0 {
+                    first_rss.insert(*name, crate::procs::rss_kib(instance.pid()));
+                } else {
+                    // The first invocation is the cold one.
+                    durations.entry(name).or_default().push(ms(outcome.duration()));
+                    uploads
+                        .entry(name)
+                        .or_default()
+                        .push(ms(outcome.received.saturating_duration_since(outcome.started)));
+                }
+            }
+        }
+        let warm_seconds = started.elapsed().as_secs_f64();
+
+        // Steady state: one session, many API calls, through the same warm instances.
+        let mut journey = Journey::new(999_999);
+        for name in ["bff-login", "bff-callback"] {
+            let call = self.next_call(name, &mut journey).await;
+            let instance = instances.get_mut(name).ok_or("instance")?;
+            let outcome = instance.invoke(self.events.event(&call)).await?;
+            *invocations.entry(name).or_default() += 1;
+            self.absorb(name, &mut journey, &outcome).await?;
+        }
+        let mut steady_result = SteadyResult::default();
+        let mut steady_uploads = Vec::new();
+        for (name, runs) in [("bff-proxy", steady), ("bff-session", steady / 4)] {
+            let before = self.snapshot().await;
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let call = self.next_call(name, &mut journey).await;
+                let instance = instances.get_mut(name).ok_or("instance")?;
+                let outcome = instance.invoke(self.events.event(&call)).await?;
+                *invocations.entry(name).or_default() += 1;
+                self.absorb(name, &mut journey, &outcome).await?;
+                times.push(ms(outcome.duration()));
+                if name == "bff-proxy" {
+                    steady_uploads.push(ms(outcome.received.saturating_duration_since(outcome.started)));
+                }
+            }
+            let calls = self.calls_since(&before).await;
+            let per_call: BTreeMap<String, f64> = calls
+                .store
+                .iter()
+                .map(|(op, n)| (op.clone(), *n as f64 / runs.max(1) as f64))
+                .collect();
+            if name == "bff-proxy" {
+                steady_result.calls = runs;
+                steady_result.duration_ms = summarize(&times);
+                steady_result.upload_ms = summarize(&steady_uploads);
+                steady_result.store_per_call = per_call;
+                steady_result.provider_requests = calls.provider.values().sum();
+            } else {
+                steady_result.me_calls = runs;
+                steady_result.me_store_per_call = per_call;
+            }
+        }
+
+        let mut warm = BTreeMap::new();
+        for (name, instance) in instances {
+            warm.insert(
+                name.to_owned(),
+                WarmResult {
+                    duration_ms: summarize(durations.get(name).map(Vec::as_slice).unwrap_or(&[])),
+                    upload_ms: summarize(uploads.get(name).map(Vec::as_slice).unwrap_or(&[])),
+                    peak_rss_kib: crate::procs::peak_rss_kib(instance.pid()),
+                    first_rss_kib: first_rss.get(name).copied().unwrap_or(0),
+                    invocations: invocations.get(name).copied().unwrap_or(0),
+                },
+            );
+            instance.stop().await;
+        }
+        Ok(LambdaResults {
+            cold: BTreeMap::new(),
+            warm,
+            steady: steady_result,
+            warm_seconds,
+            journeys,
+        })
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,263 @@
+//! `bff-bench`: the benchmark driver behind `bash bench/run.sh`.
+//!
+//! ```text
+//! bff-bench run         measure everything, write BENCHMARKS.md and bench/proxy.svg
+//! bff-bench report      write them again from the last run's target/bench/results.json
+//! bff-bench upstream    serve the fast loopback upstream (prints `READY <base URL>`)
+//! ```
+//!
+//! `run` expects the release binaries (`cargo build --release`) and the criterion results
+//! of `cargo bench -p bff-bench --bench handlers` (read from `target/criterion`). Knobs,
+//! for quick trials only (the documented figures use the defaults):
+//! `BENCH_COLD_ITERATIONS` (20), `BENCH_WARM_INVOCATIONS` (1000), `BENCH_LOAD_SECONDS` (8),
+//! `BENCH_LOAD_REPS` (3), `BENCH_PHASES` (`cold,warm,load`), and `BENCH_BIN_DIR` (where the
+//! function binaries are taken from, default `target/release`; for profiling wrappers).
+
+mod dynamo;
+mod emulator;
+mod lambda;
+mod load;
+mod procs;
+mod report;
+mod sizes;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bff_bench::provider::Provider;
+use tokio::process::Command;
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    match mode.as_str() {
+        "upstream" => upstream(),
+        "run" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            if let Err(e) = runtime.block_on(run()) {
+                eprintln!("bff-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        "report" => {
+            if let Err(e) = report_again() {
+                eprintln!("bff-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        _ => {
+            eprintln!("usage: bff-bench run | bff-bench report | bff-bench upstream");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn upstream() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        println!("READY {}", bff_bench::upstream::base_url(addr));
+        let _ = bff_bench::upstream::serve(listener).await;
+    });
+}
+
+fn step(text: &str) {
+    eprintln!("\n==> {text}");
+}
+
+async fn run() -> Result<(), String> {
+    let started = Instant::now();
+    let machine = report::Machine::read();
+    let cold_iterations = knob("BENCH_COLD_ITERATIONS", 20);
+    let warm_invocations = knob("BENCH_WARM_INVOCATIONS", 1000);
+    let load_seconds = knob("BENCH_LOAD_SECONDS", 8) as u64;
+    let load_reps = knob("BENCH_LOAD_REPS", 3);
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "cold,warm,load".into());
+    let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+
+    let results = bff_bench::results_dir();
+    let logs = results.join("logs");
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let bin_dir = std::env::var_os("BENCH_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| bff_bench::target_dir().join("release"));
+    for name in lambda::FUNCTIONS.iter().chain([&lambda::HELLO, &"bff-local"]) {
+        if !bin_dir.join(name).exists() {
+            return Err(format!(
+                "{} is missing: build the release binaries first (bash bench/run.sh does)",
+                bin_dir.join(name).display()
+            ));
+        }
+    }
+
+    step("provider, DynamoDB Local, upstream");
+    let provider = tokio::task::spawn_blocking(|| Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "3600")]))
+        .await
+        .map_err(|e| e.to_string())?;
+    let dynamo = dynamo::Dynamo::start(&logs).await;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut upstream_command = Command::new(exe);
+    upstream_command.arg("upstream");
+    let upstream = procs::start_ready("upstream", upstream_command, None, Duration::from_secs(10)).await;
+    let upstream_url = upstream.ready.trim().to_owned();
+    create_table(&bin_dir.join("bff-local"), &provider, &dynamo.direct, &logs).await?;
+
+    step("sizes");
+    let mut sizes = BTreeMap::new();
+    for name in lambda::FUNCTIONS.iter().chain([&lambda::HELLO, &"bff-local"]) {
+        sizes.insert(
+            name.to_string(),
+            sizes::measure(&bin_dir.join(name), &results.join("zip"))?,
+        );
+    }
+
+    let stack = lambda::stack(&provider, &dynamo, &upstream_url, &bin_dir, &logs).await;
+    let mut cold = BTreeMap::new();
+    if phase("cold") {
+        step(&format!(
+            "cold starts: {cold_iterations} per function, each next to a hello-world cold start"
+        ));
+        cold = stack.cold_starts(cold_iterations, 2).await?;
+        for (name, result) in &cold {
+            eprintln!(
+                "  {name}: median {:.1} ms (init {:.1} ms, answer upload {:.1} ms; floor {:.1} ms), calls {:?}",
+                bff_bench::stats::median(&result.total_ms),
+                bff_bench::stats::median(&result.init_ms),
+                bff_bench::stats::median(&result.upload_ms),
+                bff_bench::stats::median(&result.floor_ms),
+                result.calls
+            );
+        }
+    }
+
+    let mut lambda_results = lambda::LambdaResults::default();
+    if phase("warm") {
+        step(&format!(
+            "warm: {warm_invocations} logins through every function, then one session's API calls"
+        ));
+        lambda_results = stack.warm(warm_invocations, warm_invocations).await?;
+        eprintln!("  {:.0} s", lambda_results.warm_seconds);
+        for (name, warm) in &lambda_results.warm {
+            eprintln!(
+                "  {name}: p50 {:.2} ms (upload {:.2} ms), peak RSS {} KiB",
+                warm.duration_ms.p50, warm.upload_ms.p50, warm.peak_rss_kib
+            );
+        }
+        eprintln!(
+            "  steady proxy: p50 {:.2} ms p90 {:.2} (upload p50 {:.2} p90 {:.2})",
+            lambda_results.steady.duration_ms.p50,
+            lambda_results.steady.duration_ms.p90,
+            lambda_results.steady.upload_ms.p50,
+            lambda_results.steady.upload_ms.p90
+        );
+    }
+    lambda_results.cold = cold;
+
+    let mut load = load::LoadResults::default();
+    if phase("load") {
+        step(&format!(
+            "proxy overhead and throughput: {load_reps} x {load_seconds} s per contender and concurrency"
+        ));
+        load = load::run(
+            &provider,
+            &upstream_url,
+            upstream.pid(),
+            &bin_dir.join("bff-local"),
+            &logs,
+            load_seconds,
+            load_reps,
+        )
+        .await?;
+    }
+
+    step("report");
+    let criterion = report::Criterion::read(&bff_bench::target_dir().join("criterion"));
+    let inprocess = std::fs::read_to_string(results.join("inprocess.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let machine = machine.finish();
+    let input = report::Input {
+        machine,
+        lambda: lambda_results,
+        load,
+        sizes,
+        criterion,
+        inprocess,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_vec_pretty(&input).map_err(|e| e.to_string())?;
+    std::fs::write(results.join("results.json"), json).map_err(|e| e.to_string())?;
+    write_report(&input)?;
+    eprintln!(
+        "wrote BENCHMARKS.md and bench/proxy.svg in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    upstream.stop().await;
+    Ok(())
+}
+
+fn write_report(input: &report::Input) -> Result<(), String> {
+    let root = bff_bench::repo_root();
+    std::fs::write(root.join("BENCHMARKS.md"), report::markdown(input)).map_err(|e| e.to_string())?;
+    std::fs::write(root.join("bench/proxy.svg"), report::chart(&input.load)).map_err(|e| e.to_string())
+}
+
+fn report_again() -> Result<(), String> {
+    let path = bff_bench::results_dir().join("results.json");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (run `bff-bench run` first)", path.display()))?;
+    let input: report::Input = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_report(&input)
+}
+
+/// Creates the table the functions use, the way `bff-local` does on DynamoDB (the same
+/// definition as the SAM template's), then stops it.
+async fn create_table(
+    bff_local: &std::path::Path,
+    provider: &Provider,
+    dynamodb: &str,
+    logs: &std::path::Path,
+) -> Result<(), String> {
+    let port = procs::free_port();
+    let log = std::fs::File::create(logs.join("create-table.log")).map_err(|e| e.to_string())?;
+    let mut child = Command::new(bff_local)
+        .env_clear()
+        .envs([
+            ("BFF_ISSUER", provider.issuer.as_str()),
+            ("BFF_CLIENT_ID", "table-setup"),
+            ("BFF_CLIENT_SECRET", "unused"),
+            ("BFF_PUBLIC_URL", "http://127.0.0.1:9"),
+            ("BFF_UPSTREAM_URL", "http://127.0.0.1:9/"),
+            ("BFF_TOKEN_KEYS", bff_bench::BENCH_TOKEN_KEYS),
+            ("BFF_STORE", "dynamodb"),
+            ("BFF_TABLE", "bff-bench"),
+            ("BFF_LISTEN", &format!("127.0.0.1:{port}")),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "benchkey"),
+            ("AWS_SECRET_ACCESS_KEY", "benchsecret"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("bff-local: {e}"))?;
+    procs::wait_http(&format!("http://127.0.0.1:{port}/auth/me"), Duration::from_secs(120)).await;
+    let _ = child.kill().await;
+    Ok(())
+}

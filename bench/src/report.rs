@@ -1,0 +1,1026 @@
+//! `BENCHMARKS.md` and `bench/proxy.svg`, from what one run measured.
+//!
+//! Targets are reported, never asserted: a missed target is a finding, explained in the
+//! analysis (`bench/findings.md`, included as written).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use bff_bench::stats::{Summary, median, summarize};
+
+use crate::lambda::{FUNCTIONS, HELLO, LambdaResults};
+use crate::load::LoadResults;
+use crate::sizes::Size;
+
+/// Lambda prices used for the cost section (US East (N. Virginia), first pricing tier).
+pub const ARM64_GB_SECOND: f64 = 0.000_013_333_4;
+/// x86_64 duration price per GB-second.
+pub const X86_GB_SECOND: f64 = 0.000_016_666_7;
+/// Price per request.
+pub const PER_MILLION_REQUESTS: f64 = 0.20;
+/// CloudFront HTTPS requests, United States and Europe, per 10,000.
+pub const CLOUDFRONT_PER_10K_HTTPS: f64 = 0.0100;
+/// The configured memory of every function.
+pub const MEMORY_MB: f64 = 128.0;
+
+/// The machine and tools of the run.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Logical CPUs.
+    pub cores: usize,
+    /// Memory, GiB.
+    pub memory_gib: f64,
+    /// Kernel release.
+    pub kernel: String,
+    /// Tool versions (`rustc`, `node`, `wrk`).
+    pub tools: Vec<(String, String)>,
+    /// Load average when the run started and ended.
+    pub load_start: String,
+    /// Load average when the run ended.
+    pub load_end: String,
+    /// When the run started (UTC).
+    pub date: String,
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_else(|_| "not found".into())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+impl Machine {
+    /// Reads the machine at the start of a run.
+    pub fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0.0);
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            kernel: command_output("uname", &["-r"]),
+            tools: vec![
+                ("rustc".into(), command_output("rustc", &["-V"])),
+                ("node".into(), command_output("node", &["--version"])),
+                ("wrk".into(), command_output("wrk", &["--version"])),
+            ],
+            load_start: loadavg(),
+            load_end: String::new(),
+            date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+
+    /// Adds what is read at the end of the run.
+    pub fn finish(mut self) -> Self {
+        self.load_end = loadavg();
+        self
+    }
+}
+
+/// One criterion benchmark's result.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Estimate {
+    /// Median time, ns.
+    pub median_ns: f64,
+    /// 95% confidence interval of the median, ns.
+    pub low_ns: f64,
+    /// Upper bound.
+    pub high_ns: f64,
+}
+
+/// The criterion results of `benches/handlers.rs`, by benchmark id.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Criterion(pub BTreeMap<String, Estimate>);
+
+impl Criterion {
+    /// Reads `target/criterion/handlers/*/new/estimates.json`.
+    pub fn read(dir: &Path) -> Self {
+        let mut found = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(dir.join("handlers")) else {
+            return Self(found);
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path().join("new/estimates.json");
+            let Some(json) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            else {
+                continue;
+            };
+            let median = &json["median"];
+            found.insert(
+                id,
+                Estimate {
+                    median_ns: median["point_estimate"].as_f64().unwrap_or(f64::NAN),
+                    low_ns: median["confidence_interval"]["lower_bound"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                    high_ns: median["confidence_interval"]["upper_bound"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                },
+            );
+        }
+        Self(found)
+    }
+}
+
+/// Everything the report is written from (kept as `target/bench/results.json`, so the
+/// report can be written again without measuring: `bff-bench report`).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Input {
+    /// The machine.
+    pub machine: Machine,
+    /// Emulator measurements.
+    pub lambda: LambdaResults,
+    /// `wrk` measurements.
+    pub load: LoadResults,
+    /// Package sizes by binary.
+    pub sizes: BTreeMap<String, Size>,
+    /// Criterion results.
+    pub criterion: Criterion,
+    /// In-process store and provider call counts (`target/bench/inprocess.json`).
+    pub inprocess: Option<serde_json::Value>,
+    /// How long the run took, seconds.
+    pub elapsed_seconds: f64,
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+fn mb(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn mib_bytes(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0 / 1024.0
+}
+
+fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x / y).collect()
+}
+
+fn calls_text(map: &BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, n)| if *n == 1 { k.clone() } else { format!("{k} ×{n}") })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_provider_path(path: &str) -> &str {
+    match path {
+        "/.well-known/openid-configuration" => "discovery",
+        "/jwks" => "JWKS",
+        "/token" => "token",
+        "/token/revocation" => "revocation",
+        _ => path,
+    }
+}
+
+fn provider_text(map: &BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, n)| {
+            let name = describe_provider_path(k);
+            if *n == 1 {
+                name.to_owned()
+            } else {
+                format!("{name} ×{n}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Cost per million API calls through the proxy at `duration_ms` billed per call.
+fn lambda_cost_per_million(duration_ms: f64, price_per_gb_s: f64) -> (f64, f64) {
+    let billed_ms = duration_ms.ceil().max(1.0);
+    let compute = 1e6 * billed_ms / 1000.0 * (MEMORY_MB / 1024.0) * price_per_gb_s;
+    (billed_ms, compute)
+}
+
+/// The whole `BENCHMARKS.md`.
+pub fn markdown(input: &Input) -> String {
+    let mut out = String::new();
+    let m = &input.machine;
+    let lambda = &input.lambda;
+    let load = &input.load;
+
+    // ---- measurements the summary needs
+    let cold_ratio: BTreeMap<&str, f64> = FUNCTIONS
+        .iter()
+        .filter_map(|f| {
+            let r = lambda.cold.get(*f)?;
+            Some((*f, median(&ratios(&r.total_ms, &r.floor_ms))))
+        })
+        .collect();
+    let init_ratio: BTreeMap<&str, f64> = FUNCTIONS
+        .iter()
+        .filter_map(|f| {
+            let r = lambda.cold.get(*f)?;
+            Some((*f, median(&ratios(&r.init_ms, &r.floor_init_ms))))
+        })
+        .collect();
+    let worst_cold = cold_ratio
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(f, r)| (f.to_string(), *r))
+        .unwrap_or_default();
+    let worst_init = init_ratio
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(f, r)| (f.to_string(), *r))
+        .unwrap_or_default();
+    let cell = |who: &str, c: u32| load.cell(who, c);
+    let direct1 = cell("direct", 1);
+    let bff1 = cell("bff-local", 1);
+    let overhead_p50_ms = (bff1.median(|r| r.p50_us) - direct1.median(|r| r.p50_us)) / 1000.0;
+    let overhead_p99_ms = (bff1.median(|r| r.p99_us) - direct1.median(|r| r.p99_us)) / 1000.0;
+    let top = load.concurrencies.iter().copied().max().unwrap_or(64);
+    let bff_top = cell("bff-local", top);
+    let node_top = cell("node", top);
+    let rps_ratio = bff_top.median(|r| r.rps) / node_top.median(|r| r.rps);
+    let p99_ratio = bff_top.median(|r| r.p99_us) / node_top.median(|r| r.p99_us);
+    let rss_bff = load.peak_rss_kib.get("bff-local").copied().unwrap_or(0);
+    let rss_node = load.peak_rss_kib.get("node").copied().unwrap_or(0);
+    let rss_ratio = rss_bff as f64 / rss_node.max(1) as f64;
+    let worst_bootstrap_rss = FUNCTIONS
+        .iter()
+        .filter_map(|f| lambda.warm.get(*f).map(|w| (f.to_string(), w.peak_rss_kib)))
+        .max_by_key(|(_, kib)| *kib)
+        .unwrap_or_default();
+    let worst_zip = FUNCTIONS
+        .iter()
+        .filter_map(|f| input.sizes.get(*f).map(|s| (f.to_string(), s.zipped)))
+        .max_by_key(|(_, z)| *z)
+        .unwrap_or_default();
+
+    // ---- header
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `bash bench/run.sh` on {} (the harness is `bench/`; do not edit this file by hand, \
+         run the command again). The run took {:.1} min.\n",
+        m.date,
+        input.elapsed_seconds / 60.0
+    );
+    let _ = writeln!(
+        out,
+        "**Machine:** {}, {} logical CPUs, {:.0} GiB, Linux {}. {}. Load average {} at the start and {} at the end: \
+         other builds and test runs share these two cores, so every comparison is measured side by side in the \
+         same run, interleaved and repeated, and reported as medians and ratios. x86_64 binaries; AWS would run \
+         the same code on arm64 (Graviton).\n",
+        m.cpu,
+        m.cores,
+        m.memory_gib,
+        m.kernel,
+        m.tools
+            .iter()
+            .map(|(k, v)| format!("{k}: `{v}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        m.load_start,
+        m.load_end
+    );
+
+    // ---- summary
+    let _ = writeln!(out, "## Targets\n");
+    let _ = writeln!(out, "| target | measured | verdict |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| each cold start ≤ 1.5× the hello-world floor (spawn → first answer) | worst {} at {:.2}× | {} |",
+        worst_cold.0,
+        worst_cold.1,
+        verdict(worst_cold.1 <= 1.5)
+    );
+    let _ = writeln!(
+        out,
+        "| (init only: spawn → first `/next`, no network in the floor either) | worst {} at {:.2}× | {} |",
+        worst_init.0,
+        worst_init.1,
+        verdict(worst_init.1 <= 1.5)
+    );
+    let _ = writeln!(
+        out,
+        "| proxy overhead ≤ 0.5 ms p50 at c=1 | {:.3} ms p50 ({:.3} ms p99) | {} |",
+        overhead_p50_ms,
+        overhead_p99_ms,
+        verdict(overhead_p50_ms <= 0.5)
+    );
+    let _ = writeln!(
+        out,
+        "| throughput ≥ 5× Node at c={top} | {:.1}× | {} |",
+        rps_ratio,
+        verdict(rps_ratio >= 5.0)
+    );
+    let _ = writeln!(
+        out,
+        "| p99 ≤ 1/3 of Node's at c={top} | {:.2}× Node's | {} |",
+        p99_ratio,
+        verdict(p99_ratio <= 1.0 / 3.0)
+    );
+    let _ = writeln!(
+        out,
+        "| peak RSS ≤ 1/3 of Node's (under load) | {:.1} MB vs {:.1} MB = {:.2}× | {} |",
+        mb(rss_bff),
+        mb(rss_node),
+        rss_ratio,
+        verdict(rss_ratio <= 1.0 / 3.0)
+    );
+    let _ = writeln!(
+        out,
+        "| bootstrap peak RSS ≤ 32 MB over 1,000 warm invocations | worst {} at {:.1} MB | {} |",
+        worst_bootstrap_rss.0,
+        mb(worst_bootstrap_rss.1),
+        verdict(mb(worst_bootstrap_rss.1) <= 32.0)
+    );
+    let _ = writeln!(
+        out,
+        "| zipped package ≤ 5 MB | worst {} at {:.2} MB | {} |",
+        worst_zip.0,
+        mib_bytes(worst_zip.1),
+        verdict(mib_bytes(worst_zip.1) <= 5.0)
+    );
+    let proxy_cold_provider = lambda
+        .cold
+        .get("bff-proxy")
+        .map(|r| r.calls.provider.values().sum::<u64>())
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "| the cold proxy path makes no provider call unless a refresh is due | {} provider call(s) | {} |\n",
+        proxy_cold_provider,
+        verdict(proxy_cold_provider == 0)
+    );
+    let _ = writeln!(
+        out,
+        "The reasons for every missed target, and what would change them, are under [Findings](#findings).\n"
+    );
+
+    cold_section(&mut out, input, &cold_ratio, &init_ratio);
+    warm_section(&mut out, input);
+    load_section(&mut out, input, overhead_p50_ms, overhead_p99_ms);
+    memory_section(&mut out, input);
+    store_section(&mut out, input);
+    cost_section(&mut out, input);
+
+    let _ = writeln!(out, "## Findings\n");
+    let findings = bff_bench::repo_root().join("bench/findings.md");
+    match std::fs::read_to_string(&findings) {
+        Ok(text) => {
+            let _ = writeln!(out, "{}", text.trim());
+        }
+        Err(_) => {
+            let _ = writeln!(out, "(bench/findings.md is missing)");
+        }
+    }
+    out
+}
+
+fn fmt_summary_ms(s: &Summary) -> String {
+    format!("{:.1} / {:.1}", s.p50, s.p90)
+}
+
+fn cold_section(out: &mut String, input: &Input, cold_ratio: &BTreeMap<&str, f64>, init_ratio: &BTreeMap<&str, f64>) {
+    let lambda = &input.lambda;
+    let n = lambda.cold.values().map(|r| r.total_ms.len()).max().unwrap_or(0);
+    let _ = writeln!(out, "## 1. Cold start per function\n");
+    let _ = writeln!(
+        out,
+        "A Lambda Runtime API emulator in the harness (`bench/src/emulator.rs`) starts each function's release \
+         binary as Lambda starts a `provided.al2023` bootstrap: a clean environment with \
+         `AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128`, \
+         `AWS_LAMBDA_FUNCTION_VERSION`, `AWS_REGION`, `_HANDLER`, `LAMBDA_TASK_ROOT`, dummy credentials, and the \
+         `BFF_*` configuration with the secrets given by reference (`BFF_CLIENT_SECRET_ARN`, \
+         `BFF_ORIGIN_VERIFY_ARN`, `BFF_TOKEN_KEYS_ARN`, a fixed test key) as `template.yaml` deploys them, read \
+         from a fake Secrets Manager (`AWS_ENDPOINT_URL_SECRETS_MANAGER`). The store is DynamoDB Local behind a \
+         counting proxy (`AWS_ENDPOINT_URL_DYNAMODB`); the provider is the real `oidc-provider` of \
+         `infra/provider.mjs`, counting requests by path. The first event is queued before the spawn, so the \
+         time is spawn → first answer completely posted.\n"
+    );
+    let _ = writeln!(
+        out,
+        "Each function gets a realistic function-URL event (from `shared/tests/data/function_url_event.json`) \
+         of one real login: the login's redirect is walked through the provider's pages, its callback goes to \
+         the callback function, the session cookie to `/auth/me` and `/api/orders`, and a logout at the provider \
+         produces the logout token for the back-channel function. Every function cold start is paired with a \
+         hello-world cold start (`bench/hello`, same `lambda_http`, Tokio and release profile) right before it; \
+         the ratio is the median of the {n} paired ratios (2 warm-up rounds discarded).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| function | first answer p50 / p90 (ms) | floor p50 / p90 (ms) | ratio | init p50 (ms) | floor init p50 (ms) | init ratio | answer upload p50 (ms) |\n|---|---|---|---|---|---|---|---|"
+    );
+    for f in FUNCTIONS {
+        let Some(r) = lambda.cold.get(f) else { continue };
+        let _ = writeln!(
+            out,
+            "| {f} | {} | {} | {:.2}× | {:.1} | {:.1} | {:.2}× | {:.1} |",
+            fmt_summary_ms(&summarize(&r.total_ms)),
+            fmt_summary_ms(&summarize(&r.floor_ms)),
+            cold_ratio.get(f).copied().unwrap_or(f64::NAN),
+            median(&r.init_ms),
+            median(&r.floor_init_ms),
+            init_ratio.get(f).copied().unwrap_or(f64::NAN),
+            median(&r.upload_ms),
+        );
+    }
+    if lambda.cold.values().any(|r| !r.trimmed_init_ms.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n**The same cold starts with a smaller trust store.** Most of a bootstrap's start-up CPU is the AWS \
+             SDK's HTTP client loading the operating system's trust store (see Findings). Each round above also \
+             started every function once more, for its own login, with `SSL_CERT_FILE` pointing at a PEM file of \
+             the five roots AWS endpoints chain to (Amazon Root CA 1–4, Starfield Services Root G2), which makes \
+             that loader read five certificates instead of the whole store:\n"
+        );
+        let _ = writeln!(
+            out,
+            "| function | init p50 as deployed (ms) | init p50, Amazon roots only (ms) | init ratio to the floor, Amazon roots only | first answer p50 as deployed (ms) | first answer p50, Amazon roots only (ms) |\n|---|---|---|---|---|---|"
+        );
+        for f in FUNCTIONS {
+            let Some(r) = lambda.cold.get(f) else { continue };
+            let _ = writeln!(
+                out,
+                "| {f} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.1} |",
+                median(&r.init_ms),
+                median(&r.trimmed_init_ms),
+                median(&r.trimmed_init_ms) / median(&r.floor_init_ms),
+                median(&r.total_ms),
+                median(&r.trimmed_total_ms),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n*Init* is spawn → the bootstrap's first `GET /next` (what Lambda reports as Init Duration); the rest \
+         of the first answer is the first invocation itself. *Answer upload* is the time from the answer's \
+         headers reaching the Runtime API to its last byte: non-zero only for the proxy, whose function URL \
+         streams (see Findings).\n"
+    );
+    let _ = writeln!(
+        out,
+        "**What each first invocation does over the network** (counted by the provider's `GET /__test/requests`, \
+         the DynamoDB proxy and the fake Secrets Manager; identical in every one of the {n} cold starts unless \
+         marked):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| function | provider | store (DynamoDB) | Secrets Manager |\n|---|---|---|---|"
+    );
+    for f in FUNCTIONS {
+        let Some(r) = lambda.cold.get(f) else { continue };
+        let _ = writeln!(
+            out,
+            "| {f} | {} | {} | {}{} |",
+            provider_text(&r.calls.provider),
+            calls_text(&r.calls.store),
+            calls_text(&r.calls.secrets),
+            if r.calls_constant { "" } else { " (varied between runs)" }
+        );
+    }
+    let discovery_everywhere = FUNCTIONS
+        .iter()
+        .filter(|f| {
+            lambda
+                .cold
+                .get(**f)
+                .is_some_and(|r| r.calls.provider.contains_key("/.well-known/openid-configuration"))
+        })
+        .count();
+    let jwks_everywhere = FUNCTIONS
+        .iter()
+        .filter(|f| {
+            lambda
+                .cold
+                .get(**f)
+                .is_some_and(|r| r.calls.provider.contains_key("/jwks"))
+        })
+        .count();
+    if discovery_everywhere + jwks_everywhere > 0 {
+        let _ = writeln!(
+            out,
+            "\n{discovery_everywhere} of the 5 functions fetch discovery from the provider on their first invocation \
+             and {jwks_everywhere} fetch the JWKS: **every cold start of those functions pays these provider round \
+             trips again** (in AWS, TLS round trips of tens of milliseconds each); see Findings.\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nNo cold start fetches discovery or the JWKS from the provider: both come from the store's shared \
+             document cache (a `GetItem` each, counted above; the provider is asked at most once an hour across all \
+             instances, see the in-process counts in section 5). The callback's one provider call is the code \
+             exchange itself, and the cold proxy makes none.\n"
+        );
+    }
+}
+
+fn warm_section(out: &mut String, input: &Input) {
+    let _ = writeln!(out, "## 2. Warm handler cost (in-process)\n");
+    let _ = writeln!(
+        out,
+        "Criterion benches (`bench/benches/handlers.rs`, `cargo bench -p bff-bench --bench handlers`, release \
+         profile) call `bff::handlers::*::handle(&app, request)` on an `App` with the in-memory store \
+         (`MemoryStore`, tokens sealed as in production) against the real provider and a fast upstream on \
+         loopback. Provider and upstream round trips are included where the handler makes them; discovery and \
+         JWKS are cached (warm process). Every callback iteration uses a fresh authorization code: the login \
+         handler starts a grant, the headless browser walks the provider's pages (not timed), and the timed \
+         part is the callback handler alone.\n"
+    );
+    let rows = [
+        (
+            "login_redirect",
+            "`GET /auth/login`: state, nonce, PKCE, store the transaction, 302",
+        ),
+        (
+            "callback",
+            "`GET /auth/callback`: take the transaction, code exchange at the provider, ID-token validation, new session",
+        ),
+        (
+            "callback_token_exchange",
+            "…of which: the code exchange alone (`Oidc::exchange_code`, provider round trip)",
+        ),
+        (
+            "id_token_validation",
+            "…of which: ID-token validation alone (`Oidc::verify_id_token`, RS256, cached JWKS)",
+        ),
+        ("me", "`GET /auth/me`: session read, claims as JSON"),
+        (
+            "proxy_valid_token",
+            "`GET /api/orders` with a valid token: session read, upstream call, answer",
+        ),
+        (
+            "proxy_refresh",
+            "`GET /api/orders` with a token due for refresh: lease, refresh grant at the provider, ID-token validation, save, upstream call",
+        ),
+    ];
+    let _ = writeln!(
+        out,
+        "| bench | median | 95% CI of the median | what it does |\n|---|---|---|---|"
+    );
+    for (id, what) in rows {
+        match input.criterion.0.get(id) {
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "| `{id}` | {} | {} – {} | {what} |",
+                    human_ns(e.median_ns),
+                    human_ns(e.low_ns),
+                    human_ns(e.high_ns)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| `{id}` | not run | | {what} |");
+            }
+        }
+    }
+    let _ = writeln!(out);
+}
+
+fn human_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.1} µs", ns / 1e3)
+    }
+}
+
+fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_p99_ms: f64) {
+    let load = &input.load;
+    let cell = |who: &str, c: u32| load.cell(who, c);
+    let _ = writeln!(out, "## 3. Proxy overhead and throughput\n");
+    let _ = writeln!(
+        out,
+        "`wrk` (Debian) sends `GET /api/orders?status=open` with a logged-in session cookie and `X-CSRF: 1`. \
+         The upstream is a small Rust server on loopback (`bff-bench upstream`, a {}-byte JSON answer). \
+         `bff-local` is the release build with the in-memory store (`BFF_STORE=memory`, default log level, \
+         logs to a file); the Node BFF (`bench/node-bff`: express 5, express-openid-connect 3.4, \
+         http-proxy-middleware 3, one Node process, `NODE_ENV=production`) keeps its session in its encrypted \
+         cookie, as that library does by default, and refreshes only an expired token. Both logged in through \
+         the same provider and forward to the same upstream with the user's access token. Each cell is the \
+         median of {} runs of {} s, the contenders interleaved (order reversed every other round) after a \
+         warm-up; wrk uses 1 thread at c=1 and 2 otherwise, on the same two cores as the servers. \
+         Exact command (bff-local, c={}): `{}`.\n",
+        bff_bench::upstream::BODY.len(),
+        load.reps,
+        load.seconds,
+        load.concurrencies.iter().max().copied().unwrap_or(64),
+        load.example_command
+    );
+    let direct = cell("direct", 1);
+    let bff = cell("bff-local", 1);
+    let node = cell("node", 1);
+    let _ = writeln!(out, "**Overhead at concurrency 1** (latency per request):\n");
+    let _ = writeln!(
+        out,
+        "| path | p50 | p99 | req/s |\n|---|---|---|---|\n| upstream directly | {:.3} ms | {:.3} ms | {:.0} |\n| through bff-local | {:.3} ms | {:.3} ms | {:.0} |\n| through the Node BFF | {:.3} ms | {:.3} ms | {:.0} |\n",
+        direct.median(|r| r.p50_us) / 1000.0,
+        direct.median(|r| r.p99_us) / 1000.0,
+        direct.median(|r| r.rps),
+        bff.median(|r| r.p50_us) / 1000.0,
+        bff.median(|r| r.p99_us) / 1000.0,
+        bff.median(|r| r.rps),
+        node.median(|r| r.p50_us) / 1000.0,
+        node.median(|r| r.p99_us) / 1000.0,
+        node.median(|r| r.rps),
+    );
+    let node_overhead = (node.median(|r| r.p50_us) - direct.median(|r| r.p50_us)) / 1000.0;
+    let _ = writeln!(
+        out,
+        "bff-local adds **{overhead_p50_ms:.3} ms at p50** ({overhead_p99_ms:.3} ms at p99); the Node BFF adds \
+         {node_overhead:.3} ms at p50.\n"
+    );
+    let _ = writeln!(
+        out,
+        "**Throughput** ([chart](bench/proxy.svg)):\n\n![proxy throughput](bench/proxy.svg)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| c | bff-local req/s | p50 | p99 | CPU/req | Node req/s | p50 | p99 | CPU/req | req/s ratio | p99 ratio |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for &c in &load.concurrencies {
+        let b = cell("bff-local", c);
+        let n = cell("node", c);
+        let _ = writeln!(
+            out,
+            "| {c} | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.1}× | {:.2}× |",
+            b.median(|r| r.rps),
+            b.median(|r| r.p50_us) / 1000.0,
+            b.median(|r| r.p99_us) / 1000.0,
+            b.median(|r| r.cpu_us_per_request),
+            n.median(|r| r.rps),
+            n.median(|r| r.p50_us) / 1000.0,
+            n.median(|r| r.p99_us) / 1000.0,
+            n.median(|r| r.cpu_us_per_request),
+            b.median(|r| r.rps) / n.median(|r| r.rps),
+            b.median(|r| r.p99_us) / n.median(|r| r.p99_us),
+        );
+    }
+    let errors: u64 = load.cells.values().map(|c| c.errors()).sum();
+    let requests: u64 = load.cells.values().map(|c| c.requests()).sum();
+    let _ = writeln!(
+        out,
+        "\nCPU/req is the server process's user + system CPU time per request (from `/proc/<pid>/stat`), the \
+         figure least disturbed by other work on the machine. Failed requests over all runs: {errors} of \
+         {requests}.\n"
+    );
+    let _ = writeln!(
+        out,
+        "**Peak RSS** (`VmHWM`, after all runs): bff-local {:.1} MB, Node BFF {:.1} MB, upstream {:.1} MB.\n",
+        mb(load.peak_rss_kib.get("bff-local").copied().unwrap_or(0)),
+        mb(load.peak_rss_kib.get("node").copied().unwrap_or(0)),
+        mb(load.peak_rss_kib.get("upstream").copied().unwrap_or(0)),
+    );
+}
+
+fn memory_section(out: &mut String, input: &Input) {
+    let lambda = &input.lambda;
+    let _ = writeln!(out, "## 4. Memory and size\n");
+    let _ = writeln!(
+        out,
+        "Each function runs warm in its own emulated environment while {} real logins go through all of them \
+         (login, provider pages, callback, `/auth/me`, `/api/orders`, logout at the provider, back-channel \
+         logout), then one session calls `/api/orders` {} more times (and `/auth/me` a quarter as often); \
+         {:.0} s in all. Peak RSS is `VmHWM` of \
+         the bootstrap process at the end; duration is delivery of the event → answer posted (what Lambda \
+         bills), the cold first invocation excluded. Sizes are of the x86_64 release binaries \
+         (`strip = \"symbols\"`), and of the zip holding the binary as `bootstrap` (`zip -9`).\n",
+        lambda.journeys, lambda.steady.calls, lambda.warm_seconds
+    );
+    let _ = writeln!(
+        out,
+        "| binary | warm invocations | warm duration p50 / p90 (ms) | RSS after 1st (MB) | peak RSS (MB) | binary (MB) | zipped (MB) |\n|---|---|---|---|---|---|---|"
+    );
+    let mut names: Vec<&str> = FUNCTIONS.to_vec();
+    names.push(HELLO);
+    for name in names {
+        let w = lambda.warm.get(name).cloned().unwrap_or_default();
+        let s = input.sizes.get(name).cloned().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {:.1} | {:.1} | {:.2}{} | {:.2} |",
+            w.invocations,
+            fmt_summary_ms(&w.duration_ms),
+            mb(w.first_rss_kib),
+            mb(w.peak_rss_kib),
+            mib_bytes(s.binary),
+            if s.stripped { "" } else { " (not stripped)" },
+            mib_bytes(s.zipped),
+        );
+    }
+    if let Some(s) = input.sizes.get("bff-local") {
+        let _ = writeln!(
+            out,
+            "| bff-local (not deployed) | | | | | {:.2} | {:.2} |",
+            mib_bytes(s.binary),
+            mib_bytes(s.zipped)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn store_section(out: &mut String, input: &Input) {
+    let lambda = &input.lambda;
+    let _ = writeln!(out, "## 5. Store efficiency\n");
+    let _ = writeln!(
+        out,
+        "Through the Lambda functions and the DynamoDB counting proxy (real adapter, real operations):\n"
+    );
+    let _ = writeln!(out, "| operation | DynamoDB operations |\n|---|---|");
+    let per_call = |map: &BTreeMap<String, f64>| {
+        if map.is_empty() {
+            "none".to_owned()
+        } else {
+            map.iter()
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "| proxied API call, steady state (one session, {} calls; provider requests meanwhile: {}) | {} per call |",
+        lambda.steady.calls,
+        lambda.steady.provider_requests,
+        per_call(&lambda.steady.store_per_call)
+    );
+    let _ = writeln!(
+        out,
+        "| `/auth/me`, steady state ({} calls) | {} per call |",
+        lambda.steady.me_calls,
+        per_call(&lambda.steady.me_store_per_call)
+    );
+    for (f, what) in [
+        ("bff-login", "login (`/auth/login`)"),
+        ("bff-callback", "login (`/auth/callback`)"),
+        ("bff-backchannel", "back-channel logout (one session)"),
+    ] {
+        if let Some(r) = lambda.cold.get(f) {
+            let _ = writeln!(out, "| {what} | {} |", calls_text(&r.calls.store));
+        }
+    }
+    let _ = writeln!(out);
+    match &input.inprocess {
+        Some(json) => {
+            let _ = writeln!(
+                out,
+                "In-process, with a counting wrapper around the store (as `tests/src/counting.rs`) and the \
+                 provider's request counter; \"cold\" is a fresh `App` (empty discovery and JWKS caches), as in a \
+                 new Lambda instance:\n"
+            );
+            let _ = writeln!(
+                out,
+                "| operation | store reads (of which documents) | store writes (of which documents) | provider requests |\n|---|---|---|---|"
+            );
+            for op in json["operations"].as_array().into_iter().flatten() {
+                let provider = op["provider"]
+                    .as_object()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| match fmt_count(v).as_str() {
+                                "1" => describe_provider_path(k).to_owned(),
+                                n => format!("{} ×{n}", describe_provider_path(k)),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_else(|| "none".to_owned());
+                let _ = writeln!(
+                    out,
+                    "| {} | {} ({}) | {} ({}) | {} |",
+                    op["name"].as_str().unwrap_or("?"),
+                    fmt_count(&op["reads"]),
+                    fmt_count(&op["document_reads"]),
+                    fmt_count(&op["writes"]),
+                    fmt_count(&op["document_writes"]),
+                    provider
+                );
+            }
+            let _ = writeln!(out);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "(In-process counts missing: `target/bench/inprocess.json` was not written.)\n"
+            );
+        }
+    }
+}
+
+fn fmt_count(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if (x - x.round()).abs() < 1e-9 => format!("{x:.0}"),
+        Some(x) => format!("{x:.2}"),
+        None => "?".into(),
+    }
+}
+
+fn cost_section(out: &mut String, input: &Input) {
+    let steady = &input.lambda.steady.duration_ms;
+    let _ = writeln!(out, "## Cost per million API calls\n");
+    let _ = writeln!(
+        out,
+        "Prices used (AWS Lambda, US East (N. Virginia), first tier, as published on aws.amazon.com/lambda/pricing \
+         and checked on {}): arm64 **${ARM64_GB_SECOND:.10} per GB-second**, x86_64 ${X86_GB_SECOND:.10} per \
+         GB-second, **${PER_MILLION_REQUESTS:.2} per million requests**; duration is billed per 1 ms, rounded up, \
+         and since 1 August 2025 the init phase of a cold start is billed like the invocation for every runtime \
+         (custom runtimes such as `provided.al2023` always were). Memory: {MEMORY_MB:.0} MB = 0.125 GB.\n",
+        input.machine.date.split(' ').next().unwrap_or("")
+    );
+    let upload = &input.lambda.steady.upload_ms;
+    let _ = writeln!(
+        out,
+        "Measured warm proxy duration (steady state: one session, {} back-to-back calls through the emulator, \
+         event delivered → answer posted): p50 **{:.2} ms**, p90 {:.2} ms, p99 {:.2} ms; of which the streamed \
+         answer's upload (headers → last byte) p50 {:.2} ms. The last two rows are the same calls without that \
+         upload stall, i.e. what the proxy would bill once the Runtime API client sets `TCP_NODELAY` (see \
+         Findings).\n",
+        input.lambda.steady.calls, steady.p50, steady.p90, steady.p99, upload.p50
+    );
+    let _ = writeln!(
+        out,
+        "| duration basis | billed per call | arm64 compute | + requests | arm64 total | x86_64 total |\n|---|---|---|---|---|---|"
+    );
+    let stall = upload.p50.max(0.0);
+    let rows = [
+        ("measured p50", steady.p50),
+        ("measured p90", steady.p90),
+        ("measured p99", steady.p99),
+        ("p50 without the upload stall", (steady.p50 - stall).max(0.0)),
+        ("p90 without the upload stall", (steady.p90 - stall).max(0.0)),
+    ];
+    for (label, ms) in rows {
+        let (billed, arm) = lambda_cost_per_million(ms, ARM64_GB_SECOND);
+        let (_, x86) = lambda_cost_per_million(ms, X86_GB_SECOND);
+        let _ = writeln!(
+            out,
+            "| {label} ({ms:.2} ms) | {billed:.0} ms | ${arm:.4} | ${PER_MILLION_REQUESTS:.2} | **${:.4}** | ${:.4} |",
+            arm + PER_MILLION_REQUESTS,
+            x86 + PER_MILLION_REQUESTS
+        );
+    }
+    let per_ms = 1e6 / 1000.0 * (MEMORY_MB / 1024.0) * ARM64_GB_SECOND;
+    let _ = writeln!(
+        out,
+        "\nEvery further millisecond billed costs ${per_ms:.4} per million calls on arm64 at 128 MB. In AWS the \
+         proxy's duration is dominated by waiting: one DynamoDB `GetItem` (single-digit ms) and the upstream API \
+         itself, both on loopback here; a proxy invocation that waits 20 ms for its API costs 21 ms × the rate \
+         above, so the request charge and the API's own latency dominate, not the BFF's CPU time. Cold starts \
+         add their init duration once per new instance. On top come the session read, one strongly consistent \
+         `GetItem` (1 read request unit for an item up to 4 KB; DynamoDB on-demand: $0.125 per million read \
+         request units in us-east-1 since the November 2024 price cut), and CloudWatch Logs ingestion of the \
+         platform's own lines for each invocation (start, end and report, a few hundred bytes at $0.50 per GB ≈ \
+         $0.15 per million calls; the proxy function itself writes no line for a successful call).\n"
+    );
+    let _ = writeln!(
+        out,
+        "**Function URLs** cost nothing beyond the Lambda request and duration charges. Response streaming (the \
+         proxy's `RESPONSE_STREAM` URL) is charged only for bytes beyond the first 6 MB of a response. \
+         **CloudFront** in front (one origin for the front end and the BFF) charges per request and per byte: \
+         HTTPS requests ${CLOUDFRONT_PER_10K_HTTPS:.4} per 10,000 in the United States and Europe (= ${:.2} per \
+         million, more than the Lambda request charge), data transfer out from $0.085 per GB, with an always-free \
+         tier of 10 million requests and 1 TB per month; origin fetches from the function URL are not charged as \
+         data transfer out of Lambda. CloudFront's flat-rate plans change this arithmetic for steady traffic.\n",
+        CLOUDFRONT_PER_10K_HTTPS * 100.0
+    );
+}
+
+/// `bench/proxy.svg`: requests per second and p99 latency of bff-local and the Node BFF
+/// at each concurrency.
+pub fn chart(load: &LoadResults) -> String {
+    let cell = |who: &str, c: u32| load.cell(who, c);
+    let concurrencies = &load.concurrencies;
+    let width = 760.0;
+    let height = 380.0;
+    let panel_w = 330.0;
+    let panel_h = 230.0;
+    let top = 90.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        svg,
+        r##"<text x="20" y="26" font-size="16" font-weight="600" fill="#222">/api proxy through the BFF: bff-local (Rust) vs the Node BFF</text>"##
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="20" y="46" fill="#555">same upstream, same provider, wrk on loopback, medians of {} × {} s runs; 2 shared cores</text>"##,
+        load.reps, load.seconds
+    );
+    let colors = [("bff-local", "#c2410c"), ("node", "#2563eb")];
+    type Metric = fn(&crate::load::Run) -> f64;
+    let panels: [(&str, Metric, f64); 2] = [
+        ("requests per second (higher is better)", |r| r.rps, 20.0),
+        ("p99 latency, ms (lower is better)", |r| r.p99_us / 1000.0, 400.0),
+    ];
+    for (title, metric, x0) in panels {
+        let values: Vec<f64> = concurrencies
+            .iter()
+            .flat_map(|&c| colors.iter().map(move |(who, _)| (who, c)))
+            .map(|(who, c)| cell(who, c).median(metric))
+            .collect();
+        let max = values.iter().copied().fold(0.0_f64, f64::max).max(1e-9) * 1.15;
+        let _ = writeln!(
+            svg,
+            r##"<text x="{x0}" y="{}" font-weight="600" fill="#333">{title}</text>"##,
+            top - 6.0
+        );
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="#999"/>"##,
+            top + panel_h,
+            x0 + panel_w,
+            top + panel_h
+        );
+        let group_w = panel_w / concurrencies.len().max(1) as f64;
+        let bar_w = group_w * 0.32;
+        for (i, &c) in concurrencies.iter().enumerate() {
+            let gx = x0 + group_w * i as f64 + group_w * 0.14;
+            for (j, (who, color)) in colors.iter().enumerate() {
+                let v = cell(who, c).median(metric);
+                let h = if v.is_finite() { v / max * panel_h } else { 0.0 };
+                let x = gx + j as f64 * (bar_w + 4.0);
+                let y = top + panel_h - h;
+                let _ = writeln!(
+                    svg,
+                    r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}" fill="{color}"><title>{who} c={c}: {v:.2}</title></rect>"#
+                );
+                let label = if v >= 100.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                };
+                let _ = writeln!(
+                    svg,
+                    r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#333">{label}</text>"##,
+                    x + bar_w / 2.0,
+                    y - 3.0
+                );
+            }
+            let _ = writeln!(
+                svg,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#333">c={c}</text>"##,
+                gx + bar_w + 2.0,
+                top + panel_h + 16.0
+            );
+        }
+    }
+    for (j, (who, color)) in colors.iter().enumerate() {
+        let x = 20.0 + j as f64 * 140.0;
+        let y = height - 24.0;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{color}"/>"#,
+            y - 10.0
+        );
+        let name = if *who == "node" {
+            "Node BFF (express)"
+        } else {
+            "bff-local (Rust)"
+        };
+        let _ = writeln!(svg, r##"<text x="{}" y="{y}" fill="#333">{name}</text>"##, x + 18.0);
+    }
+    let _ = writeln!(svg, "</svg>");
+    svg
+}
