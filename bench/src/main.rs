@@ -62,6 +62,11 @@ fn main() {
 }
 
 fn upstream() {
+    // Stops when the harness closes its stdin (or ends, however it ends).
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

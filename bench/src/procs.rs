@@ -8,13 +8,14 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
-/// A child process that is killed when dropped.
+/// A child process, stopped when dropped: its stdin is closed first (the Node launchers,
+/// started with `--exit-on-stdin-close`, then stop what they started, such as DynamoDB
+/// Local's Java process), and it is killed only if it has not exited shortly after.
 pub struct Proc {
     /// The process.
     pub child: Child,
-    /// Its stdin, kept open (scripts started with `--exit-on-stdin-close` stop when the
-    /// harness does, however it ends).
-    pub _stdin: Option<ChildStdin>,
+    /// Its stdin, kept open while the process should run.
+    pub stdin: Option<ChildStdin>,
     /// What it printed after `READY ` (JSON for the Node scripts, a URL for the upstream).
     pub ready: String,
 }
@@ -30,16 +31,36 @@ impl Proc {
         peak_rss_kib(self.pid())
     }
 
-    /// Kills it and waits for it.
+    /// Closes its stdin, waits up to five seconds for it to exit, then kills it.
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        self.stdin.take();
+        if tokio::time::timeout(GRACE, self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// How long a stopped process may take to exit before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let deadline = std::time::Instant::now() + GRACE;
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.start_kill();
     }
 }
 
 /// Starts `command` with stdin piped, stderr to `log` (or inherited), and waits up to
 /// `timeout` for a stdout line starting with `READY `.
 pub async fn start_ready(name: &str, mut command: Command, log: Option<&Path>, timeout: Duration) -> Proc {
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
     match log.and_then(|path| std::fs::File::create(path).ok()) {
         Some(file) => command.stderr(file),
         None => command.stderr(Stdio::inherit()),
@@ -62,11 +83,7 @@ pub async fn start_ready(name: &str, mut command: Command, log: Option<&Path>, t
     .unwrap_or_else(|| panic!("{name} did not start (no READY line within {timeout:?}); see {log:?}"));
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Proc {
-        child,
-        _stdin: stdin,
-        ready,
-    }
+    Proc { child, stdin, ready }
 }
 
 /// Peak resident set size (`VmHWM`) of process `pid`, in KiB; 0 when unreadable.
