@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response, service_fn};
 
+use crate::access_log;
 use crate::app::App;
 use crate::config::Config;
 use crate::edge::{self, OriginVerify};
@@ -173,16 +174,20 @@ where
     F: Fn(Arc<App>, Request) -> Fut,
     Fut: Future<Output = Response<Body>> + Send,
 {
+    // The same access-log line `bff-local` writes: one per invocation.
+    let logged = access_log::Started::new(&req, access_log::route_name(req.uri().path()));
     let verdict = edge::check_origin(req.headers_mut(), started.origin_verify.as_ref());
     let pending = verdict.passes().then(|| handler(started.app.clone(), req));
     async move {
-        match pending {
+        let response = match pending {
             Some(response) => response.await,
             None => {
                 tracing::warn!(status = 403, "request refused: it did not come through CloudFront");
                 edge::origin_not_verified()
             }
-        }
+        };
+        logged.finish(&response);
+        response
     }
 }
 
