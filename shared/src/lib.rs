@@ -23,10 +23,12 @@
 //! - [`access_log`]: one structured line per request, the user only as a hash.
 //! - [`runtime`]: start-up of a Lambda function.
 //! - [`secrets`]: secret references (`*_ARN`) resolved from Secrets Manager at cold start.
+//! - [`aws`]: the AWS SDK configuration, loaded once, with its own HTTPS client.
 //! - [`edge`]: origin verification, the proof that a request came through CloudFront.
 
 pub mod access_log;
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod cookies;
 pub mod csrf;

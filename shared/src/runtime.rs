@@ -15,10 +15,11 @@ use lambda_http::{Body, Request, Response, service_fn};
 
 use crate::access_log;
 use crate::app::App;
+use crate::aws;
 use crate::config::Config;
 use crate::edge::{self, OriginVerify};
 use crate::secrets::{self, SECRET_VARIABLES, SecretsManager};
-use crate::store::dynamodb::{DynamoStore, client_from_env};
+use crate::store::dynamodb::{self, DynamoStore};
 
 /// Logs as JSON lines (what CloudWatch expects), level from `RUST_LOG` (default `info`).
 pub fn init_tracing_json() {
@@ -88,9 +89,11 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     let has_reference = SECRET_VARIABLES
         .iter()
         .any(|name| env(&format!("{name}{}", secrets::REFERENCE_SUFFIX)).is_some_and(|v| !v.trim().is_empty()));
+    // One SDK configuration for both clients: loading it is a good part of a cold start.
+    let sdk = aws::sdk_config().await;
     // The Secrets Manager client is built only when a reference needs it.
     let resolved = if has_reference {
-        secrets::resolve(env, &SecretsManager::from_env().await)
+        secrets::resolve(env, &SecretsManager::from_config(&sdk))
             .await
             .unwrap_or_else(|e| exit_on_startup_error(e))
     } else {
@@ -113,7 +116,7 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     if origin_verify.is_none() {
         tracing::warn!("origin verification is off: BFF_ORIGIN_VERIFY is not set, direct calls are served");
     }
-    let store = DynamoStore::new(client_from_env().await, config.table.clone());
+    let store = DynamoStore::new(dynamodb::client(&sdk), config.table.clone());
     let app = Arc::new(App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e)));
     LambdaApp { app, origin_verify }
 }

@@ -197,20 +197,19 @@ impl SecretsManager {
         Self { client }
     }
 
-    /// A source from the default AWS configuration chain (the function role's
-    /// credentials and region in Lambda), with short timeouts: a read that hangs would
-    /// otherwise use up the function's initialisation time.
-    pub async fn from_env() -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// A source on the shared AWS configuration ([`crate::aws::sdk_config`]: the function
+    /// role's credentials and region in Lambda), with short timeouts: a read that hangs
+    /// would otherwise use up the function's initialisation time.
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        let config = aws_sdk_secretsmanager::config::Builder::from(config)
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .operation_timeout(READ_TIMEOUT)
                     .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             )
-            .load()
-            .await;
-        Self::new(Client::new(&config))
+            .build();
+        Self::new(Client::from_conf(config))
     }
 }
 

@@ -62,6 +62,7 @@ pub fn client(endpoint: &str) -> Client {
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("dummykey", "dummysecret", None, None, "bff-tests"))
+        .http_client(bff::aws::https_client(false))
         // The same bounds the deployed functions use, so fault tests see real behaviour.
         .timeout_config(bff::store::dynamodb::timeouts())
         .retry_config(bff::store::dynamodb::retries())

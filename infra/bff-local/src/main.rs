@@ -11,7 +11,7 @@ use bff::App;
 use bff::config::Config;
 use bff::runtime::{exit_on_startup_error, init_tracing_pretty};
 use bff::store::Store;
-use bff::store::dynamodb::{DynamoStore, client_from_env, create_table};
+use bff::store::dynamodb::{self, DynamoStore, create_table};
 use bff::store::memory::MemoryStore;
 
 #[tokio::main]
@@ -30,7 +30,7 @@ async fn main() {
     let store: Arc<dyn Store> = match std::env::var("BFF_STORE").as_deref() {
         Ok("memory") | Err(_) => Arc::new(MemoryStore::new()),
         Ok("dynamodb") => {
-            let client = client_from_env().await;
+            let client = dynamodb::client(&bff::aws::sdk_config().await);
             // Locally the table is created on start; in AWS the SAM template owns it.
             if let Err(e) = create_table(&client, &config.table).await {
                 exit_on_startup_error(format!("BFF_STORE=dynamodb: cannot create table {}: {e}", config.table));

@@ -419,16 +419,15 @@ async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreErro
     }
 }
 
-/// An SDK client from the default AWS configuration chain: region, credentials (the Lambda
-/// role's, in a function) and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local, with
-/// [`timeouts`] and [`retries`].
-pub async fn client_from_env() -> Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// An SDK client on the shared AWS configuration ([`crate::aws::sdk_config`]: region,
+/// credentials, `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local), with [`timeouts`] and
+/// [`retries`].
+pub fn client(config: &aws_config::SdkConfig) -> Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(config)
         .timeout_config(timeouts())
         .retry_config(retries())
-        .load()
-        .await;
-    Client::new(&config)
+        .build();
+    Client::from_conf(config)
 }
 
 /// Bounded time per call: an unreachable or stalled DynamoDB answers 503 within seconds,

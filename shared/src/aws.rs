@@ -1,0 +1,107 @@
+//! The AWS SDK's configuration: loaded once per process, shared by the DynamoDB and the
+//! Secrets Manager clients, with one HTTPS client the code chooses itself.
+//!
+//! The SDK's default HTTPS client reads the operating system's whole trust store on every
+//! cold start (hundreds of certificates parsed, most of a bootstrap's start-up CPU) and
+//! brings a second crypto library. The SDK only ever talks TLS to AWS endpoints, and those
+//! chain to the Amazon Trust Services roots, so this client trusts those five roots,
+//! compiled in, and uses `ring`, the library the rest of the code already links.
+//!
+//! A deployment that reaches AWS through a TLS-inspecting proxy or a private CA sets
+//! `SSL_CERT_FILE` (or `SSL_CERT_DIR`): the operating system's store is then trusted too.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::SharedHttpClient;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+
+/// The roots AWS service endpoints chain to: Amazon Root CA 1–4 and Starfield Services
+/// Root Certificate Authority – G2 (PEM).
+pub const AMAZON_ROOTS_PEM: &str = include_str!("aws/amazon-roots.pem");
+
+/// Variables that, when set, add the operating system's trust store to the Amazon roots.
+pub const NATIVE_ROOTS_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/// Whether the operating system's trust store is wanted, by `lookup` of the environment.
+pub fn wants_native_roots(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    NATIVE_ROOTS_VARIABLES
+        .iter()
+        .any(|name| lookup(name).is_some_and(|value| !value.trim().is_empty()))
+}
+
+/// The SDK's HTTPS client: rustls on `ring`, trusting the Amazon roots (and the operating
+/// system's store when [`wants_native_roots`]), `TCP_NODELAY` on.
+pub fn https_client(native_roots: bool) -> SharedHttpClient {
+    let trust = TrustStore::empty()
+        .with_native_roots(native_roots)
+        .with_pem_certificate(AMAZON_ROOTS_PEM.as_bytes());
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_default();
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(context)
+        .build_https()
+}
+
+/// The shared configuration from the default chain (region, and credentials: the role's
+/// in Lambda; `AWS_ENDPOINT_URL_*` for local stand-ins) with [`https_client`]. Each
+/// service client adds its own timeouts and retries on top.
+pub async fn sdk_config() -> SdkConfig {
+    let native = wants_native_roots(|name| std::env::var(name).ok());
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client(native))
+        .load()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundle_holds_the_five_amazon_trust_services_roots() {
+        assert_eq!(AMAZON_ROOTS_PEM.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        assert_eq!(AMAZON_ROOTS_PEM.matches("-----END CERTIFICATE-----").count(), 5);
+        for name in [
+            "Amazon_Root_CA_1",
+            "Amazon_Root_CA_2",
+            "Amazon_Root_CA_3",
+            "Amazon_Root_CA_4",
+        ] {
+            assert!(AMAZON_ROOTS_PEM.contains(name), "{name} missing");
+        }
+        assert!(AMAZON_ROOTS_PEM.contains("Starfield_Services_Root_Certificate_Authority_-_G2"));
+    }
+
+    /// The client parses the bundle when it builds its first connection: a bundle it could
+    /// not read would panic there, so a call to a closed port must come back as an error.
+    #[tokio::test]
+    async fn a_client_on_the_bundle_reports_an_unreachable_endpoint_as_an_error() {
+        use aws_sdk_dynamodb::config::{Credentials, Region, retry::RetryConfig};
+        let config = aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("id", "secret", None, None, "test"))
+            .endpoint_url("https://127.0.0.1:9")
+            .http_client(https_client(false))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let result = aws_sdk_dynamodb::Client::from_conf(config).list_tables().send().await;
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn the_system_store_is_added_only_when_asked_for() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert!(!wants_native_roots(env(&[])));
+        assert!(!wants_native_roots(env(&[("SSL_CERT_FILE", " ")])));
+        assert!(wants_native_roots(env(&[(
+            "SSL_CERT_FILE",
+            "/etc/pki/tls/certs/ca-bundle.crt"
+        )])));
+        assert!(wants_native_roots(env(&[("SSL_CERT_DIR", "/etc/ssl/certs")])));
+    }
+}
