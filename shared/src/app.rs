@@ -29,11 +29,7 @@ pub struct Clock {
 impl Clock {
     /// Epoch seconds now.
     pub fn now(&self) -> i64 {
-        let system = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        system + self.offset.load(Ordering::Relaxed)
+        self.now_ms().div_euclid(1000)
     }
 
     /// Epoch milliseconds now (lease deadlines need finer grain than seconds).
@@ -77,8 +73,8 @@ pub struct App {
     pub oidc: Oidc,
     /// The upstream API client, when `BFF_UPSTREAM_URL` is set.
     pub upstream: Option<Upstream>,
-    /// The clock every expiry decision reads.
-    pub clock: Clock,
+    /// The clock every expiry decision reads, the document cache's included.
+    pub clock: Arc<Clock>,
 }
 
 impl App {
@@ -96,7 +92,8 @@ impl App {
             }
         };
         let store: Arc<dyn Store> = Arc::new(SealedStore::new(store, sealer));
-        let oidc = Oidc::new(&config)?.with_document_cache(store.clone());
+        let clock = Arc::new(Clock::default());
+        let oidc = Oidc::new(&config)?.with_document_cache(store.clone(), clock.clone());
         let upstream = match &config.upstream_url {
             Some(base) => Some(Upstream::new(base.clone(), config.upstream_timeout)?),
             None => None,
@@ -107,7 +104,7 @@ impl App {
             store,
             oidc,
             upstream,
-            clock: Clock::default(),
+            clock,
         })
     }
 }

@@ -58,8 +58,9 @@ pub struct Config {
     pub issuer: String,
     /// Client id at the provider.
     pub client_id: String,
-    /// Client secret at the provider.
-    pub client_secret: ClientSecret,
+    /// Client secret at the provider: only the functions that call its token endpoint
+    /// are given it (see [`Config::require_client_secret`]).
+    pub client_secret: Option<ClientSecret>,
     /// The origin the browser sees, without trailing slash (`https://app.example.com`).
     pub public_origin: String,
     /// Base URL of the resource API, when this process serves the proxy.
@@ -189,7 +190,7 @@ impl Config {
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
-            client_secret: ClientSecret::new(required("BFF_CLIENT_SECRET")?),
+            client_secret: get("BFF_CLIENT_SECRET").map(ClientSecret::new),
             public_origin,
             upstream_url,
             scopes,
@@ -225,6 +226,14 @@ impl Config {
         self.upstream_url
             .as_ref()
             .ok_or(ConfigError::Missing("BFF_UPSTREAM_URL"))
+    }
+
+    /// The client secret, required by the processes that call the provider's token
+    /// endpoint (code exchange, refresh, revocation).
+    pub fn require_client_secret(&self) -> Result<&ClientSecret, ConfigError> {
+        self.client_secret
+            .as_ref()
+            .ok_or(ConfigError::Missing("BFF_CLIENT_SECRET"))
     }
 
     /// The token-sealing keys, required where several processes share one table.
@@ -367,11 +376,24 @@ mod tests {
 
     #[test]
     fn every_required_variable_is_named_when_missing() {
-        for name in ["BFF_ISSUER", "BFF_CLIENT_ID", "BFF_CLIENT_SECRET", "BFF_PUBLIC_URL"] {
+        for name in ["BFF_ISSUER", "BFF_CLIENT_ID", "BFF_PUBLIC_URL"] {
             let err = load(&[(name, "  ")]).expect_err(name);
             assert_eq!(err, ConfigError::Missing(name));
             assert!(err.to_string().contains(name));
         }
+    }
+
+    #[test]
+    fn the_client_secret_is_required_only_where_asked_for() {
+        assert_eq!(
+            load(&[]).expect("valid").require_client_secret().map(|s| s.secret()),
+            Ok("s3cret")
+        );
+        let without = load(&[("BFF_CLIENT_SECRET", "  ")]).expect("a process may run without it");
+        assert_eq!(without.client_secret, None);
+        let err = without.require_client_secret().expect_err("missing");
+        assert_eq!(err, ConfigError::Missing("BFF_CLIENT_SECRET"));
+        assert!(err.to_string().contains("BFF_CLIENT_SECRET"));
     }
 
     #[test]

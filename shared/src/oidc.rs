@@ -22,6 +22,7 @@ use openidconnect::{
 use serde::Deserialize;
 use url::Url;
 
+use crate::app::Clock;
 use crate::config::{Config, is_loopback_host};
 use crate::secret::{AccessToken, ClientSecret, IdToken, PkceVerifier, RefreshToken};
 use crate::store::{DocumentCache, StoreKey};
@@ -279,7 +280,7 @@ struct Discovered {
 pub struct Oidc {
     issuer: String,
     client_id: String,
-    client_secret: ClientSecret,
+    client_secret: Option<ClientSecret>,
     redirect_uri: String,
     http: reqwest::Client,
     discovered: tokio::sync::OnceCell<Arc<Discovered>>,
@@ -287,7 +288,7 @@ pub struct Oidc {
     // Serialises JWKS fetches so a burst of unknown `kid`s costs one fetch.
     jwks_fetch: tokio::sync::Mutex<()>,
     // Discovery and JWKS shared by every instance, so a cold start skips the provider.
-    documents: Option<Arc<dyn DocumentCache>>,
+    documents: Option<(Arc<dyn DocumentCache>, Arc<Clock>)>,
 }
 
 impl Oidc {
@@ -314,9 +315,9 @@ impl Oidc {
     }
 
     /// Shares discovery and the JWKS through `cache` (the store), for at most
-    /// [`DOCUMENT_MAX_AGE_SECS`].
-    pub fn with_document_cache(mut self, cache: Arc<dyn DocumentCache>) -> Self {
-        self.documents = Some(cache);
+    /// [`DOCUMENT_MAX_AGE_SECS`] as `clock` tells it.
+    pub fn with_document_cache(mut self, cache: Arc<dyn DocumentCache>, clock: Arc<Clock>) -> Self {
+        self.documents = Some((cache, clock));
         self
     }
 
@@ -324,16 +325,18 @@ impl Oidc {
     /// (and then cached). The cache is best effort: its failures only cost a fetch.
     async fn document(&self, kind: &str, url: &str, fresh: bool) -> Result<Vec<u8>, OidcError> {
         let key = StoreKey::document(kind, &self.issuer);
-        if !fresh && let Some(cache) = &self.documents {
-            match cache.get_document(&key, unix_now()).await {
+        if !fresh && let Some((cache, clock)) = &self.documents {
+            match cache.get_document(&key, clock.now()).await {
                 Ok(Some(document)) => return Ok(document.into_bytes()),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, kind, "document cache unavailable"),
             }
         }
         let body = self.get(url).await?;
-        if let (Some(cache), Ok(text)) = (&self.documents, std::str::from_utf8(&body))
-            && let Err(e) = cache.put_document(&key, text, unix_now() + DOCUMENT_MAX_AGE_SECS).await
+        if let (Some((cache, clock)), Ok(text)) = (&self.documents, std::str::from_utf8(&body))
+            && let Err(e) = cache
+                .put_document(&key, text, clock.now() + DOCUMENT_MAX_AGE_SECS)
+                .await
         {
             tracing::warn!(error = %e, kind, "could not cache a provider document");
         }
@@ -394,15 +397,21 @@ impl Oidc {
             ClientAuth::Basic => AuthType::BasicAuth,
             ClientAuth::Post => AuthType::RequestBody,
         };
-        Ok(CoreClient::new(
+        let client = CoreClient::new(
             ClientId::new(self.client_id.clone()),
             issuer,
             CoreJsonWebKeySet::new(Vec::new()),
-        )
-        .set_client_secret(openidconnect::ClientSecret::new(self.client_secret.secret().to_owned()))
-        .set_token_uri(token_url)
-        .set_redirect_uri(redirect)
-        .set_auth_type(auth_type))
+        );
+        // Without a secret (a process that was not given one) the provider refuses the
+        // call as it would a wrong secret.
+        let client = match &self.client_secret {
+            Some(secret) => client.set_client_secret(openidconnect::ClientSecret::new(secret.secret().to_owned())),
+            None => client,
+        };
+        Ok(client
+            .set_token_uri(token_url)
+            .set_redirect_uri(redirect)
+            .set_auth_type(auth_type))
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, OidcError> {
@@ -716,11 +725,14 @@ impl Oidc {
             // RFC 6749 2.3.1: id and secret are form-encoded before the Basic encoding.
             ClientAuth::Basic => {
                 let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-                request = request.basic_auth(encode(&self.client_id), Some(encode(self.client_secret.secret())));
+                let secret = self.client_secret.as_ref().map(|s| encode(s.secret()));
+                request = request.basic_auth(encode(&self.client_id), secret);
             }
             ClientAuth::Post => {
                 form.push(("client_id", &self.client_id));
-                form.push(("client_secret", self.client_secret.secret()));
+                if let Some(secret) = &self.client_secret {
+                    form.push(("client_secret", secret.secret()));
+                }
             }
         }
         match request.form(&form).send().await {
@@ -729,13 +741,6 @@ impl Oidc {
             Err(e) => tracing::warn!(error = %transport_error(e), "refresh-token revocation failed"),
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// `{issuer}/.well-known/openid-configuration`, keeping the issuer's path.

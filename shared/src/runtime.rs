@@ -16,7 +16,7 @@ use lambda_http::{Body, Request, Response, service_fn};
 use crate::access_log;
 use crate::app::App;
 use crate::aws;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::edge::{self, OriginVerify};
 use crate::secrets::{self, SECRET_VARIABLES, SecretsManager};
 use crate::store::dynamodb::{self, DynamoStore};
@@ -55,7 +55,8 @@ pub struct Needs {
     /// The function forwards API calls, so `BFF_UPSTREAM_URL` is required.
     pub upstream: bool,
     /// The function authenticates at the provider's token endpoint, so the client secret
-    /// is required. A function that never does (login) is deployed without access to it.
+    /// is required. A function that never does (login, back-channel logout) is deployed
+    /// without access to it.
     pub client_secret: bool,
 }
 
@@ -68,10 +69,6 @@ impl Default for Needs {
         }
     }
 }
-
-/// Stands in for the client secret in a function that never sends it (see
-/// [`Needs::client_secret`]); a provider would refuse it as a wrong secret.
-const CLIENT_SECRET_NOT_GRANTED: &str = "not-granted-to-this-function";
 
 /// What a Lambda function builds once per cold start.
 pub struct LambdaApp {
@@ -99,17 +96,10 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     } else {
         secrets::ResolvedSecrets::default()
     };
-    let lookup = needs_lookup(needs, resolved.lookup(env));
+    let lookup = resolved.lookup(env);
 
     let config = Config::from_lookup(&lookup).unwrap_or_else(|e| exit_on_startup_error(e));
-    if needs.upstream
-        && let Err(e) = config.require_upstream()
-    {
-        exit_on_startup_error(e);
-    }
-    // Every function shares the table, so every instance must seal and open tokens with the
-    // same keys: a key of the process's own would leave other functions unable to read them.
-    if let Err(e) = config.require_token_keys() {
+    if let Err(e) = check_needs(needs, &config) {
         exit_on_startup_error(e);
     }
     let origin_verify = OriginVerify::from_lookup(&lookup);
@@ -121,16 +111,18 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     LambdaApp { app, origin_verify }
 }
 
-/// `lookup`, with the stand-in client secret for a function that does not need one.
-fn needs_lookup<'a>(
-    needs: Needs,
-    lookup: impl Fn(&str) -> Option<String> + 'a,
-) -> impl Fn(&str) -> Option<String> + 'a {
-    move |name| {
-        lookup(name).or_else(|| {
-            (!needs.client_secret && name == "BFF_CLIENT_SECRET").then(|| CLIENT_SECRET_NOT_GRANTED.to_owned())
-        })
+/// Whether `config` holds what a function with `needs` requires.
+fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
+    if needs.upstream {
+        config.require_upstream()?;
     }
+    if needs.client_secret {
+        config.require_client_secret()?;
+    }
+    // Every function shares the table, so every instance must seal and open tokens with the
+    // same keys: a key of the process's own would leave other functions unable to read them.
+    config.require_token_keys()?;
+    Ok(())
 }
 
 /// Runs one Lambda function with a buffered response: `handler` answers every verified
@@ -227,33 +219,38 @@ mod tests {
 
     #[test]
     fn only_a_function_that_needs_no_client_secret_starts_without_one() {
-        let env = |name: &str| {
-            match name {
-                "BFF_ISSUER" => Some("https://id.example.com"),
-                "BFF_CLIENT_ID" => Some("client"),
-                "BFF_PUBLIC_URL" => Some("https://app.example.com"),
-                _ => None,
-            }
-            .map(str::to_owned)
+        let load = |secret: Option<&str>| {
+            Config::from_lookup(|name| {
+                match name {
+                    "BFF_ISSUER" => Some("https://id.example.com"),
+                    "BFF_CLIENT_ID" => Some("client"),
+                    "BFF_CLIENT_SECRET" => secret,
+                    "BFF_PUBLIC_URL" => Some("https://app.example.com"),
+                    "BFF_TOKEN_KEYS" => Some("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                    _ => None,
+                }
+                .map(str::to_owned)
+            })
+            .expect("valid configuration")
         };
         let login = Needs {
             client_secret: false,
             ..Needs::default()
         };
-        let config = Config::from_lookup(needs_lookup(login, env)).expect("login starts");
-        assert_eq!(config.client_secret.secret(), CLIENT_SECRET_NOT_GRANTED);
+        assert_eq!(check_needs(login, &load(None)), Ok(()));
         assert_eq!(
-            Config::from_lookup(needs_lookup(Needs::default(), env)).expect_err("callback needs it"),
-            crate::config::ConfigError::Missing("BFF_CLIENT_SECRET")
+            check_needs(Needs::default(), &load(None)),
+            Err(ConfigError::Missing("BFF_CLIENT_SECRET"))
         );
-        // A configured secret is used as it is.
-        let with_secret = |name: &str| {
-            (name == "BFF_CLIENT_SECRET")
-                .then(|| "s3cret".to_owned())
-                .or_else(|| env(name))
+        assert_eq!(check_needs(Needs::default(), &load(Some("s3cret"))), Ok(()));
+        let proxy = Needs {
+            upstream: true,
+            ..Needs::default()
         };
-        let config = Config::from_lookup(needs_lookup(login, with_secret)).expect("starts");
-        assert_eq!(config.client_secret.secret(), "s3cret");
+        assert_eq!(
+            check_needs(proxy, &load(Some("s3cret"))),
+            Err(ConfigError::Missing("BFF_UPSTREAM_URL"))
+        );
     }
 
     fn request(origin_header: Option<&str>) -> Request {

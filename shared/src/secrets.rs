@@ -341,7 +341,7 @@ mod tests {
         ]);
         let resolved = resolve(&env, &source).await.expect("resolves");
         let config = Config::from_lookup(resolved.lookup(&env)).expect("configures");
-        assert_eq!(config.client_secret.secret(), "from-store");
+        assert_eq!(config.require_client_secret().expect("resolved").secret(), "from-store");
     }
 
     #[tokio::test]
