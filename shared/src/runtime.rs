@@ -287,4 +287,51 @@ mod tests {
             [false, false, false]
         );
     }
+
+    /// Collects what the log writes, for the assertions below.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut out) = self.0.lock() {
+                out.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_invocation_writes_one_access_line_refused_ones_included() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let handler = |_app: Arc<App>, _req: Request| async { Response::new(Body::Text("handled".into())) };
+        let started = started(Some("edge-proof"));
+        answer(&started, &handler, request(Some("edge-proof"))).await;
+        answer(&started, &handler, request(None)).await;
+
+        let text = String::from_utf8(captured.0.lock().map(|c| c.clone()).unwrap_or_default()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["target"] == "access")
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for (line, status) in lines.iter().zip([200, 403]) {
+            assert_eq!(line["fields"]["route"], "api");
+            assert_eq!(line["fields"]["method"], "GET");
+            assert_eq!(line["fields"]["status"], status);
+            assert!(line["fields"]["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+        }
+        assert!(!text.contains("edge-proof"), "the origin secret must never be logged");
+    }
 }
