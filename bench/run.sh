@@ -17,33 +17,15 @@
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
 started=$(date +%s)
 
-apt_install() {
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "bench/run.sh: $* missing and not root; install it and run again" >&2
-        exit 1
-    fi
-    step "Installing $* from Debian"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+ensure_node
+ensure_java
+ensure_command wrk wrk
+ensure_command zip zip
 
-command -v node >/dev/null 2>&1 || apt_install nodejs npm
-command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
-command -v wrk >/dev/null 2>&1 || apt_install wrk
-command -v zip >/dev/null 2>&1 || apt_install zip
-
-npm_ci() {
-    local dir=$1
-    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
-    else
-        echo "$dir: up to date"
-    fi
-}
 step "npm packages (infra/, bench/node-bff/)"
 npm_ci infra
 npm_ci bench/node-bff

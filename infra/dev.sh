@@ -20,6 +20,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Only npm_stale is used: this script has its own output style (ok, info, die below).
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
 
 PROVIDER_PORT="${PROVIDER_PORT:-9000}"
 API_PORT="${API_PORT:-9001}"
@@ -196,7 +199,7 @@ done
 
 # --- Node packages and build ---------------------------------------------------------
 
-if [[ ! -d infra/node_modules || infra/package-lock.json -nt infra/node_modules/.package-lock.json ]]; then
+if npm_stale infra; then
     with_progress "Installing the npm packages (npm ci)" "npm packages" "$LOG_DIR/npm.log" \
         bash -c 'cd infra && npm ci --no-audit --no-fund'
 else

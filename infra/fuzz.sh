@@ -16,6 +16,8 @@
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
 
 seconds="${FUZZ_SECONDS:-60}"
 sanitizer="${FUZZ_SANITIZER:-address}"
@@ -23,8 +25,6 @@ all_targets=(cookie_parsing return_to callback_query proxy_path)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 export RUSTC_BOOTSTRAP=1
-
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     step "Installing cargo-fuzz from crates.io"

@@ -16,28 +16,14 @@
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-
-apt_install() {
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "test.sh: $* missing and not root; install it and run again" >&2
-        exit 1
-    fi
-    step "Installing $* from Debian"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-command -v node >/dev/null 2>&1 || apt_install nodejs npm
-command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+ensure_node
+ensure_java
 
 step "npm packages (infra/)"
-if [ ! -d infra/node_modules ] || [ infra/package-lock.json -nt infra/node_modules/.package-lock.json ]; then
-    (cd infra && npm ci --no-audit --no-fund --loglevel=error)
-else
-    echo "up to date"
-fi
+npm_ci infra
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -14,28 +14,16 @@
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
-
-apt_install() {
-    [ "$(id -u)" -eq 0 ] || die "$* missing and not root; install it (apt-get install $*) and run again"
-    step "Installing $* from Debian"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-command -v node >/dev/null 2>&1 || apt_install nodejs npm
+ensure_node
 if [ -z "${CHROMIUM_BIN:-}" ] && [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
 fi
 
 step "npm packages (infra/)"
-if [ ! -d infra/node_modules/playwright-core ] || [ infra/package-lock.json -nt infra/node_modules/.package-lock.json ]; then
-    (cd infra && npm ci --no-audit --no-fund --loglevel=error)
-else
-    echo "up to date"
-fi
+npm_ci infra playwright-core
 
 if [ -z "${BFF_LOCAL_BIN:-}" ]; then
     step "cargo build -p bff-local"
