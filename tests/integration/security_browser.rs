@@ -87,6 +87,39 @@ async fn session_exists(app: &TestApp, id: &str) -> bool {
         .is_some()
 }
 
+/// What a blocked attack on a planted session must leave behind: nothing reached the
+/// upstream, and the session is intact (still in the store, `/auth/me` answers 200, and
+/// a genuine API call is forwarded), so the refusal was neither an outage nor a logout.
+/// `label` names the attack in failure messages.
+async fn assert_harmless(app: &TestApp, planted: &Planted, label: &str) {
+    assert!(app.upstream.requests().is_empty(), "{label}: nothing was forwarded");
+    assert!(session_exists(app, &planted.id).await, "{label}: the session survives");
+    let me = planted.browser.get("/auth/me").await;
+    assert_eq!(me.status(), StatusCode::OK, "{label}: the session still resolves");
+    let genuine = planted.browser.api(Method::GET, "/api/after").await;
+    assert_eq!(genuine.status(), StatusCode::OK, "{label}: the session still works");
+    assert_eq!(
+        app.upstream.requests().len(),
+        1,
+        "{label}: only the genuine call was forwarded"
+    );
+}
+
+/// A refused login step leaves `browser` logged out: `response` sets no session cookie
+/// and `/auth/me` still answers 401.
+async fn assert_still_logged_out(browser: &Browser, response: &reqwest::Response, label: &str) {
+    let cookies = set_cookies(response);
+    assert!(
+        !sets_cookie(&cookies, "bff-session"),
+        "{label}: no session: {cookies:?}"
+    );
+    assert_eq!(
+        browser.get("/auth/me").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "{label}: still logged out"
+    );
+}
+
 /// The host (`127.0.0.1:port`) of the recording upstream.
 fn upstream_host(app: &TestApp) -> String {
     let base = Url::parse(&app.upstream.base).expect("upstream url");
@@ -333,13 +366,11 @@ async fn attack_login_csrf_attackers_callback_opened_in_the_victims_browser_is_r
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(header(&response, "content-type").starts_with("text/html"));
     assert!(response.headers().get("location").is_none(), "not sent anywhere");
-    let cookies = set_cookies(&response);
-    assert!(!sets_cookie(&cookies, "bff-session"), "no session: {cookies:?}");
     assert!(
-        !cookies.iter().any(|c| c.starts_with("bff-tx=")),
+        !set_cookies(&response).iter().any(|c| c.starts_with("bff-tx=")),
         "the victim's pending logins are untouched"
     );
-    assert_eq!(victim.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
+    assert_still_logged_out(&victim, &response, "the attacker's callback").await;
 
     // The victim's own login still completes, as the victim.
     let own_callback = victim.authenticate(&own_authorize, "alice").await;
@@ -375,9 +406,8 @@ async fn attack_authorization_code_injection_into_the_victims_state_is_refused_b
         response.status()
     );
     assert!(response.headers().get("location").is_none());
-    assert!(!sets_cookie(&set_cookies(&response), "bff-session"));
     assert!(victim.cookie("bff-session").is_none());
-    assert_eq!(victim.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
+    assert_still_logged_out(&victim, &response, "the injected code").await;
 }
 
 /// RFC 9700 §4.7: a callback whose `state` is given twice (the victim's own and the
@@ -400,9 +430,8 @@ async fn attack_login_csrf_callback_with_a_duplicated_state_parameter_is_refused
     ] {
         let response = victim.get(&polluted).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{polluted}");
-        assert!(!sets_cookie(&set_cookies(&response), "bff-session"));
+        assert_still_logged_out(&victim, &response, &polluted).await;
     }
-    assert_eq!(victim.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// RFC 9700 §4.1 (redirect URI manipulation): the redirect URI and the post-logout URL
@@ -454,9 +483,8 @@ async fn attack_callback_posted_by_a_form_is_refused() {
             .await
             .expect("callback");
         assert!(response.status().is_client_error(), "{method}: {}", response.status());
-        assert!(!sets_cookie(&set_cookies(&response), "bff-session"), "{method}");
+        assert_still_logged_out(&browser, &response, method.as_str()).await;
     }
-    assert_eq!(browser.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
     // The genuine GET still completes: the refused attempts did not spend the login.
     assert_eq!(browser.get(&callback).await.status(), StatusCode::FOUND);
 }
@@ -568,7 +596,7 @@ async fn attack_session_cookie_values_the_bff_did_not_issue_are_never_adopted() 
             bff_tests::browser::raw_get(&app.url, "/api/x", &[("Cookie", cookie.as_str()), ("X-CSRF", "1")]).await;
         assert_eq!(status, 401, "{value:?}");
     }
-    assert!(app.upstream.requests().is_empty(), "nothing forwarded");
+    assert_harmless(&app, &planted, "cookie values the BFF did not issue").await;
 }
 
 // ------------------------------------------------------------------------------------
@@ -935,12 +963,7 @@ async fn forged_call_is_refused(name: &str, method: Method, path: &str, headers:
         "{name}: a refused call changes no cookie"
     );
     assert_eq!(error_code(response).await, code, "{name}");
-    assert!(app.upstream.requests().is_empty(), "{name}: nothing was forwarded");
-    assert!(session_exists(&app, &planted.id).await, "{name}: the session survives");
-
-    let genuine = planted.browser.api(Method::GET, "/api/after").await;
-    assert_eq!(genuine.status(), StatusCode::OK, "{name}: the session still works");
-    assert_eq!(app.upstream.requests().len(), 1);
+    assert_harmless(&app, &planted, name).await;
 }
 
 /// Declares the forgery table: every row becomes its own `#[tokio::test]`.
@@ -1027,8 +1050,7 @@ async fn attack_csrf_logout_by_get_navigation_is_refused() {
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert!(set_cookies(&response).is_empty(), "{method}: no cookie change");
     }
-    assert!(session_exists(&app, &planted.id).await, "the session survives");
-    assert_eq!(planted.browser.get("/auth/me").await.status(), StatusCode::OK);
+    assert_harmless(&app, &planted, "logout by another method").await;
 }
 
 // ------------------------------------------------------------------------------------
@@ -1158,8 +1180,7 @@ async fn origin_gets_no_cors(name: &str, origin: &str) {
         );
         assert!(vary_has_origin(response), "{name}: Vary: Origin");
     }
-    assert!(app.upstream.requests().is_empty(), "{name}: nothing forwarded");
-    assert!(session_exists(&app, &planted.id).await, "{name}: session intact");
+    assert_harmless(&app, &planted, name).await;
 }
 
 /// Declares the disallowed-origin table: every row becomes its own `#[tokio::test]`.
@@ -1806,18 +1827,12 @@ async fn attack_request_smuggling_obfuscated_transfer_encoding_is_refused() {
         let response = raw_exchange(&app.url, &request).await;
         assert_eq!(response.status, 400, "{coding}");
     }
-    assert!(app.upstream.requests().is_empty(), "nothing forwarded");
+    assert_harmless(&app, &planted, "obfuscated Transfer-Encoding").await;
 }
 
 // ------------------------------------------------------------------------------------
 // Oversized input (resource exhaustion)
 // ------------------------------------------------------------------------------------
-
-/// A normal call works on a fresh connection: the server kept serving.
-async fn still_serving(planted: &Planted) {
-    let response = planted.browser.api(Method::GET, "/api/after").await;
-    assert_eq!(response.status(), StatusCode::OK, "the server keeps serving");
-}
 
 /// A request body over the 6 MiB Lambda limit is refused with 413 before anything is
 /// forwarded, and the server keeps serving.
@@ -1839,8 +1854,7 @@ async fn attack_oversized_request_body_is_refused_with_413() {
         // The server may answer and close before the client finished sending.
         Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
     }
-    assert!(app.upstream.requests().is_empty(), "nothing forwarded");
-    still_serving(&planted).await;
+    assert_harmless(&app, &planted, "oversized body").await;
 }
 
 /// The same with a chunked body that never declares its length.
@@ -1876,8 +1890,7 @@ async fn attack_oversized_chunked_request_body_is_refused_with_413() {
         "{}",
         text.lines().next().unwrap_or("nothing")
     );
-    assert!(app.upstream.requests().is_empty(), "nothing forwarded");
-    still_serving(&planted).await;
+    assert_harmless(&app, &planted, "oversized chunked body").await;
 }
 
 /// Request headers far beyond any browser's (512 KiB, over hyper's 400 KiB read buffer):
@@ -1897,8 +1910,7 @@ async fn attack_oversized_request_headers_are_refused_and_the_server_keeps_servi
     );
     let response = raw_exchange(&app.url, &request).await;
     assert_eq!(response.status, 431, "hyper refuses the head: {}", response.text());
-    assert!(app.upstream.requests().is_empty(), "nothing forwarded");
-    still_serving(&planted).await;
+    assert_harmless(&app, &planted, "oversized headers").await;
 }
 
 /// Very many request headers (500, over hyper's limit of 100 fields): refused with 431,
@@ -1914,8 +1926,7 @@ async fn attack_too_many_request_headers_are_refused_and_the_server_keeps_servin
     let request = raw_request(&app.url, "GET", "/api/x", &headers, b"");
     let response = raw_exchange(&app.url, &request).await;
     assert_eq!(response.status, 431, "hyper refuses the head: {}", response.text());
-    assert!(app.upstream.requests().is_empty(), "nothing forwarded");
-    still_serving(&planted).await;
+    assert_harmless(&app, &planted, "too many headers").await;
 }
 
 /// A cookie header of over 64 KiB of junk cookies around the real one (within hyper's
@@ -1934,5 +1945,5 @@ async fn attack_cookie_flood_around_the_session_cookie_is_harmless() {
     let response = raw_exchange(&app.url, &request).await;
     assert_eq!(response.status, 200, "within hyper's limits the call is served");
     assert!(response.text().contains("\"sub\":\"alice\""), "the session resolves");
-    still_serving(&planted).await;
+    assert_harmless(&app, &planted, "cookie flood").await;
 }
