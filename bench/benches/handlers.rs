@@ -25,8 +25,9 @@ use bff::store::{
     DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
     StoreKey, TransactionStore,
 };
-use bff_bench::browser::Browser;
-use bff_bench::provider::{Client, Provider, RequestCounts, delta};
+use bff_bench::delta;
+use bff_testkit::Browser;
+use bff_testkit::provider::{Provider, RegisteredClient, RequestCounts};
 use criterion::{Criterion, SamplingMode};
 use lambda_http::{Body, Request, Response};
 
@@ -147,7 +148,7 @@ impl DocumentCache for CountingStore {
 /// The provider, the upstream and a registered client, shared by every `App`.
 struct World {
     provider: Provider,
-    client: Client,
+    client: RegisteredClient,
     upstream: String,
 }
 
@@ -155,8 +156,8 @@ impl World {
     fn config(&self) -> Config {
         let values: BTreeMap<&str, String> = [
             ("BFF_ISSUER", self.provider.issuer.clone()),
-            ("BFF_CLIENT_ID", self.client.id.clone()),
-            ("BFF_CLIENT_SECRET", self.client.secret.clone()),
+            ("BFF_CLIENT_ID", self.client.client_id.clone()),
+            ("BFF_CLIENT_SECRET", self.client.client_secret.clone()),
             ("BFF_PUBLIC_URL", PUBLIC_URL.to_owned()),
             ("BFF_UPSTREAM_URL", self.upstream.clone()),
             ("BFF_TOKEN_KEYS", bff_bench::BENCH_TOKEN_KEYS.to_owned()),
@@ -203,21 +204,45 @@ fn location(response: &Response<Body>) -> String {
         .to_owned()
 }
 
-/// Starts a login at the login handler and walks the provider: the callback request
-/// (with this browser's transaction cookie), not yet handled.
+/// Walks the provider as `user` from `started`, the login handler's redirect: the
+/// callback request it leads to (with this browser's transaction cookie), not yet handled.
+async fn callback_request(app: &App, started: &Response<Body>, user: &str) -> Request {
+    let tx = set_cookie(started, app.cookies.tx).expect("transaction cookie");
+    let callback = Browser::new()
+        .authenticate(&location(started), &format!("{PUBLIC_URL}/auth/callback"), user)
+        .await;
+    let path = callback.strip_prefix(PUBLIC_URL).expect("callback on the BFF");
+    request("GET", path, &[("cookie", &tx)], Body::Empty)
+}
+
+/// Starts a login at the login handler and walks the provider: the callback request,
+/// not yet handled.
 async fn pending_callback(app: &App, user: &str) -> Request {
     let started =
         handlers::login::handle(app, request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty)).await;
     assert_eq!(started.status(), 302, "login redirects to the provider");
-    let tx = set_cookie(&started, app.cookies.tx).expect("transaction cookie");
+    callback_request(app, &started, user).await
+}
+
+/// A fresh authorization code of `user` for the BFF's client, and its PKCE verifier: the
+/// provider walked from the BFF's own authorization URL, without the login handler.
+async fn fresh_code(app: &App, nonce: &str, user: &str) -> (String, PkceVerifier) {
+    let verifier = PkceVerifier::generate();
+    let url = app
+        .oidc
+        .authorization_url(&app.config, "bench-state", nonce, &verifier)
+        .await
+        .expect("authorization URL");
     let callback = Browser::new()
-        .authenticate(&location(&started), &format!("{PUBLIC_URL}/auth/callback"), user)
+        .authenticate(&url, &format!("{PUBLIC_URL}/auth/callback"), user)
         .await;
-    let path = callback
-        .strip_prefix(PUBLIC_URL)
-        .expect("callback on the BFF")
-        .to_owned();
-    request("GET", &path, &[("cookie", &tx)], Body::Empty)
+    let code = url::Url::parse(&callback)
+        .expect("callback URL")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    (code, verifier)
 }
 
 /// A complete login; returns the session cookie (`name=value`).
@@ -314,16 +339,7 @@ async fn count_calls(world: &World) {
         1,
         handlers::login::handle(&cold, request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)).await
     );
-    let tx = set_cookie(&started, cold.cookies.tx).expect("tx cookie");
-    let callback_url = Browser::new()
-        .authenticate(&location(&started), &format!("{PUBLIC_URL}/auth/callback"), "counter")
-        .await;
-    let callback = request(
-        "GET",
-        callback_url.strip_prefix(PUBLIC_URL).expect("callback"),
-        &[("cookie", &tx)],
-        Body::Empty,
-    );
+    let callback = callback_request(&cold, &started, "counter").await;
     let done = measure!(
         "`/auth/callback`, first in the instance (JWKS not cached yet)",
         1,
@@ -339,16 +355,7 @@ async fn count_calls(world: &World) {
         1,
         handlers::login::handle(&warm, request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)).await
     );
-    let tx = set_cookie(&started, warm.cookies.tx).expect("tx cookie");
-    let callback_url = Browser::new()
-        .authenticate(&location(&started), &format!("{PUBLIC_URL}/auth/callback"), "counter2")
-        .await;
-    let callback = request(
-        "GET",
-        callback_url.strip_prefix(PUBLIC_URL).expect("callback"),
-        &[("cookie", &tx)],
-        Body::Empty,
-    );
+    let callback = callback_request(&warm, &started, "counter2").await;
     measure!(
         "`/auth/callback`, warm instance",
         1,
@@ -421,7 +428,7 @@ fn main() {
         .expect("runtime");
     let provider = Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "3600")]);
     let upstream = bff_bench::upstream::spawn_background();
-    let client = runtime.block_on(provider.register(PUBLIC_URL, None));
+    let client = runtime.block_on(provider.register(PUBLIC_URL, "client_secret_basic"));
     let world = World {
         provider,
         client,
@@ -485,22 +492,8 @@ fn main() {
 
     // The ID token of one fresh code exchange, validated again and again (cached JWKS).
     let (id_token, nonce) = runtime.block_on(async {
-        let verifier = PkceVerifier::generate();
         let nonce = bff::secret::random_token(32);
-        let url = app
-            .oidc
-            .authorization_url(&app.config, "bench-state", &nonce, &verifier)
-            .await
-            .expect("authorization URL");
-        let callback = Browser::new()
-            .authenticate(&url, &format!("{PUBLIC_URL}/auth/callback"), "idtoken")
-            .await;
-        let code = url::Url::parse(&callback)
-            .expect("callback URL")
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .expect("code");
+        let (code, verifier) = fresh_code(&app, &nonce, "idtoken").await;
         let tokens = app.oidc.exchange_code(&code, verifier).await.expect("code exchange");
         (tokens.id_token.expect("ID token"), nonce)
     });
@@ -541,21 +534,7 @@ fn main() {
             runtime.block_on(async {
                 let mut total = Duration::ZERO;
                 for i in 0..iters {
-                    let verifier = PkceVerifier::generate();
-                    let url = app
-                        .oidc
-                        .authorization_url(&app.config, "bench-state", "bench-nonce", &verifier)
-                        .await
-                        .expect("authorization URL");
-                    let callback = Browser::new()
-                        .authenticate(&url, &format!("{PUBLIC_URL}/auth/callback"), &format!("x{i}"))
-                        .await;
-                    let code = url::Url::parse(&callback)
-                        .expect("callback URL")
-                        .query_pairs()
-                        .find(|(k, _)| k == "code")
-                        .map(|(_, v)| v.into_owned())
-                        .expect("code");
+                    let (code, verifier) = fresh_code(&app, "bench-nonce", &format!("x{i}")).await;
                     let start = Instant::now();
                     let tokens = app.oidc.exchange_code(&code, verifier).await;
                     total += start.elapsed();

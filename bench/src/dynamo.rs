@@ -2,7 +2,6 @@
 //! functions reach the store through `AWS_ENDPOINT_URL_DYNAMODB` pointing at the proxy,
 //! which counts every operation by its `X-Amz-Target` before forwarding it unchanged.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tokio::process::Command;
 use crate::procs::{Proc, start_ready};
 
 /// Store operations counted so far, by DynamoDB operation name (`GetItem`, `PutItem`, ...).
-pub type OpCounts = BTreeMap<String, u64>;
+pub type OpCounts = bff_bench::Counts;
 
 /// DynamoDB Local and the counting proxy in front of it.
 pub struct Dynamo {
@@ -73,17 +72,6 @@ impl Dynamo {
     pub fn counts(&self) -> OpCounts {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
-}
-
-/// What was counted between two snapshots (operations that did not occur left out).
-pub fn delta(before: &OpCounts, after: &OpCounts) -> OpCounts {
-    after
-        .iter()
-        .filter_map(|(op, n)| {
-            let grew = n.saturating_sub(before.get(op).copied().unwrap_or(0));
-            (grew > 0).then(|| (op.clone(), grew))
-        })
-        .collect()
 }
 
 async fn forward(State(shared): State<Shared>, request: Request) -> Response {

@@ -15,12 +15,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use bff_bench::browser::Browser;
-use bff_bench::provider::{self, Provider, RequestCounts};
+use bff_bench::delta;
 use bff_bench::stats::{Summary, summarize};
+use bff_testkit::Browser;
+use bff_testkit::provider::{Provider, RequestCounts};
 use tokio::sync::mpsc;
 
-use crate::dynamo::{self, Dynamo, OpCounts};
+use crate::dynamo::{Dynamo, OpCounts};
 use crate::emulator::{Call, Events, Function, Instance, Outcome};
 
 /// The five BFF functions, in the order a login uses them.
@@ -174,12 +175,14 @@ pub async fn stack<'a>(
         .with_state(token_tx);
     tokio::spawn(async move { axum::serve(sink, router).await });
 
-    let client = provider.register(PUBLIC_URL, Some(&sink_url)).await;
+    let client = provider
+        .register_with(PUBLIC_URL, "client_secret_basic", Some(&sink_url))
+        .await;
 
     // Secret references, resolved by the functions at cold start, as deployed.
     let secrets = SecretsCounter::default();
     let values: BTreeMap<String, String> = [
-        (secret_arn("bff-client-secret"), client.secret.clone()),
+        (secret_arn("bff-client-secret"), client.client_secret.clone()),
         (secret_arn("bff-origin-verify"), ORIGIN_VERIFY.to_owned()),
         (secret_arn("bff-token-keys"), bff_bench::BENCH_TOKEN_KEYS.to_owned()),
     ]
@@ -197,7 +200,7 @@ pub async fn stack<'a>(
     let common = |name: &str| -> Vec<(String, String)> {
         let mut env = vec![
             ("BFF_ISSUER", provider.issuer.clone()),
-            ("BFF_CLIENT_ID", client.id.clone()),
+            ("BFF_CLIENT_ID", client.client_id.clone()),
             ("BFF_PUBLIC_URL", PUBLIC_URL.to_owned()),
             ("BFF_TABLE", TABLE.to_owned()),
             ("BFF_ORIGIN_VERIFY_ARN", secret_arn("bff-origin-verify")),
@@ -365,9 +368,9 @@ impl Stack<'_> {
     async fn calls_since(&self, before: &(RequestCounts, OpCounts, OpCounts)) -> Calls {
         let after = self.snapshot().await;
         Calls {
-            provider: provider::delta(&before.0, &after.0),
-            store: dynamo::delta(&before.1, &after.1),
-            secrets: dynamo::delta(&before.2, &after.2),
+            provider: delta(&before.0, &after.0),
+            store: delta(&before.1, &after.1),
+            secrets: delta(&before.2, &after.2),
         }
     }
 

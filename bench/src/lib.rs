@@ -1,21 +1,16 @@
 //! Benchmark harness of the BFF: the parts shared by the `bff-bench` driver and the
-//! in-process handler benches (`benches/handlers.rs`).
+//! in-process handler benches (`benches/handlers.rs`). The provider and the browser that
+//! walks its pages are `bff_testkit`'s, the same as the integration tests use.
 //!
-//! - [`provider`]: the local OpenID provider (`infra/provider.mjs`, a real
-//!   `oidc-provider`) with its test hooks, which count grants and requests by path.
-//! - [`browser`]: a headless browser that walks the provider's login and consent pages
-//!   and stops at the redirect back to the BFF, so the callback can be fed to anything
-//!   (a handler in-process, a Lambda function through the runtime emulator, a server).
 //! - [`upstream`]: a fast loopback resource API, the same for every contender.
 //! - [`stats`]: medians and percentiles.
 //!
 //! Everything listens on loopback addresses only.
 
-pub mod browser;
-pub mod provider;
 pub mod stats;
 pub mod upstream;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The repository root (the parent of `bench/`).
@@ -41,3 +36,17 @@ pub fn results_dir() -> PathBuf {
 
 /// Token-sealing key of every benchmark configuration (a fixed test key, never a real one).
 pub const BENCH_TOKEN_KEYS: &str = "b1:QkVOQ0hCRU5DSEJFTkNIQkVOQ0hCRU5DSEJFTkNIISE=";
+
+/// Calls counted by name (provider requests by path, store operations, ...).
+pub type Counts = BTreeMap<String, u64>;
+
+/// What was counted between two snapshots (names with no new count left out).
+pub fn delta(before: &Counts, after: &Counts) -> Counts {
+    after
+        .iter()
+        .filter_map(|(name, n)| {
+            let grew = n.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (grew > 0).then(|| (name.clone(), grew))
+        })
+        .collect()
+}

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use bff_bench::browser::Browser;
-use bff_bench::provider::Provider;
 use bff_bench::stats::median;
+use bff_testkit::{Browser, Provider};
 use tokio::process::Command;
 
 use crate::procs::{Proc, free_port, peak_rss_kib, start_ready, wait_http};
@@ -105,14 +104,14 @@ pub async fn run(
     // bff-local with the embedded store, as `infra/dev.sh` runs it.
     let bff_port = free_port();
     let bff_origin = format!("http://127.0.0.1:{bff_port}");
-    let bff_client = provider.register(&bff_origin, None).await;
+    let bff_client = provider.register(&bff_origin, "client_secret_basic").await;
     let bff_log = std::fs::File::create(logs.join("bff-local.log")).map_err(|e| e.to_string())?;
     let mut bff = Command::new(bff_local_binary);
     bff.env_clear()
         .envs([
             ("BFF_ISSUER", provider.issuer.as_str()),
-            ("BFF_CLIENT_ID", bff_client.id.as_str()),
-            ("BFF_CLIENT_SECRET", bff_client.secret.as_str()),
+            ("BFF_CLIENT_ID", bff_client.client_id.as_str()),
+            ("BFF_CLIENT_SECRET", bff_client.client_secret.as_str()),
             ("BFF_PUBLIC_URL", bff_origin.as_str()),
             ("BFF_UPSTREAM_URL", upstream),
             ("BFF_TOKEN_KEYS", bff_bench::BENCH_TOKEN_KEYS),
@@ -130,14 +129,14 @@ pub async fn run(
     // The Node BFF.
     let node_port = free_port();
     let node_origin = format!("http://127.0.0.1:{node_port}");
-    let node_client = provider.register(&node_origin, None).await;
+    let node_client = provider.register(&node_origin, "client_secret_basic").await;
     let mut node = Command::new("node");
     node.arg(bff_bench::repo_root().join("bench/node-bff/server.js"))
         .arg("--exit-on-stdin-close")
         .envs([
             ("BFF_ISSUER", provider.issuer.as_str()),
-            ("BFF_CLIENT_ID", node_client.id.as_str()),
-            ("BFF_CLIENT_SECRET", node_client.secret.as_str()),
+            ("BFF_CLIENT_ID", node_client.client_id.as_str()),
+            ("BFF_CLIENT_SECRET", node_client.client_secret.as_str()),
             ("BFF_PUBLIC_URL", node_origin.as_str()),
             ("BFF_UPSTREAM_URL", upstream),
             (
@@ -157,17 +156,17 @@ pub async fn run(
 
     // One logged-in browser each.
     let bff_browser = Browser::new();
-    let status = bff_browser.login_at(&bff_origin, "loadtest").await;
+    let status = bff_browser.login_at(&bff_origin, "loadtest", "/").await.status();
     if !status.is_redirection() {
         return Err(format!("bff-local login: callback answered {status}"));
     }
-    let bff_cookie = bff_browser.cookie_header(&bff_origin, &["bff-session="]);
+    let bff_cookie = session_cookies(&bff_browser, &bff_origin, "bff-session=");
     let node_browser = Browser::new();
-    let status = node_browser.login_at(&node_origin, "loadtest").await;
+    let status = node_browser.login_at(&node_origin, "loadtest", "/").await.status();
     if !status.is_redirection() {
         return Err(format!("node BFF login: callback answered {status}"));
     }
-    let node_cookie = node_browser.cookie_header(&node_origin, &["appSession"]);
+    let node_cookie = session_cookies(&node_browser, &node_origin, "appSession");
     if bff_cookie.is_empty() || node_cookie.is_empty() {
         return Err(format!(
             "no session cookie after login (bff-local: {bff_cookie:?}, node: {node_cookie:?})"
@@ -253,6 +252,18 @@ pub async fn run(
     let _ = bff.kill().await;
     node.stop().await;
     Ok(results)
+}
+
+/// The `Cookie` header `browser` sends to `origin`, only the cookies whose name starts
+/// with `prefix`: the jar keys cookies by host, not port, so the provider's cookies on
+/// 127.0.0.1 would ride along with every `wrk` request otherwise.
+fn session_cookies(browser: &Browser, origin: &str, prefix: &str) -> String {
+    browser
+        .cookies(origin)
+        .split("; ")
+        .filter(|pair| pair.starts_with(prefix))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The key of a contender at a concurrency in [`LoadResults::cells`].

@@ -24,7 +24,7 @@ mod sizes;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bff_bench::provider::Provider;
+use bff_testkit::Provider;
 use tokio::process::Command;
 
 fn knob(name: &str, default: usize) -> usize {

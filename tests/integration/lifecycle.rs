@@ -313,31 +313,6 @@ async fn configured_logout_url_serves_providers_without_end_session_endpoint() {
     assert_eq!(body["logout_url"], expected);
 }
 
-/// Logs the browser out at the provider itself (RP-initiated from elsewhere): the provider
-/// then sends back-channel logout tokens to every client of that provider session.
-async fn logout_at_provider(browser: &Browser) {
-    let page = browser
-        .get(&format!("{}/session/end", browser.issuer))
-        .await
-        .text()
-        .await
-        .expect("page");
-    let xsrf = page
-        .split(r#"name="xsrf" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("xsrf field on the provider's logout page")
-        .to_owned();
-    let confirmed = browser
-        .http
-        .post(format!("{}/session/end/confirm", browser.issuer))
-        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
-        .send()
-        .await
-        .expect("confirm");
-    assert!(confirmed.status().is_redirection() || confirmed.status().is_success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_channel_logout_from_the_provider_ends_the_session() {
     let mut options = Options::new(StoreKind::Dynamo);
@@ -349,7 +324,9 @@ async fn back_channel_logout_from_the_provider_ends_the_session() {
     assert!(session.sid.is_some(), "the provider sent a sid");
     let tokens_before = app.provider.sent_logout_tokens().await.len();
 
-    logout_at_provider(&browser).await;
+    // Logged out at the provider itself (RP-initiated from elsewhere): the provider then
+    // sends back-channel logout tokens to every client of that provider session.
+    browser.logout_at_provider(&browser.issuer).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while browser.get("/auth/me").await.status() == StatusCode::OK {
         assert!(Instant::now() < deadline, "the back-channel logout never arrived");

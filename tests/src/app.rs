@@ -89,8 +89,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let provider = options.provider.unwrap_or_else(provider);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind bff");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let backchannel_uri = options.backchannel.then(|| format!("{url}/auth/backchannel-logout"));
     let client = provider
-        .register_with(&url, options.auth_method, options.backchannel)
+        .register_with(&url, options.auth_method, backchannel_uri.as_deref())
         .await;
     let upstream = Upstream::start().await;
 

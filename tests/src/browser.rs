@@ -1,39 +1,40 @@
-//! A headless browser for the OAuth flow: one cookie jar shared by the BFF and the
-//! provider, redirects never followed automatically (each hop is a step a test may check
-//! or tamper with), and the provider's real login and consent forms filled in.
+//! A headless browser for the OAuth flow bound to one BFF: `bff_testkit`'s browser (one
+//! cookie jar shared by the BFF and the provider, redirects never followed automatically,
+//! the provider's real login and consent forms filled in) with relative URLs resolved
+//! against the BFF and its cookies read from the jar.
 
-use std::sync::Arc;
+use std::ops::Deref;
 
-use reqwest::cookie::{CookieStore as _, Jar};
-use reqwest::{Response, StatusCode};
+use reqwest::Response;
 use url::Url;
 
-/// One browser profile.
+use bff_testkit::browser::join;
+pub use bff_testkit::browser::location;
+
+/// One browser profile (everything of [`bff_testkit::Browser`], through `Deref`).
 pub struct Browser {
     /// The BFF origin.
     pub bff: String,
     /// The provider's issuer.
     pub issuer: String,
-    /// The cookie jar.
-    pub jar: Arc<Jar>,
-    /// The HTTP client using the jar.
-    pub http: reqwest::Client,
+    web: bff_testkit::Browser,
+}
+
+impl Deref for Browser {
+    type Target = bff_testkit::Browser;
+
+    fn deref(&self) -> &Self::Target {
+        &self.web
+    }
 }
 
 impl Browser {
     /// A browser with an empty jar.
     pub fn new(bff: &str, issuer: &str) -> Self {
-        let jar = Arc::new(Jar::default());
-        let http = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
         Self {
             bff: bff.to_owned(),
             issuer: issuer.to_owned(),
-            jar,
-            http,
+            web: bff_testkit::Browser::new(),
         }
     }
 
@@ -72,91 +73,44 @@ impl Browser {
 
     /// `GET /auth/login?returnTo=...`; returns the provider URL it redirects to.
     pub async fn start_login(&self, return_to: &str) -> String {
-        let url = Url::parse_with_params(&format!("{}/auth/login", self.bff), [("returnTo", return_to)]).expect("url");
-        let response = self.get(url.as_str()).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::FOUND,
-            "login must redirect to the provider"
-        );
-        location(&response)
+        self.web.start_login(&self.bff, return_to).await
     }
 
     /// Walks the provider from `authorize_url` as `user`, through the login and consent
-    /// pages when shown; returns the callback URL (not yet visited).
+    /// pages when shown; returns the URL of this BFF's callback (not yet visited).
     pub async fn authenticate(&self, authorize_url: &str, user: &str) -> String {
-        let mut url = authorize_url.to_owned();
-        for _ in 0..12 {
-            if url.starts_with(&format!("{}/auth/callback", self.bff)) {
-                return url;
-            }
-            let response = self.get(&url).await;
-            if response.status().is_redirection() {
-                url = Url::parse(&url)
-                    .expect("url")
-                    .join(&location(&response))
-                    .expect("join")
-                    .into();
-                continue;
-            }
-            assert_eq!(response.status(), StatusCode::OK, "unexpected provider answer at {url}");
-            let page = response.text().await.expect("page");
-            let form = if page.contains(r#"name="prompt" value="login""#) {
-                vec![("prompt", "login"), ("login", user), ("password", "any")]
-            } else if page.contains(r#"name="prompt" value="consent""#) {
-                vec![("prompt", "consent")]
-            } else {
-                panic!("unknown provider page at {url}");
-            };
-            let posted = self.http.post(&url).form(&form).send().await.expect("form post");
-            assert!(posted.status().is_redirection(), "form post must redirect");
-            url = Url::parse(&url)
-                .expect("url")
-                .join(&location(&posted))
-                .expect("join")
-                .into();
-        }
-        panic!("the provider never redirected back to the BFF");
+        self.web
+            .authenticate(authorize_url, &self.callback_prefix(), user)
+            .await
     }
 
     /// Walks the provider from `authorize_url` to its first interaction page and cancels
     /// there; returns the callback URL carrying `error=access_denied`.
     pub async fn deny(&self, authorize_url: &str) -> String {
         let response = self.get(authorize_url).await;
-        let interaction = Url::parse(authorize_url)
-            .expect("url")
-            .join(&location(&response))
-            .expect("join");
-        let abort = self
-            .get(&format!("{}/abort", interaction.as_str().trim_end_matches('/')))
-            .await;
-        let mut url = interaction.join(&location(&abort)).expect("join").to_string();
-        while !url.starts_with(&format!("{}/auth/callback", self.bff)) {
+        let interaction = join(authorize_url, &location(&response));
+        let abort = self.get(&format!("{}/abort", interaction.trim_end_matches('/'))).await;
+        let mut url = join(&interaction, &location(&abort));
+        while !url.starts_with(&self.callback_prefix()) {
             let response = self.get(&url).await;
             assert!(response.status().is_redirection(), "abort must redirect back");
-            url = Url::parse(&url)
-                .expect("url")
-                .join(&location(&response))
-                .expect("join")
-                .into();
+            url = join(&url, &location(&response));
         }
         url
     }
 
+    fn callback_prefix(&self) -> String {
+        format!("{}/auth/callback", self.bff)
+    }
+
     /// A complete login as `user` returning to `return_to`; returns the callback response.
     pub async fn login(&self, user: &str, return_to: &str) -> Response {
-        let authorize = self.start_login(return_to).await;
-        let callback = self.authenticate(&authorize, user).await;
-        self.get(&callback).await
+        self.web.login_at(&self.bff, user, return_to).await
     }
 
     /// The cookies the jar would send to the BFF, as one `Cookie` header value.
     pub fn cookies(&self) -> String {
-        let url = Url::parse(&self.bff).expect("url");
-        self.jar
-            .cookies(&url)
-            .and_then(|v| v.to_str().ok().map(str::to_owned))
-            .unwrap_or_default()
+        self.web.cookies(&self.bff)
     }
 
     /// The value of BFF cookie `name` in the jar.
@@ -172,16 +126,6 @@ impl Browser {
         let url = Url::parse(&self.bff).expect("url");
         self.jar.add_cookie_str(&format!("{name}={value}; Path=/"), &url);
     }
-}
-
-/// The `Location` header of a redirect.
-pub fn location(response: &Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no Location on a {} answer", response.status()))
-        .to_owned()
 }
 
 /// Sends `GET <target>` byte for byte over a fresh connection (URL libraries normalise

@@ -1,26 +1,29 @@
-//! The local OpenID provider, `infra/provider.mjs`, started with `--test-hooks`: every
-//! benchmark logs in through the same real `oidc-provider`, and reads how many requests
-//! of each path the provider served (`GET /__test/requests`).
+//! The local OpenID provider, `infra/provider.mjs`, run as a child process with
+//! `--test-hooks`: clients register themselves (dynamic registration), and the hooks tell
+//! what the provider did (grants issued, requests served by path, logout tokens sent).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-/// A running provider; it stops when this value is dropped (its stdin closes).
+/// A running provider; it is stopped when this value is dropped.
 pub struct Provider {
     /// The issuer (`http://127.0.0.1:<port>`).
     pub issuer: String,
     child: Child,
+    // Held open: with `--exit-on-stdin-close` the provider also exits when its parent
+    // dies without dropping this value.
     _stdin: ChildStdin,
 }
 
 /// A confidential client registered at the provider.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub struct RegisteredClient {
     /// `client_id`.
-    pub id: String,
+    pub client_id: String,
     /// `client_secret`.
-    pub secret: String,
+    pub client_secret: String,
 }
 
 /// Requests the provider served, by path (interaction and resume ids folded to `:uid`).
@@ -28,9 +31,10 @@ pub type RequestCounts = BTreeMap<String, u64>;
 
 impl Provider {
     /// Starts `infra/provider.mjs` on a free loopback port with `env` (such as
-    /// `PROVIDER_ACCESS_TOKEN_TTL`), and waits for its `READY` line.
+    /// `PROVIDER_ACCESS_TOKEN_TTL`), and waits for its `READY` line. Blocks while the
+    /// provider starts.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let script = crate::repo_root().join("infra/provider.mjs");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/provider.mjs");
         let mut child = Command::new("node")
             .arg(&script)
             .args(["--port", "0", "--exit-on-stdin-close", "--test-hooks"])
@@ -56,21 +60,31 @@ impl Provider {
         }
     }
 
-    /// The provider's process id (to read its memory).
+    /// The provider's process id (to read its memory, or to pause it with `SIGSTOP`).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Registers a confidential client (`client_secret_basic`) whose redirect URI is
-    /// `{public_origin}/auth/callback`; with `backchannel_logout_uri`, the provider also
-    /// puts `sid` into ID tokens and posts logout tokens there.
-    pub async fn register(&self, public_origin: &str, backchannel_logout_uri: Option<&str>) -> Client {
+    /// Registers a confidential client authenticating with `auth_method` at the token
+    /// endpoint, whose redirect URI is `{public_origin}/auth/callback`.
+    pub async fn register(&self, public_origin: &str, auth_method: &str) -> RegisteredClient {
+        self.register_with(public_origin, auth_method, None).await
+    }
+
+    /// As [`Provider::register`]; with `backchannel_logout_uri`, the provider also puts
+    /// `sid` into ID tokens and posts logout tokens there.
+    pub async fn register_with(
+        &self,
+        public_origin: &str,
+        auth_method: &str,
+        backchannel_logout_uri: Option<&str>,
+    ) -> RegisteredClient {
         let mut body = serde_json::json!({
             "redirect_uris": [format!("{public_origin}/auth/callback")],
             "post_logout_redirect_uris": [format!("{public_origin}/")],
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
-            "token_endpoint_auth_method": "client_secret_basic",
+            "token_endpoint_auth_method": auth_method,
         });
         if let Some(uri) = backchannel_logout_uri {
             body["backchannel_logout_uri"] = uri.into();
@@ -83,23 +97,23 @@ impl Provider {
             .await
             .expect("client registration");
         let status = response.status();
-        let registered: serde_json::Value = response.json().await.expect("registration answer");
+        let registered: serde_json::Value = response.json().await.unwrap_or_default();
         assert_eq!(status, 201, "client registration refused: {registered}");
-        Client {
-            id: registered["client_id"].as_str().expect("client_id").to_owned(),
-            secret: registered["client_secret"].as_str().expect("client_secret").to_owned(),
+        RegisteredClient {
+            client_id: registered["client_id"].as_str().expect("client_id").to_owned(),
+            client_secret: registered["client_secret"].as_str().expect("client_secret").to_owned(),
         }
+    }
+
+    /// How many grants of `grant_type` (`authorization_code`, `refresh_token`) it issued.
+    pub async fn grants(&self, grant_type: &str) -> u64 {
+        self.hook("grants").await[grant_type].as_u64().unwrap_or(0)
     }
 
     /// Requests served so far, by path.
     pub async fn requests(&self) -> RequestCounts {
-        let counts: serde_json::Value = reqwest::get(format!("{}/__test/requests", self.issuer))
+        self.hook("requests")
             .await
-            .expect("request counts")
-            .json()
-            .await
-            .expect("request counts json");
-        counts
             .as_object()
             .map(|map| {
                 map.iter()
@@ -108,6 +122,22 @@ impl Provider {
             })
             .unwrap_or_default()
     }
+
+    /// Every back-channel logout token it sent, oldest first.
+    pub async fn sent_logout_tokens(&self) -> Vec<String> {
+        serde_json::from_value(self.hook("logout-tokens").await).expect("logout tokens")
+    }
+
+    /// The JSON the test hook `GET /__test/{name}` answers.
+    async fn hook(&self, name: &str) -> serde_json::Value {
+        reqwest::get(format!("{}/__test/{name}", self.issuer))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("test hook {name}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("test hook {name} json: {e}"))
+    }
 }
 
 impl Drop for Provider {
@@ -115,15 +145,4 @@ impl Drop for Provider {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// What was counted between two snapshots (paths with no new request left out).
-pub fn delta(before: &RequestCounts, after: &RequestCounts) -> RequestCounts {
-    after
-        .iter()
-        .filter_map(|(path, n)| {
-            let grew = n.saturating_sub(before.get(path).copied().unwrap_or(0));
-            (grew > 0).then(|| (path.clone(), grew))
-        })
-        .collect()
 }

@@ -1,17 +1,20 @@
-//! A headless browser for the provider's real login: a cookie jar, no automatic
-//! redirects, and the login and consent forms of `oidc-provider`'s pages filled in. It
-//! stops at the redirect back to the relying party, so the callback URL can be delivered
-//! in-process, through the Lambda emulator, or to a server.
+//! A headless browser for the provider's real login: one cookie jar for every origin, no
+//! automatic redirects (each hop is a step a caller may check or tamper with), and the
+//! login and consent forms of `oidc-provider`'s pages filled in.
 
 use std::sync::Arc;
 
-use reqwest::StatusCode;
 use reqwest::cookie::{CookieStore as _, Jar};
+use reqwest::{Response, StatusCode};
 use url::Url;
+
+/// Hops (redirects and form posts) a walk through the provider may take before it is
+/// taken for a loop.
+const MAX_HOPS: usize = 16;
 
 /// One browser profile (its own provider session).
 pub struct Browser {
-    /// The cookie jar (provider and BFF cookies alike).
+    /// The cookie jar (provider and relying-party cookies alike).
     pub jar: Arc<Jar>,
     /// The HTTP client using the jar.
     pub http: reqwest::Client,
@@ -35,12 +38,32 @@ impl Browser {
         Self { jar, http }
     }
 
+    /// `GET {origin}/auth/login?returnTo=...` at a BFF, as a page navigation; returns the
+    /// provider URL it redirects to.
+    pub async fn start_login(&self, origin: &str, return_to: &str) -> String {
+        let url =
+            Url::parse_with_params(&format!("{origin}/auth/login"), [("returnTo", return_to)]).expect("login URL");
+        let response = self
+            .http
+            .get(url.as_str())
+            .header("accept", "text/html")
+            .send()
+            .await
+            .expect("GET /auth/login");
+        assert_eq!(
+            response.status(),
+            StatusCode::FOUND,
+            "login must redirect to the provider"
+        );
+        join(url.as_str(), &location(&response))
+    }
+
     /// Walks the provider from `authorize_url` as `user` (login and consent pages when
     /// shown) until it redirects to a URL starting with `callback_prefix`; returns that
     /// URL, not visited.
     pub async fn authenticate(&self, authorize_url: &str, callback_prefix: &str, user: &str) -> String {
         let mut url = authorize_url.to_owned();
-        for _ in 0..16 {
+        for _ in 0..MAX_HOPS {
             if url.starts_with(callback_prefix) {
                 return url;
             }
@@ -65,51 +88,29 @@ impl Browser {
         panic!("the provider never redirected back to {callback_prefix}");
     }
 
-    /// A complete login at a BFF server (`bff-local` or the Node BFF) at `origin`: its
-    /// `/auth/login`, the provider, then its `/auth/callback`. Returns the callback's status.
-    pub async fn login_at(&self, origin: &str, user: &str) -> StatusCode {
-        let start = self
-            .http
-            .get(format!("{origin}/auth/login?returnTo=%2F"))
-            .header("accept", "text/html")
-            .send()
-            .await
-            .expect("GET /auth/login");
-        assert!(
-            start.status().is_redirection(),
-            "login must redirect: {}",
-            start.status()
-        );
-        let authorize = join(origin, &location(&start));
+    /// A complete login as `user` at the BFF at `origin`: its `/auth/login`, the provider,
+    /// then its `/auth/callback`, whose response is returned.
+    pub async fn login_at(&self, origin: &str, user: &str, return_to: &str) -> Response {
+        let authorize = self.start_login(origin, return_to).await;
         let callback = self
             .authenticate(&authorize, &format!("{origin}/auth/callback"), user)
             .await;
-        self.http
-            .get(&callback)
-            .send()
-            .await
-            .expect("GET /auth/callback")
-            .status()
+        self.http.get(&callback).send().await.expect("GET /auth/callback")
     }
 
-    /// The `Cookie` header this browser sends to `origin`, restricted to cookies whose
-    /// name starts with one of `prefixes` (the jar keys cookies by host, not port, so the
-    /// provider's cookies on 127.0.0.1 would ride along otherwise).
-    pub fn cookie_header(&self, origin: &str, prefixes: &[&str]) -> String {
+    /// The `Cookie` header this browser sends to `origin`. The jar keys cookies by host,
+    /// not port, so the provider's cookies on the same loopback address are in it too.
+    pub fn cookies(&self, origin: &str) -> String {
         let url = Url::parse(origin).expect("origin");
-        let all = self
-            .jar
+        self.jar
             .cookies(&url)
             .and_then(|v| v.to_str().ok().map(str::to_owned))
-            .unwrap_or_default();
-        all.split("; ")
-            .filter(|pair| prefixes.iter().any(|p| pair.starts_with(p)))
-            .collect::<Vec<_>>()
-            .join("; ")
+            .unwrap_or_default()
     }
 
-    /// Ends this browser's session at the provider (its logout page, confirmed), which
-    /// makes the provider send back-channel logout tokens to the clients of the session.
+    /// Ends this browser's session at the provider at `issuer` (its logout page,
+    /// confirmed), which makes the provider send back-channel logout tokens to the
+    /// clients of that session.
     pub async fn logout_at_provider(&self, issuer: &str) {
         let page = self
             .http
@@ -142,7 +143,7 @@ impl Browser {
 }
 
 /// The `Location` header of a redirect.
-pub fn location(response: &reqwest::Response) -> String {
+pub fn location(response: &Response) -> String {
     response
         .headers()
         .get("location")

@@ -1,0 +1,17 @@
+//! What the integration tests and the benchmarks both need to log in for real:
+//!
+//! - [`provider`]: the local OpenID provider (`infra/provider.mjs`, a real
+//!   `oidc-provider`) started with its test hooks, client registration, and the hooks'
+//!   counts of grants, requests and back-channel logout tokens.
+//! - [`browser`]: a headless browser (cookie jar, no automatic redirects) that walks the
+//!   provider's login and consent pages and stops at the redirect back to the relying
+//!   party, so the callback can be delivered to a server, a handler in-process or a
+//!   Lambda function.
+//!
+//! Everything listens on loopback addresses only.
+
+pub mod browser;
+pub mod provider;
+
+pub use browser::Browser;
+pub use provider::{Provider, RegisteredClient};
