@@ -10,7 +10,8 @@
 //! A deployment that reaches AWS through a TLS-inspecting proxy or a private CA sets
 //! `SSL_CERT_FILE` (or `SSL_CERT_DIR`): the operating system's store is then trusted too.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::SharedHttpClient;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 
@@ -44,15 +45,44 @@ pub fn https_client(native_roots: bool) -> SharedHttpClient {
         .build_https()
 }
 
-/// The shared configuration from the default chain (region, and credentials: the role's
-/// in Lambda; `AWS_ENDPOINT_URL_*` for local stand-ins) with [`https_client`]. Each
-/// service client adds its own timeouts and retries on top.
+/// What the environment already settles, so the default chains need not be built for it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FromEnvironment {
+    /// `AWS_REGION`, the variable Lambda sets and the region chain reads first.
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are both set (Lambda sets them, with
+    /// `AWS_SESSION_TOKEN`, to the role's credentials): the credentials chain would stop at
+    /// its first provider, the environment's.
+    pub credentials: bool,
+}
+
+impl FromEnvironment {
+    /// Reads the variables through `lookup`; blank values count as unset.
+    pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        Self {
+            region: set("AWS_REGION"),
+            credentials: set("AWS_ACCESS_KEY_ID").is_some() && set("AWS_SECRET_ACCESS_KEY").is_some(),
+        }
+    }
+}
+
+/// The shared configuration (region, credentials: the role's in Lambda;
+/// `AWS_ENDPOINT_URL_*` for local stand-ins) with [`https_client`]. Each service client
+/// adds its own timeouts and retries on top.
 pub async fn sdk_config() -> SdkConfig {
-    let native = wants_native_roots(|name| std::env::var(name).ok());
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client(native))
-        .load()
-        .await
+    let env = |name: &str| std::env::var(name).ok();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(wants_native_roots(env)));
+    // Same answers as the default chains, without building them: the credentials chain
+    // alone builds an STS client for web identity, a third of a cold start's SDK work.
+    let known = FromEnvironment::read(env);
+    if let Some(region) = known.region {
+        loader = loader.region(Region::new(region));
+    }
+    if known.credentials {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
+    loader.load().await
 }
 
 #[cfg(test)]
@@ -89,6 +119,34 @@ mod tests {
             .build();
         let result = aws_sdk_dynamodb::Client::from_conf(config).list_tables().send().await;
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn the_environment_settles_region_and_credentials_only_when_complete() {
+        let lookup = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        };
+        const LAMBDA: &[(&str, &str)] = &[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ];
+        assert_eq!(
+            FromEnvironment::read(lookup(LAMBDA)),
+            FromEnvironment {
+                region: Some("eu-west-1".to_owned()),
+                credentials: true
+            }
+        );
+        let partial = FromEnvironment::read(lookup(&[("AWS_ACCESS_KEY_ID", "AKIA"), ("AWS_REGION", " ")]));
+        assert_eq!(
+            partial,
+            FromEnvironment {
+                region: None,
+                credentials: false
+            }
+        );
     }
 
     #[test]
