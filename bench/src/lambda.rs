@@ -82,10 +82,10 @@ pub struct ColdResult {
     pub floor_init_ms: Vec<f64>,
     /// From the answer's headers to its last byte, ms (a streamed answer's upload).
     pub upload_ms: Vec<f64>,
-    /// The same function trusting only the Amazon roots: first answer, ms.
-    pub trimmed_total_ms: Vec<f64>,
+    /// The same function with the operating system's trust store added: first answer, ms.
+    pub system_store_total_ms: Vec<f64>,
     /// ...and its init, ms.
-    pub trimmed_init_ms: Vec<f64>,
+    pub system_store_init_ms: Vec<f64>,
     /// The first invocation's network calls (first sample), and whether every sample
     /// made the same calls.
     pub calls: Calls,
@@ -150,9 +150,9 @@ pub struct Stack<'a> {
     secrets: SecretsCounter,
     events: Events,
     functions: BTreeMap<String, Function>,
-    /// The same functions trusting only the Amazon roots (`SSL_CERT_FILE`), when the
-    /// machine has them: the measured effect of a smaller trust store on cold starts.
-    trimmed: Option<BTreeMap<String, Function>>,
+    /// The same functions with `SSL_CERT_FILE` naming the machine's CA bundle, when it has
+    /// one: what a deployment that opts into the system trust store pays at cold start.
+    system_store: Option<BTreeMap<String, Function>>,
     logout_tokens: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
     logs: PathBuf,
 }
@@ -235,7 +235,7 @@ pub async fn stack<'a>(
             env: Vec::new(),
         },
     );
-    let trimmed = amazon_roots(logs).map(|pem| {
+    let system_store = system_bundle().map(|pem| {
         functions
             .iter()
             .filter(|(name, _)| name.as_str() != HELLO)
@@ -252,29 +252,18 @@ pub async fn stack<'a>(
         secrets,
         events: Events::load(Some(ORIGIN_VERIFY.to_owned())),
         functions,
-        trimmed,
+        system_store,
         logout_tokens: tokio::sync::Mutex::new(token_rx),
         logs: logs.to_path_buf(),
     }
 }
 
-/// The root certificates AWS endpoints chain to (Amazon Trust Services and the Starfield
-/// root it is cross-signed by), gathered from the machine's trust store into one PEM file.
-fn amazon_roots(dir: &Path) -> Option<PathBuf> {
-    let names = [
-        "Amazon_Root_CA_1.pem",
-        "Amazon_Root_CA_2.pem",
-        "Amazon_Root_CA_3.pem",
-        "Amazon_Root_CA_4.pem",
-        "Starfield_Services_Root_Certificate_Authority_-_G2.pem",
-    ];
-    let mut pem = String::new();
-    for name in names {
-        pem.push_str(&std::fs::read_to_string(Path::new("/etc/ssl/certs").join(name)).ok()?);
-    }
-    let path = dir.join("amazon-roots.pem");
-    std::fs::write(&path, pem).ok()?;
-    Some(path)
+/// The machine's CA bundle (Debian's, or Amazon Linux's), as `SSL_CERT_FILE` would name it.
+fn system_bundle() -> Option<PathBuf> {
+    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
 }
 
 async fn logout_sink(State(tokens): State<mpsc::UnboundedSender<String>>, body: Bytes) -> StatusCode {
@@ -496,13 +485,13 @@ impl Stack<'_> {
         let mut results: BTreeMap<String, ColdResult> = BTreeMap::new();
         for i in 0..warmup + iterations {
             let mut journey = Journey::new(i);
-            let mut trimmed_journey = Journey::new(50_000 + i);
+            let mut system_journey = Journey::new(50_000 + i);
             for function in FUNCTIONS {
                 let mut floor_journey = Journey::new(i);
                 let (floor, floor_init, _, _) = self.cold_once(HELLO, &mut floor_journey).await?;
                 let (total, init, upload, calls) = self.cold_once(function, &mut journey).await?;
-                let trimmed = match &self.trimmed {
-                    Some(functions) => Some(self.cold_with(&functions[function], &mut trimmed_journey).await?),
+                let system_store = match &self.system_store {
+                    Some(functions) => Some(self.cold_with(&functions[function], &mut system_journey).await?),
                     None => None,
                 };
                 if i < warmup {
@@ -520,9 +509,9 @@ impl Stack<'_> {
                 entry.floor_ms.push(floor);
                 entry.floor_init_ms.push(floor_init);
                 entry.upload_ms.push(upload);
-                if let Some((total, init, _, _)) = trimmed {
-                    entry.trimmed_total_ms.push(total);
-                    entry.trimmed_init_ms.push(init);
+                if let Some((total, init, _, _)) = system_store {
+                    entry.system_store_total_ms.push(total);
+                    entry.system_store_init_ms.push(init);
                 }
             }
         }
