@@ -86,6 +86,13 @@ pub struct ColdResult {
     pub system_store_total_ms: Vec<f64>,
     /// ...and its init, ms.
     pub system_store_init_ms: Vec<f64>,
+    /// The same function given its secrets as plain values, no Secrets Manager read:
+    /// first answer, ms.
+    #[serde(default)]
+    pub plain_secrets_total_ms: Vec<f64>,
+    /// ...and its init, ms.
+    #[serde(default)]
+    pub plain_secrets_init_ms: Vec<f64>,
     /// The first invocation's network calls (first sample), and whether every sample
     /// made the same calls.
     pub calls: Calls,
@@ -153,6 +160,9 @@ pub struct Stack<'a> {
     /// The same functions with `SSL_CERT_FILE` naming the machine's CA bundle, when it has
     /// one: what a deployment that opts into the system trust store pays at cold start.
     system_store: Option<BTreeMap<String, Function>>,
+    /// The same functions with their secrets as plain values: how much of a cold start
+    /// the Secrets Manager round trips take.
+    plain_secrets: BTreeMap<String, Function>,
     logout_tokens: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
     logs: PathBuf,
 }
@@ -194,7 +204,7 @@ pub async fn stack<'a>(
     let secrets_url = format!("http://{}", secrets_listener.local_addr().expect("secrets address"));
     let router = axum::Router::new()
         .fallback(fake_secrets_manager)
-        .with_state((Arc::new(values), secrets.clone()));
+        .with_state((Arc::new(values.clone()), secrets.clone()));
     tokio::spawn(async move { axum::serve(secrets_listener, router).await });
 
     let common = |name: &str| -> Vec<(String, String)> {
@@ -246,6 +256,22 @@ pub async fn stack<'a>(
             })
             .collect()
     });
+    let plain_secrets = functions
+        .iter()
+        .filter(|(name, _)| name.as_str() != HELLO)
+        .map(|(name, f)| {
+            let mut f = f.clone();
+            f.env = f
+                .env
+                .into_iter()
+                .map(|(key, value)| match key.strip_suffix("_ARN") {
+                    Some(plain) => (plain.to_owned(), values.get(&value).cloned().unwrap_or_default()),
+                    None => (key, value),
+                })
+                .collect();
+            (name.clone(), f)
+        })
+        .collect();
     Stack {
         provider,
         dynamo,
@@ -253,6 +279,7 @@ pub async fn stack<'a>(
         events: Events::load(Some(ORIGIN_VERIFY.to_owned())),
         functions,
         system_store,
+        plain_secrets,
         logout_tokens: tokio::sync::Mutex::new(token_rx),
         logs: logs.to_path_buf(),
     }
@@ -486,6 +513,7 @@ impl Stack<'_> {
         for i in 0..warmup + iterations {
             let mut journey = Journey::new(i);
             let mut system_journey = Journey::new(50_000 + i);
+            let mut plain_journey = Journey::new(70_000 + i);
             for function in FUNCTIONS {
                 let mut floor_journey = Journey::new(i);
                 let (floor, floor_init, _, _) = self.cold_once(HELLO, &mut floor_journey).await?;
@@ -494,6 +522,9 @@ impl Stack<'_> {
                     Some(functions) => Some(self.cold_with(&functions[function], &mut system_journey).await?),
                     None => None,
                 };
+                let plain = self
+                    .cold_with(&self.plain_secrets[function], &mut plain_journey)
+                    .await?;
                 if i < warmup {
                     continue;
                 }
@@ -513,6 +544,8 @@ impl Stack<'_> {
                     entry.system_store_total_ms.push(total);
                     entry.system_store_init_ms.push(init);
                 }
+                entry.plain_secrets_total_ms.push(plain.0);
+                entry.plain_secrets_init_ms.push(plain.1);
             }
         }
         Ok(results)

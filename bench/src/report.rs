@@ -488,6 +488,33 @@ fn cold_section(out: &mut String, input: &Input, cold_ratio: &BTreeMap<&str, f64
             );
         }
     }
+    if lambda.cold.values().any(|r| !r.plain_secrets_init_ms.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n**The same cold starts without the secret reads.** As deployed, a function reads its secrets \
+             (client secret, origin-verify value, token keys) from Secrets Manager during init, concurrently, \
+             while it builds its DynamoDB client: round trips the hello-world floor does not make. Each round \
+             also started every function once more with the same values given as plain variables \
+             (`BFF_CLIENT_SECRET`, …), which is how much of init those reads take here (on loopback; in AWS a \
+             Secrets Manager read takes longer):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| function | init p50 as deployed (ms) | init p50, secrets as plain values (ms) | init ratio to the floor, secrets as plain values | first answer p50, secrets as plain values (ms) | ratio to the floor |\n|---|---|---|---|---|---|"
+        );
+        for f in FUNCTIONS {
+            let Some(r) = lambda.cold.get(f) else { continue };
+            let _ = writeln!(
+                out,
+                "| {f} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.2}× |",
+                median(&r.init_ms),
+                median(&r.plain_secrets_init_ms),
+                median(&r.plain_secrets_init_ms) / median(&r.floor_init_ms),
+                median(&r.plain_secrets_total_ms),
+                median(&r.plain_secrets_total_ms) / median(&r.floor_ms),
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\n*Init* is spawn → the bootstrap's first `GET /next` (what Lambda reports as Init Duration); the rest \
