@@ -88,20 +88,13 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
         .any(|name| env(&format!("{name}{}", secrets::REFERENCE_SUFFIX)).is_some_and(|v| !v.trim().is_empty()));
     // One SDK configuration for both clients: loading it is a good part of a cold start.
     let sdk = aws::sdk_config().await;
-    // The secret reads are round trips: they run on another worker while this one builds
-    // the DynamoDB client. The Secrets Manager client is built only when a reference
-    // needs it.
-    let reads = has_reference.then(|| {
-        let source = SecretsManager::from_config(&sdk);
-        tokio::spawn(async move { secrets::resolve(|name: &str| std::env::var(name).ok(), &source).await })
-    });
-    let dynamodb = dynamodb::client(&sdk);
-    let resolved = match reads {
-        Some(reads) => match reads.await {
-            Ok(resolved) => resolved.unwrap_or_else(|e| exit_on_startup_error(e)),
-            Err(e) => exit_on_startup_error(format!("reading the secrets failed: {e}")),
-        },
-        None => secrets::ResolvedSecrets::default(),
+    // The Secrets Manager client is built only when a reference needs it.
+    let resolved = if has_reference {
+        secrets::resolve(env, &SecretsManager::from_config(&sdk))
+            .await
+            .unwrap_or_else(|e| exit_on_startup_error(e))
+    } else {
+        secrets::ResolvedSecrets::default()
     };
     let lookup = resolved.lookup(env);
 
@@ -113,7 +106,7 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     if origin_verify.is_none() {
         tracing::warn!("origin verification is off: BFF_ORIGIN_VERIFY is not set, direct calls are served");
     }
-    let store = DynamoStore::new(dynamodb, config.table.clone());
+    let store = DynamoStore::new(dynamodb::client(&sdk), config.table.clone());
     let app = Arc::new(App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e)));
     LambdaApp { app, origin_verify }
 }
