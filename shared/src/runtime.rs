@@ -86,7 +86,7 @@ pub async fn lambda_app(needs: Needs) -> LambdaApp {
     let has_reference = SECRET_VARIABLES
         .iter()
         .any(|name| env(&format!("{name}{}", secrets::REFERENCE_SUFFIX)).is_some_and(|v| !v.trim().is_empty()));
-    // One SDK configuration for both clients: loading it is a good part of a cold start.
+    // One SDK configuration for both clients, loaded once per cold start.
     let sdk = aws::sdk_config().await;
     // The Secrets Manager client is built only when a reference needs it.
     let resolved = if has_reference {
