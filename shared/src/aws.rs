@@ -87,6 +87,8 @@ pub async fn sdk_config() -> SdkConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -119,6 +121,59 @@ mod tests {
             .build();
         let result = aws_sdk_dynamodb::Client::from_conf(config).list_tables().send().await;
         assert!(result.is_err());
+    }
+
+    /// A DynamoDB call to 127.0.0.1 on `port`, with the client AWS calls use.
+    async fn call_dynamodb_at(port: u16) -> bool {
+        use aws_sdk_dynamodb::config::{Credentials, Region, retry::RetryConfig};
+        let config = aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("id", "secret", None, None, "test"))
+            .endpoint_url(format!("https://127.0.0.1:{port}"))
+            .http_client(https_client(false))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+            .list_tables()
+            .send()
+            .await
+            .is_ok()
+    }
+
+    /// An endpoint whose certificate chains to a CA other than the Amazon roots (here a
+    /// test CA, as a TLS-intercepting attacker would present) is refused during the
+    /// handshake, before any signed request leaves the function.
+    #[tokio::test]
+    async fn an_endpoint_certified_by_another_ca_is_refused() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        const CHAIN: &str = include_str!("../tests/data/untrusted-tls/chain.pem");
+        const KEY: &str = include_str!("../tests/data/untrusted-tls/key.pem");
+        let chain = CertificateDer::pem_slice_iter(CHAIN.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("test chain");
+        let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).expect("test key");
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let handshake = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            acceptor.accept(stream).await.map(|_| ()).map_err(|e| e.to_string())
+        });
+
+        assert!(!call_dynamodb_at(port).await, "the call must fail");
+        let outcome = handshake.await.expect("server task");
+        // The client aborted the handshake itself, naming the reason: an unknown CA.
+        let error = outcome.expect_err("the handshake must not complete");
+        assert!(error.contains("UnknownCA"), "{error}");
     }
 
     #[test]
