@@ -9,7 +9,7 @@ use std::path::Path;
 
 use bff_bench::stats::{Summary, median, summarize};
 
-use crate::lambda::{FUNCTIONS, HELLO, LambdaResults};
+use crate::lambda::{ColdResult, FUNCTIONS, HELLO, LambdaResults};
 use crate::load::LoadResults;
 use crate::sizes::Size;
 
@@ -462,59 +462,28 @@ fn cold_section(out: &mut String, input: &Input, cold_ratio: &BTreeMap<&str, f64
             median(&r.upload_ms),
         );
     }
-    if lambda.cold.values().any(|r| !r.system_store_init_ms.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\n**The same cold starts with the system trust store.** The AWS SDK's HTTPS client trusts the five \
-             Amazon Trust Services roots compiled in; reading the operating system's whole store instead took most \
-             of a bootstrap's start-up CPU (see Findings). Each round above also started every function once more, \
-             for its own login, with `SSL_CERT_FILE` naming the machine's CA bundle, which adds that store (the \
-             opt-in for TLS-inspecting proxies and private CAs):\n"
-        );
-        let _ = writeln!(
-            out,
-            "| function | init p50 as deployed (ms) | init p50, system store added (ms) | init ratio to the floor, system store added | first answer p50 as deployed (ms) | first answer p50, system store added (ms) |\n|---|---|---|---|---|---|"
-        );
-        for f in FUNCTIONS {
-            let Some(r) = lambda.cold.get(f) else { continue };
-            let _ = writeln!(
-                out,
-                "| {f} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.1} |",
-                median(&r.init_ms),
-                median(&r.system_store_init_ms),
-                median(&r.system_store_init_ms) / median(&r.floor_init_ms),
-                median(&r.total_ms),
-                median(&r.system_store_total_ms),
-            );
-        }
-    }
-    if lambda.cold.values().any(|r| !r.plain_secrets_init_ms.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\n**The same cold starts without the secret reads.** As deployed, a function reads its secrets \
-             (client secret, origin-verify value, token keys) from Secrets Manager during init, concurrently, \
-             while it builds its DynamoDB client: round trips the hello-world floor does not make. Each round \
-             also started every function once more with the same values given as plain variables \
-             (`BFF_CLIENT_SECRET`, …), which is how much of init those reads take here (on loopback; in AWS a \
-             Secrets Manager read takes longer):\n"
-        );
-        let _ = writeln!(
-            out,
-            "| function | init p50 as deployed (ms) | init p50, secrets as plain values (ms) | init ratio to the floor, secrets as plain values | first answer p50, secrets as plain values (ms) | ratio to the floor |\n|---|---|---|---|---|---|"
-        );
-        for f in FUNCTIONS {
-            let Some(r) = lambda.cold.get(f) else { continue };
-            let _ = writeln!(
-                out,
-                "| {f} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.2}× |",
-                median(&r.init_ms),
-                median(&r.plain_secrets_init_ms),
-                median(&r.plain_secrets_init_ms) / median(&r.floor_init_ms),
-                median(&r.plain_secrets_total_ms),
-                median(&r.plain_secrets_total_ms) / median(&r.floor_ms),
-            );
-        }
-    }
+    variant_table(
+        out,
+        lambda,
+        "\n**The same cold starts with the system trust store.** The AWS SDK's HTTPS client trusts the five \
+         Amazon Trust Services roots compiled in; reading the operating system's whole store instead took most \
+         of a bootstrap's start-up CPU (see Findings). Each round above also started every function once more, \
+         for its own login, with `SSL_CERT_FILE` naming the machine's CA bundle, which adds that store (the \
+         opt-in for TLS-inspecting proxies and private CAs):\n",
+        "system store added",
+        |r| (&r.system_store_init_ms, &r.system_store_total_ms),
+    );
+    variant_table(
+        out,
+        lambda,
+        "\n**The same cold starts without the secret reads.** As deployed, a function reads its secrets \
+         (client secret, origin-verify value, token keys) from Secrets Manager during init, concurrently, before \
+         it builds its clients: round trips the hello-world floor does not make. Each round also started every \
+         function once more with the same values given as plain variables (`BFF_CLIENT_SECRET`, …), which is \
+         how much of init those reads take here (on loopback; in AWS a Secrets Manager read takes longer):\n",
+        "secrets as plain values",
+        |r| (&r.plain_secrets_init_ms, &r.plain_secrets_total_ms),
+    );
     let _ = writeln!(
         out,
         "\n*Init* is spawn → the bootstrap's first `GET /next` (what Lambda reports as Init Duration); the rest \
@@ -877,6 +846,41 @@ fn fmt_count(v: &serde_json::Value) -> String {
         Some(x) if (x - x.round()).abs() < 1e-9 => format!("{x:.0}"),
         Some(x) => format!("{x:.2}"),
         None => "?".into(),
+    }
+}
+
+/// One table comparing the cold starts as deployed with a variant of them (`label`), whose
+/// init and first-answer samples `samples` picks; nothing when the run has none.
+fn variant_table(
+    out: &mut String,
+    lambda: &LambdaResults,
+    intro: &str,
+    label: &str,
+    samples: impl Fn(&ColdResult) -> (&Vec<f64>, &Vec<f64>),
+) {
+    if lambda.cold.values().all(|r| samples(r).0.is_empty()) {
+        return;
+    }
+    let _ = writeln!(out, "{intro}");
+    let _ = writeln!(
+        out,
+        "| function | init p50 as deployed (ms) | init p50, {label} (ms) | init ratio to the floor, {label} | \
+         first answer p50 as deployed (ms) | first answer p50, {label} (ms) | first answer ratio to the floor, \
+         {label} |\n|---|---|---|---|---|---|---|"
+    );
+    for f in FUNCTIONS {
+        let Some(r) = lambda.cold.get(f) else { continue };
+        let (init, total) = samples(r);
+        let _ = writeln!(
+            out,
+            "| {f} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.1} | {:.2}× |",
+            median(&r.init_ms),
+            median(init),
+            median(init) / median(&r.floor_init_ms),
+            median(&r.total_ms),
+            median(total),
+            median(total) / median(&r.floor_ms),
+        );
     }
 }
 
