@@ -15,10 +15,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bff_testkit::browser::{BffBrowser, location};
+use bff_testkit::provider::Provider;
 use bff_tests::app::{Options, StoreKind, TEST_TOKEN_KEYS, spawn_app, spawn_app_with};
-use bff_tests::browser::{Browser, location};
 use bff_tests::capture::{CapturedBff, StoreBackend};
-use bff_tests::provider::Provider;
 use bff_tests::upstream::Upstream;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -182,7 +182,7 @@ fn free_port() -> u16 {
 
 /// A dedicated provider (started off the async threads: it blocks for about a second).
 async fn dedicated_provider() -> Provider {
-    tokio::task::spawn_blocking(|| bff_tests::provider::start(&[]))
+    tokio::task::spawn_blocking(|| Provider::start(&[]))
         .await
         .expect("provider")
 }
@@ -222,7 +222,7 @@ async fn timed(call: impl std::future::Future<Output = reqwest::Response>) -> (S
 }
 
 /// A complete login as `user`, saying what `/auth/login` answered if it did not redirect.
-async fn login(browser: &Browser, user: &str, return_to: &str) -> reqwest::Response {
+async fn login(browser: &BffBrowser, user: &str, return_to: &str) -> reqwest::Response {
     let response = browser.get(&format!("/auth/login?returnTo={return_to}")).await;
     let status = response.status();
     if status != StatusCode::FOUND {
@@ -286,7 +286,7 @@ async fn store_outage_answers_503_quickly_creates_no_half_session_and_recovers()
     };
     let upstream = Upstream::start().await;
     let bff = start_bff(&provider, store, &upstream).await;
-    let browser = || Browser::new(&bff.url, &provider.issuer);
+    let browser = || BffBrowser::new(&bff.url, &provider.issuer);
 
     // Another BFF, on its own store, with its own user.
     let other = spawn_app(StoreKind::Memory).await;
@@ -406,7 +406,7 @@ async fn frozen_provider_during_callback_answers_504_and_a_later_login_works() {
     let provider = dedicated_provider().await;
     let upstream = Upstream::start().await;
     let bff = start_bff(&provider, StoreBackend::Memory, &upstream).await;
-    let browser = || Browser::new(&bff.url, &provider.issuer);
+    let browser = || BffBrowser::new(&bff.url, &provider.issuer);
     let alice = browser();
     alice.login("alice", "/").await;
     let bob = browser();

@@ -4,8 +4,8 @@
 use bff::secret::{SessionId, hash, random_token};
 use bff::session::session_key;
 use bff::store::StoreKey;
+use bff_testkit::browser::{location, raw_get};
 use bff_tests::app::{Options, StoreKind, spawn_app, spawn_app_with};
-use bff_tests::browser::{location, raw_get};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use bff::secret::SessionId;
 use bff::session::session_key;
 use bff::store::{RefreshLease, SessionRecord, Store, StoreKey};
+use bff_testkit::browser::BffBrowser;
+use bff_testkit::provider::Provider;
 use bff_tests::app::{Options, StoreKind, TestApp, spawn_app, spawn_app_with};
-use bff_tests::browser::Browser;
 use bff_tests::counting::{CountingStore, Counts};
-use bff_tests::provider::{Provider, start};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -19,10 +19,10 @@ use serde_json::Value;
 /// for a slow machine: a wave of calls has 5 s before the next refresh would be due).
 fn short_lived_provider() -> &'static Provider {
     static PROVIDER: OnceLock<Provider> = OnceLock::new();
-    PROVIDER.get_or_init(|| start(&[("PROVIDER_ACCESS_TOKEN_TTL", "10")]))
+    PROVIDER.get_or_init(|| Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "10")]))
 }
 
-async fn session_of(app: &TestApp, browser: &Browser) -> (StoreKey, SessionRecord) {
+async fn session_of(app: &TestApp, browser: &BffBrowser) -> (StoreKey, SessionRecord) {
     let key = session_key(&SessionId::new(browser.cookie("bff-session").expect("session cookie")));
     let session = app
         .store

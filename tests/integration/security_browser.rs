@@ -19,8 +19,8 @@ use std::time::Duration;
 use bff::secret::{AccessToken, IdToken, RefreshToken, SessionId, hash, random_token};
 use bff::session::session_key;
 use bff::store::SessionRecord;
+use bff_testkit::browser::{BffBrowser, location, raw_get};
 use bff_tests::app::{Options, StoreKind, TestApp, spawn_app, spawn_app_with};
-use bff_tests::browser::{Browser, location};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -35,7 +35,7 @@ const ALLOWED_ORIGIN: &str = "http://localhost:5173";
 
 /// A live session planted straight into the store, and a browser holding its cookie.
 struct Planted {
-    browser: Browser,
+    browser: BffBrowser,
     /// The session id (the cookie value).
     id: String,
     /// The access token the BFF will send upstream for this session.
@@ -107,7 +107,7 @@ async fn assert_harmless(app: &TestApp, planted: &Planted, label: &str) {
 
 /// A refused login step leaves `browser` logged out: `response` sets no session cookie
 /// and `/auth/me` still answers 401.
-async fn assert_still_logged_out(browser: &Browser, response: &reqwest::Response, label: &str) {
+async fn assert_still_logged_out(browser: &BffBrowser, response: &reqwest::Response, label: &str) {
     let cookies = set_cookies(response);
     assert!(
         !sets_cookie(&cookies, "bff-session"),
@@ -286,9 +286,9 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// Walks the provider's login and consent pages from `authorize_url` as `user` until it
 /// redirects to a URL starting with `redirect_prefix`, and returns that URL (not visited).
-/// Unlike [`Browser::authenticate`] it stops at any redirect URI, including one on an
+/// Unlike [`BffBrowser::authenticate`] it stops at any redirect URI, including one on an
 /// origin the test cannot reach.
-async fn walk_provider(browser: &Browser, authorize_url: &str, user: &str, redirect_prefix: &str) -> String {
+async fn walk_provider(browser: &BffBrowser, authorize_url: &str, user: &str, redirect_prefix: &str) -> String {
     let mut url = authorize_url.to_owned();
     for _ in 0..12 {
         if url.starts_with(redirect_prefix) {
@@ -549,7 +549,7 @@ async fn attack_session_cookie_sent_twice_is_ignored() {
     let injected = format!("bff-session={}", other.id);
     let fake = format!("bff-session={}", random_token(32));
 
-    let (status, _) = bff_tests::browser::raw_get(&app.url, "/auth/me", &[("Cookie", &genuine)]).await;
+    let (status, _) = raw_get(&app.url, "/auth/me", &[("Cookie", &genuine)]).await;
     assert_eq!(status, 200, "control: the genuine cookie alone works");
     for cookies in [
         vec![format!("{genuine}; {injected}")],
@@ -560,7 +560,7 @@ async fn attack_session_cookie_sent_twice_is_ignored() {
         vec![fake.clone(), genuine.clone()],
     ] {
         let headers: Vec<(&str, &str)> = cookies.iter().map(|c| ("Cookie", c.as_str())).collect();
-        let (status, body) = bff_tests::browser::raw_get(&app.url, "/auth/me", &headers).await;
+        let (status, body) = raw_get(&app.url, "/auth/me", &headers).await;
         assert_eq!(status, 401, "{cookies:?}: {body}");
         assert!(!body.contains("alice"), "{cookies:?}");
     }
@@ -590,10 +590,9 @@ async fn attack_session_cookie_values_the_bff_did_not_issue_are_never_adopted() 
         String::new(),
     ] {
         let cookie = format!("bff-session={value}");
-        let (status, _) = bff_tests::browser::raw_get(&app.url, "/auth/me", &[("Cookie", &cookie)]).await;
+        let (status, _) = raw_get(&app.url, "/auth/me", &[("Cookie", &cookie)]).await;
         assert_eq!(status, 401, "{value:?}");
-        let (status, _) =
-            bff_tests::browser::raw_get(&app.url, "/api/x", &[("Cookie", cookie.as_str()), ("X-CSRF", "1")]).await;
+        let (status, _) = raw_get(&app.url, "/api/x", &[("Cookie", cookie.as_str()), ("X-CSRF", "1")]).await;
         assert_eq!(status, 401, "{value:?}");
     }
     assert_harmless(&app, &planted, "cookie values the BFF did not issue").await;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bff::oidc::{JWKS_REFETCH_INTERVAL, OidcError};
 use bff::secret::IdToken;
-use bff_tests::browser::{Browser, location};
+use bff_testkit::browser::{BffBrowser, location};
 use bff_tests::faulty_idp::{
     AuthorizationIss, CLIENT_ID, Edit, FaultyApp, ISSUER_PLACEHOLDER, IdTokenSpec, KeyName, Kid, SUBJECT, Scenario,
     Signature, TokenAnswer, spawn_app_against, unix_now,
@@ -324,7 +324,7 @@ async fn record(
 }
 
 /// One complete login in `browser`: `/auth/login`, the provider, the callback.
-async fn attempt_login(app: &FaultyApp, browser: &Browser) -> Attempt {
+async fn attempt_login(app: &FaultyApp, browser: &BffBrowser) -> Attempt {
     let (token_before, pkce_before) = (app.idp.token_requests(), app.idp.pkce_verified());
     let sessions_before = app.store.session_count();
     let mut seen = String::new();
@@ -353,7 +353,7 @@ async fn attempt_login(app: &FaultyApp, browser: &Browser) -> Attempt {
 
 /// The login succeeded: a redirect to `returnTo`, a session cookie, exactly one new
 /// session, and `/auth/me` answering the user.
-async fn assert_session(name: &str, app: &FaultyApp, browser: &Browser, attempt: &Attempt) {
+async fn assert_session(name: &str, app: &FaultyApp, browser: &BffBrowser, attempt: &Attempt) {
     assert_eq!(
         attempt.status,
         StatusCode::FOUND,
@@ -373,7 +373,14 @@ async fn assert_session(name: &str, app: &FaultyApp, browser: &Browser, attempt:
 }
 
 /// The login was refused at `stage` with `status`, and left nothing behind.
-async fn assert_refused(name: &str, app: &FaultyApp, browser: &Browser, attempt: &Attempt, stage: Stage, status: u16) {
+async fn assert_refused(
+    name: &str,
+    app: &FaultyApp,
+    browser: &BffBrowser,
+    attempt: &Attempt,
+    stage: Stage,
+    status: u16,
+) {
     assert!(
         attempt.status.is_client_error() || attempt.status.is_server_error(),
         "{name}: an error status, never 2xx/3xx (got {}); the browser saw: {}",

@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bff::seal::Sealer;
+use bff_testkit::browser::BffBrowser;
+use bff_testkit::provider::Provider;
 use bff_tests::app::TEST_TOKEN_KEYS;
-use bff_tests::browser::Browser;
 use bff_tests::capture::{CapturedBff, StoreBackend};
-use bff_tests::provider::{Provider, start};
 use bff_tests::upstream::Upstream;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -31,7 +31,7 @@ use url::Url;
 /// A provider of this module whose access tokens live 4 s, so a refresh happens in-test.
 fn short_lived_provider() -> &'static Provider {
     static PROVIDER: OnceLock<Provider> = OnceLock::new();
-    PROVIDER.get_or_init(|| start(&[("PROVIDER_ACCESS_TOKEN_TTL", "4")]))
+    PROVIDER.get_or_init(|| Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "4")]))
 }
 
 /// Every secret the session involved, by kind.
@@ -215,7 +215,7 @@ async fn no_token_leaves_the_bff(log_format: &str) {
     let sealer = Sealer::from_config(TEST_TOKEN_KEYS).expect("test keys");
     let mut secrets = Secrets::default();
     let mut seen = Transcript::default();
-    let browser = Browser::new(&bff.url, &provider.issuer);
+    let browser = BffBrowser::new(&bff.url, &provider.issuer);
 
     // Login: the verifier is read from the table while the transaction is pending.
     let (status, headers, _) = seen
@@ -301,7 +301,7 @@ async fn no_token_leaves_the_bff(log_format: &str) {
     browser.set_cookie("bff-tx", &state);
     let (status, _, _) = seen.record("replayed callback", browser.get(&callback).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let other = Browser::new(&bff.url, &provider.issuer);
+    let other = BffBrowser::new(&bff.url, &provider.issuer);
     let (status, _, _) = seen
         .record("callback in another browser", other.get(&callback).await)
         .await;
@@ -365,7 +365,7 @@ async fn no_token_leaves_the_bff(log_format: &str) {
     let (status, _, _) = seen
         .record(
             "me from nowhere",
-            Browser::new(&bff.url, &provider.issuer).get("/auth/me").await,
+            BffBrowser::new(&bff.url, &provider.issuer).get("/auth/me").await,
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -8,9 +8,9 @@ use bff::App;
 use bff::config::Config;
 use bff::store::Store;
 use bff::store::memory::MemoryStore;
+use bff_testkit::BffBrowser;
+use bff_testkit::provider::{Provider, RegisteredClient};
 
-use crate::browser::Browser;
-use crate::provider::{Provider, RegisteredClient, provider};
 use crate::upstream::Upstream;
 
 /// Token-sealing keys of the tests (two, to exercise rotation-aware opening).
@@ -86,7 +86,7 @@ pub async fn spawn_app(store: StoreKind) -> TestApp {
 
 /// Starts a BFF with `options`.
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let provider = options.provider.unwrap_or_else(provider);
+    let provider = options.provider.unwrap_or_else(bff_testkit::provider::shared);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind bff");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let backchannel_uri = options.backchannel.then(|| format!("{url}/auth/backchannel-logout"));
@@ -139,7 +139,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
 impl TestApp {
     /// A fresh browser (empty cookie jar) pointed at this BFF.
-    pub fn browser(&self) -> Browser {
-        Browser::new(&self.url, &self.provider.issuer)
+    pub fn browser(&self) -> BffBrowser {
+        BffBrowser::new(&self.url, &self.provider.issuer)
     }
 }

@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-use crate::browser::Browser;
+use bff_testkit::BffBrowser;
 
 /// The client id the provider knows (the BFF under test is configured with it).
 pub const CLIENT_ID: &str = "bff-under-attack";
@@ -798,8 +798,8 @@ pub struct FaultyApp {
 
 impl FaultyApp {
     /// A fresh browser (empty cookie jar) pointed at this BFF.
-    pub fn browser(&self) -> Browser {
-        Browser::new(&self.url, &self.idp.issuer)
+    pub fn browser(&self) -> BffBrowser {
+        BffBrowser::new(&self.url, &self.idp.issuer)
     }
 }
 

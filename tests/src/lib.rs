@@ -1,24 +1,22 @@
 //! The integration-test harness: real components on loopback, one isolated BFF per test.
 //!
-//! - [`provider`]: one `oidc-provider` process per test binary; every test registers its
-//!   own client (dynamic registration) with its own redirect URI.
+//! - `bff_testkit::provider`: one `oidc-provider` process per test binary; every test
+//!   registers its own client (dynamic registration) with its own redirect URI.
 //! - [`dynamodb`]: one DynamoDB Local per test binary; every test gets its own table.
 //! - [`app`]: `spawn_app` starts `bff-local`'s server in-process on port 0, in front of a
 //!   recording upstream, with the store of the test's choice.
-//! - [`browser`]: a headless "browser" (cookie jar, no automatic redirects) that walks the
-//!   provider's real login and consent pages.
+//! - `bff_testkit::browser`: a headless "browser" (cookie jar, no automatic redirects)
+//!   that walks the provider's real login and consent pages.
 //! - [`faulty_idp`]: a deliberately faulty OpenID provider (broken ID tokens, mix-ups,
 //!   lying token endpoints) and a BFF pointed at it, for the attack suites.
 
 pub mod app;
-pub mod browser;
 pub mod capture;
 pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
 pub mod faulty_idp;
 pub mod process;
-pub mod provider;
 pub mod upstream;
 
 /// The repository root, for paths to the Node scripts in `infra/`.

@@ -1,17 +1,18 @@
 //! What the integration tests and the benchmarks both need to log in for real:
 //!
 //! - [`provider`]: the local OpenID provider (`infra/provider.mjs`, a real
-//!   `oidc-provider`) started with its test hooks, client registration, and the hooks'
-//!   counts of grants, requests and back-channel logout tokens.
+//!   `oidc-provider`) started with its test hooks, client registration, the hooks'
+//!   counts of grants, requests and back-channel logout tokens, its token, revocation
+//!   and userinfo endpoints, and one provider shared by a whole test process.
 //! - [`browser`]: a headless browser (cookie jar, no automatic redirects) that walks the
 //!   provider's login and consent pages and stops at the redirect back to the relying
 //!   party, so the callback can be delivered to a server, a handler in-process or a
-//!   Lambda function.
+//!   Lambda function; the same browser bound to one BFF; and a GET sent byte for byte.
 //!
 //! Everything listens on loopback addresses only.
 
 pub mod browser;
 pub mod provider;
 
-pub use browser::Browser;
+pub use browser::{BffBrowser, Browser};
 pub use provider::{Provider, RegisteredClient};

@@ -1,11 +1,15 @@
-//! The local OpenID provider, `infra/provider.mjs`, run as a child process with
-//! `--test-hooks`: clients register themselves (dynamic registration), and the hooks tell
-//! what the provider did (grants issued, requests served by path, logout tokens sent).
+//! The local OpenID provider, `infra/provider.mjs` (`oidc-provider` from npm), run as a
+//! child process with `--test-hooks`: clients register themselves (dynamic
+//! registration), and the hooks tell what the provider did (grants issued, requests
+//! served by path, logout tokens sent). The tests also call its token, revocation and
+//! userinfo endpoints directly, and most of them share one provider per process
+//! ([`shared`]), each registering its own client.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 
 /// A running provider; it is stopped when this value is dropped.
 pub struct Provider {
@@ -138,6 +142,59 @@ impl Provider {
             .await
             .unwrap_or_else(|e| panic!("test hook {name} json: {e}"))
     }
+
+    /// Posts to the token endpoint as `client`; returns the status and JSON body.
+    pub async fn token_request(&self, client: &RegisteredClient, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(&client.client_id, Some(&client.client_secret))
+            .form(form)
+            .send()
+            .await
+            .expect("token request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Revokes `token` at the provider's RFC 7009 endpoint as `client`.
+    pub async fn revoke(&self, client: &RegisteredClient, token: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/token/revocation", self.issuer))
+            .basic_auth(&client.client_id, Some(&client.client_secret))
+            .form(&[("token", token), ("token_type_hint", "refresh_token")])
+            .send()
+            .await
+            .expect("revocation");
+        assert!(
+            response.status().is_success(),
+            "revocation refused: {}",
+            response.status()
+        );
+    }
+
+    /// The `sub` the provider's userinfo endpoint associates with `access_token`, proving
+    /// a token the upstream received is a real, live token of that user.
+    pub async fn userinfo_sub(&self, access_token: &str) -> Option<String> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/me", self.issuer))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let info: serde_json::Value = response.json().await.ok()?;
+        info["sub"].as_str().map(str::to_owned)
+    }
+}
+
+static SHARED: OnceLock<Provider> = OnceLock::new();
+
+/// The provider shared by this process, started on first use with the default
+/// environment. It is never dropped: it exits with this process, when its stdin closes.
+pub fn shared() -> &'static Provider {
+    SHARED.get_or_init(|| Provider::start(&[]))
 }
 
 impl Drop for Provider {
