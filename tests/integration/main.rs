@@ -3,13 +3,19 @@
 //! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
 mod at_rest;
+mod attack_kit;
 mod cold_start;
 mod faults;
 mod flow;
 mod lifecycle;
-mod security_browser;
+mod security_forgery;
 mod security_id_token;
 mod security_leaks;
+mod security_login;
+mod security_oversized;
+mod security_proxy;
+mod security_redirect;
+mod security_session;
 mod store;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
