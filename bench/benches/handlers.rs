@@ -1,5 +1,5 @@
 //! Warm handler cost, in-process: each BFF handler called as a Lambda function calls it,
-//! `bff::handlers::*::handle(&app, request)`, on an `App` with the in-memory store, against
+//! `bff::http::router::handle(&app, function, request)`, on an `App` with the in-memory store, against
 //! the real `oidc-provider` (`infra/provider.mjs`) and a fast upstream on loopback.
 //!
 //! Before the timings, the bench counts what each operation asks of the store (a counting
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bff::App;
-use bff::config::Config;
-use bff::handlers;
-use bff::secret::PkceVerifier;
-use bff::session::session_key;
+use bff::domain::secret::PkceVerifier;
+use bff::http::router::{self, Function};
+use bff::platform::config::Config;
 use bff::store::memory::MemoryStore;
+use bff::store::session_key;
 use bff::store::{
     DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
     StoreKey, TransactionStore,
@@ -218,8 +218,12 @@ async fn callback_request(app: &App, started: &Response<Body>, user: &str) -> Re
 /// Starts a login at the login handler and walks the provider: the callback request,
 /// not yet handled.
 async fn pending_callback(app: &App, user: &str) -> Request {
-    let started =
-        handlers::login::handle(app, request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty)).await;
+    let started = router::handle(
+        app,
+        Function::Login,
+        request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty),
+    )
+    .await;
     assert_eq!(started.status(), 302, "login redirects to the provider");
     callback_request(app, &started, user).await
 }
@@ -248,7 +252,7 @@ async fn fresh_code(app: &App, nonce: &str, user: &str) -> (String, PkceVerifier
 /// A complete login; returns the session cookie (`name=value`).
 async fn login(app: &App, user: &str) -> String {
     let callback = pending_callback(app, user).await;
-    let done = handlers::callback::handle(app, callback).await;
+    let done = router::handle(app, Function::Callback, callback).await;
     assert_eq!(done.status(), 302, "callback redirects back");
     set_cookie(&done, app.cookies.session).expect("session cookie")
 }
@@ -337,13 +341,18 @@ async fn count_calls(world: &World) {
     let started = measure!(
         "`/auth/login`, new instance",
         1,
-        handlers::login::handle(&cold, request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)).await
+        router::handle(
+            &cold,
+            Function::Login,
+            request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)
+        )
+        .await
     );
     let callback = callback_request(&cold, &started, "counter").await;
     let done = measure!(
         "`/auth/callback`, first in the instance (JWKS not cached yet)",
         1,
-        handlers::callback::handle(&cold, callback).await
+        router::handle(&cold, Function::Callback, callback).await
     );
     let cookie = set_cookie(&done, cold.cookies.session).expect("session cookie");
 
@@ -353,35 +362,46 @@ async fn count_calls(world: &World) {
     let started = measure!(
         "`/auth/login`, warm instance",
         1,
-        handlers::login::handle(&warm, request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)).await
+        router::handle(
+            &warm,
+            Function::Login,
+            request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)
+        )
+        .await
     );
     let callback = callback_request(&warm, &started, "counter2").await;
     measure!(
         "`/auth/callback`, warm instance",
         1,
-        handlers::callback::handle(&warm, callback).await
+        router::handle(&warm, Function::Callback, callback).await
     );
     measure!("`/auth/me`, warm instance", 100, {
         for _ in 0..100 {
-            assert_eq!(handlers::session::handle(&warm, me(&cookie)).await.status(), 200);
+            assert_eq!(
+                router::handle(&warm, Function::Session, me(&cookie)).await.status(),
+                200
+            );
         }
     });
     measure!("`/api/*`, valid token, warm instance (per call, 100 calls)", 100, {
         for _ in 0..100 {
-            assert_eq!(handlers::proxy::handle(&warm, api(&cookie)).await.status(), 200);
+            assert_eq!(router::handle(&warm, Function::Proxy, api(&cookie)).await.status(), 200);
         }
     });
     let fresh = world.app(store.clone());
     measure!(
         "`/api/*`, valid token, new instance",
         1,
-        assert_eq!(handlers::proxy::handle(&fresh, api(&cookie)).await.status(), 200)
+        assert_eq!(
+            router::handle(&fresh, Function::Proxy, api(&cookie)).await.status(),
+            200
+        )
     );
     make_refresh_due(&warm, &cookie).await;
     measure!(
         "`/api/*`, refresh due, warm instance",
         1,
-        assert_eq!(handlers::proxy::handle(&warm, api(&cookie)).await.status(), 200)
+        assert_eq!(router::handle(&warm, Function::Proxy, api(&cookie)).await.status(), 200)
     );
     assert!(
         operations
@@ -394,13 +414,17 @@ async fn count_calls(world: &World) {
     measure!(
         "`/api/*`, refresh due, new instance",
         1,
-        assert_eq!(handlers::proxy::handle(&fresh, api(&cookie)).await.status(), 200)
+        assert_eq!(
+            router::handle(&fresh, Function::Proxy, api(&cookie)).await.status(),
+            200
+        )
     );
     measure!(
         "`/auth/logout` (revokes the refresh token), warm instance",
         1,
-        handlers::session::handle(
+        router::handle(
             &warm,
+            Function::Session,
             request(
                 "POST",
                 "/auth/logout",
@@ -451,7 +475,7 @@ fn main() {
                 for _ in 0..iters {
                     let req = request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty);
                     let start = Instant::now();
-                    let response = handlers::login::handle(&app, req).await;
+                    let response = router::handle(&app, Function::Login, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 302);
                 }
@@ -466,7 +490,7 @@ fn main() {
                 for _ in 0..iters {
                     let req = me(&cookie);
                     let start = Instant::now();
-                    let response = handlers::session::handle(&app, req).await;
+                    let response = router::handle(&app, Function::Session, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 200);
                 }
@@ -481,7 +505,7 @@ fn main() {
                 for _ in 0..iters {
                     let req = api(&cookie);
                     let start = Instant::now();
-                    let response = handlers::proxy::handle(&app, req).await;
+                    let response = router::handle(&app, Function::Proxy, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 200, "{:?}", response.body());
                 }
@@ -492,7 +516,7 @@ fn main() {
 
     // The ID token of one fresh code exchange, validated again and again (cached JWKS).
     let (id_token, nonce) = runtime.block_on(async {
-        let nonce = bff::secret::random_token(32);
+        let nonce = bff::domain::secret::random_token(32);
         let (code, verifier) = fresh_code(&app, &nonce, "idtoken").await;
         let tokens = app.oidc.exchange_code(&code, verifier).await.expect("code exchange");
         (tokens.id_token.expect("ID token"), nonce)
@@ -521,7 +545,7 @@ fn main() {
                 for i in 0..iters {
                     let req = pending_callback(&app, &format!("user{i}")).await;
                     let start = Instant::now();
-                    let response = handlers::callback::handle(&app, req).await;
+                    let response = router::handle(&app, Function::Callback, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 302);
                 }
@@ -556,7 +580,7 @@ fn main() {
                     make_refresh_due(&app, &refreshing).await;
                     let req = api(&refreshing);
                     let start = Instant::now();
-                    let response = handlers::proxy::handle(&app, req).await;
+                    let response = router::handle(&app, Function::Proxy, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 200, "{:?}", response.body());
                 }

@@ -553,7 +553,7 @@ fn warm_section(out: &mut String, input: &Input) {
     let _ = writeln!(
         out,
         "Criterion benches (`bench/benches/handlers.rs`, `cargo bench -p bff-bench --bench handlers`, release \
-         profile) call `bff::handlers::*::handle(&app, request)` on an `App` with the in-memory store \
+         profile) call `bff::http::router::handle(&app, function, request)` on an `App` with the in-memory store \
          (`MemoryStore`, tokens sealed as in production) against the real provider and a fast upstream on \
          loopback. Provider and upstream round trips are included where the handler makes them; discovery and \
          JWKS are cached (warm process). Every callback iteration uses a fresh authorization code: the login \

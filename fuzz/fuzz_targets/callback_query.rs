@@ -23,11 +23,11 @@
 use std::sync::{Arc, OnceLock};
 
 use bff::App;
-use bff::config::Config;
-use bff::secret::{PkceVerifier, hash};
+use bff::platform::config::Config;
+use bff::domain::secret::{PkceVerifier, hash};
 use bff::store::memory::MemoryStore;
 use bff::store::{LoginTransaction, StoreKey};
-use bff::web::{query_pairs, single_param};
+use bff::http::response::{query_pairs, single_param};
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, COOKIE, HeaderValue, REFERRER_POLICY, SET_COOKIE};
 use lambda_http::{Body, Request};
@@ -70,7 +70,7 @@ fn harness() -> &'static Harness {
             .build()
             .expect("runtime");
         let app = App::new(config, Arc::new(MemoryStore::new())).expect("app");
-        let template = match bff::web::html_page(StatusCode::BAD_REQUEST, "title", "message").into_body() {
+        let template = match bff::http::response::html_page(StatusCode::BAD_REQUEST, "title", "message").into_body() {
             Body::Text(text) => text,
             _ => panic!("html_page answers text"),
         };
@@ -115,7 +115,7 @@ fn check_callback(harness: &Harness, req: Request) {
         };
         let key = StoreKey::transaction(&hash(STARTED_STATE));
         let _ = app.store.put_transaction(&key, &tx).await;
-        bff::handlers::callback::handle(app, req).await
+        bff::http::router::handle(app, bff::http::router::Function::Callback, req).await
     });
 
     let status = response.status();

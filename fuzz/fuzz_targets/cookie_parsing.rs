@@ -13,7 +13,7 @@
 
 #![no_main]
 
-use bff::cookies::{CookieNames, MAX_PENDING_LOGINS};
+use bff::http::cookies::{CookieNames, MAX_PENDING_LOGINS};
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderValue};
 use libfuzzer_sys::fuzz_target;

@@ -12,7 +12,7 @@
 
 #![no_main]
 
-use bff::proxy::upstream_url;
+use bff::domain::forwarding::upstream_url;
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 

@@ -15,7 +15,7 @@
 
 #![no_main]
 
-use bff::redirect::validate_return_to;
+use bff::domain::return_to::validate_return_to;
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 use url::Url;

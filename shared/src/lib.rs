@@ -4,47 +4,30 @@
 //! the Authorization Code Grant with PKCE against an OpenID provider, keeps tokens in the
 //! store, and forwards API calls with the user's access token.
 //!
-//! Module map:
-//! - [`config`]: environment configuration, validated once at start-up.
-//! - [`secret`]: secret newtypes (redacted `Debug`, constant-time equality), random ids.
-//! - [`store`]: login transactions and sessions, in DynamoDB or in memory, tokens sealed.
-//! - [`seal`]: AES-256-GCM sealing of tokens at rest, with key rotation.
-//! - [`oidc`]: discovery, JWKS, authorization URL, code exchange, ID-token validation, refresh.
-//! - [`session`]: session lifetimes and token-refresh decisions (pure rules).
-//! - [`refresh`]: access-token refresh, single-flight across instances through the store.
-//! - [`cookies`]: building and reading the session and transaction cookies.
-//! - [`redirect`]: `returnTo` validation against open redirects.
-//! - [`csrf`]: anti-forgery header, origin checks and CORS.
-//! - [`proxy`]: path joining, header filtering and forwarding to the upstream API.
-//! - [`errors`]: the error answered to the browser, mapped to HTTP in one place.
-//! - [`web`]: request and response helpers.
-//! - [`handlers`]: one module per endpoint group, each a plain `Request -> Response` function.
-//! - [`app`]: the per-process context handlers borrow, and the path router.
-//! - [`access_log`]: one structured line per request, the user only as a hash.
-//! - [`runtime`]: start-up of a Lambda function.
-//! - [`secrets`]: secret references (`*_ARN`) resolved from Secrets Manager at cold start.
-//! - [`aws`]: the AWS SDK configuration, loaded once, with its own HTTPS client.
-//! - [`edge`]: origin verification, the proof that a request came through CloudFront.
+//! Layers, each importing only the ones below it (`infra/check-layers.sh` checks it):
+//! - [`entry`]: the Lambda entry, the composition root; nothing imports it.
+//! - [`http`]: the edge: router, per-route request and response policy (CSRF, CORS,
+//!   cache headers), handlers, cookies, the error → status mapping, the access log,
+//!   origin verification, and the per-process [`http::app::App`].
+//! - [`service`]: the use cases without HTTP: login, callback, current session,
+//!   refresh (single-flight across instances, generic over its ports), forwarding,
+//!   logout, back-channel logout.
+//! - [`oidc`] (the provider: discovery, JWKS, grants, ID and logout tokens, logout URL),
+//!   [`upstream`] (the API client) and [`store`] (the store ports and their DynamoDB,
+//!   in-memory and sealing adapters): the adapters behind the services' ports.
+//! - [`platform`]: configuration, sealing, Secrets Manager, the AWS SDK, logging, the
+//!   wall clock.
+//! - [`domain`]: records and pure rules that take `now`: session lifetimes, refresh
+//!   timing, `returnTo`, path joining and header rules, secrets as types, the clock port.
 
-pub mod access_log;
-pub mod app;
-pub mod aws;
-pub mod config;
-pub mod cookies;
-pub mod csrf;
-pub mod edge;
-pub mod errors;
-pub mod handlers;
+pub mod domain;
+pub mod entry;
+pub mod http;
 pub mod oidc;
-pub mod proxy;
-pub mod redirect;
-pub mod refresh;
-pub mod runtime;
-pub mod seal;
-pub mod secret;
-pub mod secrets;
-pub mod session;
+pub mod platform;
+pub mod service;
 pub mod store;
-pub mod web;
+pub mod upstream;
 
-pub use app::{App, route};
+pub use http::app::App;
+pub use http::router::route;

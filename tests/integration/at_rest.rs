@@ -1,8 +1,8 @@
 //! Tokens at rest: what a copy of the DynamoDB table reveals.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use bff::secret::SessionId;
-use bff::session::session_key;
+use bff::domain::secret::SessionId;
+use bff::store::session_key;
 use bff_tests::app::{StoreKind, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

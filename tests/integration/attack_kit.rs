@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
-use bff::secret::{AccessToken, IdToken, RefreshToken, SessionId, random_token};
-use bff::session::session_key;
+use bff::domain::secret::{AccessToken, IdToken, RefreshToken, SessionId, random_token};
 use bff::store::SessionRecord;
+use bff::store::session_key;
 use bff_testkit::browser::{BffBrowser, location};
 use bff_tests::app::{Options, StoreKind, TestApp, spawn_app_with};
 use reqwest::{Method, StatusCode};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bff::App;
-use bff::secret::IdToken;
+use bff::domain::secret::IdToken;
 use bff::store::Store;
 use bff_tests::faulty_idp::{IdTokenSpec, Scenario, spawn_app_against, unix_now};
 

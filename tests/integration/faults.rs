@@ -279,7 +279,7 @@ async fn store_outage_answers_503_quickly_creates_no_half_session_and_recovers()
     );
     let mut dynamo = dynamo.expect("dynamodb local");
     let endpoint = dynamo.endpoint();
-    let table = format!("bff-faults-{}", bff::secret::random_token(6));
+    let table = format!("bff-faults-{}", bff::domain::secret::random_token(6));
     let store = StoreBackend::Dynamo {
         endpoint: endpoint.clone(),
         table: table.clone(),

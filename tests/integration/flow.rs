@@ -1,9 +1,9 @@
 //! The core grant end to end: login → provider login and consent → callback → session →
 //! API proxy → logout, and the ways each step must refuse.
 
-use bff::secret::{SessionId, hash, random_token};
-use bff::session::session_key;
+use bff::domain::secret::{SessionId, hash, random_token};
 use bff::store::StoreKey;
+use bff::store::session_key;
 use bff_testkit::browser::{location, raw_get};
 use bff_tests::app::{Options, StoreKind, spawn_app, spawn_app_with};
 use reqwest::{Method, StatusCode};
@@ -280,7 +280,7 @@ async fn two_interleaved_logins_both_succeed(store: StoreKind) {
         browser.start_login("/").await;
     }
     let tx = browser.cookie("bff-tx").expect("tx cookie");
-    assert!(tx.split('.').count() <= bff::cookies::MAX_PENDING_LOGINS);
+    assert!(tx.split('.').count() <= bff::http::cookies::MAX_PENDING_LOGINS);
     assert_eq!(browser.cookies().matches("bff-tx=").count(), 1);
 }
 
@@ -421,7 +421,7 @@ async fn access_token_is_refreshed_when_due(store: StoreKind) {
         .expect("session");
 
     // The provider issues 300 s access tokens; move the BFF's clock past the lead time.
-    app.app.clock.advance(300);
+    app.clock.advance(300);
     assert_eq!(browser.api(Method::GET, "/api/b").await.status(), StatusCode::OK);
     assert_eq!(browser.api(Method::GET, "/api/c").await.status(), StatusCode::OK);
     let seen = app.upstream.requests();

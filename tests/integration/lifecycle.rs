@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bff::secret::SessionId;
-use bff::session::session_key;
+use bff::domain::secret::SessionId;
+use bff::store::session_key;
 use bff::store::{RefreshLease, SessionRecord, Store, StoreKey};
 use bff_testkit::browser::BffBrowser;
 use bff_testkit::provider::Provider;
@@ -101,7 +101,7 @@ async fn a_crashed_refreshers_lease_expires_and_another_caller_refreshes() {
     let (key, session) = session_of(&app, &browser).await;
 
     // The access token has expired, and a refresher took the lease and then died.
-    app.app.clock.advance(600);
+    app.clock.advance(600);
     let mut crashed = session.clone();
     crashed.refresh_lease = Some(RefreshLease {
         owner: "crashed".into(),
@@ -139,19 +139,19 @@ async fn idle_session_expires_and_is_answered_401() {
     let browser = app.browser();
     browser.login("alice", "/").await;
     // Each step leaves tens of seconds of margin, so a slow machine cannot flip it.
-    app.app.clock.advance(60);
+    app.clock.advance(60);
     assert_eq!(
         browser.get("/auth/me").await.status(),
         StatusCode::OK,
         "activity within the idle window"
     );
-    app.app.clock.advance(60);
+    app.clock.advance(60);
     assert_eq!(
         browser.get("/auth/me").await.status(),
         StatusCode::OK,
         "120 s after login: the idle expiry slid"
     );
-    app.app.clock.advance(101);
+    app.clock.advance(101);
     assert_eq!(browser.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         browser.api(Method::GET, "/api/x").await.status(),
@@ -166,10 +166,10 @@ async fn absolute_lifetime_ends_an_active_session() {
     let browser = app.browser();
     browser.login("alice", "/").await;
     for _ in 0..2 {
-        app.app.clock.advance(60);
+        app.clock.advance(60);
         assert_eq!(browser.get("/auth/me").await.status(), StatusCode::OK);
     }
-    app.app.clock.advance(31);
+    app.clock.advance(31);
     let response = browser.get("/auth/me").await;
     assert_eq!(
         response.status(),
@@ -246,7 +246,7 @@ async fn refresh_token_revoked_at_the_provider_ends_the_session() {
     let refresh_token = session.refresh_token.expect("refresh token");
     app.provider.revoke(&app.client, refresh_token.secret()).await;
 
-    app.app.clock.advance(300);
+    app.clock.advance(300);
     let response = browser.api(Method::GET, "/api/after-revocation").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(response).await, "session_expired");

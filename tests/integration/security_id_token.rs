@@ -13,8 +13,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use bff::domain::secret::IdToken;
 use bff::oidc::{JWKS_REFETCH_INTERVAL, OidcError};
-use bff::secret::IdToken;
 use bff_testkit::browser::{BffBrowser, location};
 use bff_tests::faulty_idp::{
     AuthorizationIss, CLIENT_ID, Edit, FaultyApp, ISSUER_PLACEHOLDER, IdTokenSpec, KeyName, Kid, SUBJECT, Scenario,

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use bff::seal::Sealer;
+use bff::platform::seal::Sealer;
 use bff_testkit::browser::BffBrowser;
 use bff_testkit::provider::Provider;
 use bff_tests::app::TEST_TOKEN_KEYS;

@@ -236,7 +236,9 @@ async fn legitimate_return_to_values_are_accepted() {
 // ------------------------------------------------------------------------------------
 
 /// The configuration of a BFF on `public` with `post_logout` as post-logout URL.
-fn config_with_post_logout(post_logout: &str) -> Result<bff::config::Config, bff::config::ConfigError> {
+fn config_with_post_logout(
+    post_logout: &str,
+) -> Result<bff::platform::config::Config, bff::platform::config::ConfigError> {
     let env: HashMap<&str, String> = HashMap::from([
         ("BFF_ISSUER", "https://id.example.com".to_owned()),
         ("BFF_CLIENT_ID", "client".to_owned()),
@@ -245,7 +247,7 @@ fn config_with_post_logout(post_logout: &str) -> Result<bff::config::Config, bff
         ("BFF_ALLOWED_ORIGINS", "https://front.example.com".to_owned()),
         ("BFF_POST_LOGOUT_REDIRECT_URL", post_logout.to_owned()),
     ]);
-    bff::config::Config::from_lookup(|name| env.get(name).cloned())
+    bff::platform::config::Config::from_lookup(|name| env.get(name).cloned())
 }
 
 /// RFC 9700 §4.11 applied to logout: a post-logout redirect to a foreign origin (in any
@@ -278,7 +280,7 @@ fn attack_open_redirect_via_foreign_post_logout_url_is_a_configuration_error() {
         assert!(
             matches!(
                 err,
-                bff::config::ConfigError::Invalid {
+                bff::platform::config::ConfigError::Invalid {
                     name: "BFF_POST_LOGOUT_REDIRECT_URL",
                     ..
                 }

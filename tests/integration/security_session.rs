@@ -12,8 +12,8 @@
 //! and §8.6, draft-ietf-oauth-browser-based-apps §6.1 (Backend For Frontend), RFC 9700
 //! (OAuth 2.0 Security Best Current Practice).
 
-use bff::secret::{SessionId, hash, random_token};
-use bff::session::session_key;
+use bff::domain::secret::{SessionId, hash, random_token};
+use bff::store::session_key;
 use bff_testkit::browser::{location, raw_get};
 use bff_tests::app::{Options, StoreKind, spawn_app, spawn_app_with};
 use reqwest::{Method, StatusCode};

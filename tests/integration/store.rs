@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use bff::secret::{AccessToken, IdToken, PkceVerifier, hash, random_token};
+use bff::domain::secret::{AccessToken, IdToken, PkceVerifier, hash, random_token};
 use bff::store::dynamodb::DynamoStore;
 use bff::store::{LoginTransaction, SessionRecord, SessionStore, StoreError, StoreKey, TransactionStore};
 use bff_tests::dynamodb::{client, fresh_store};

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bff::App;
-use bff::config::Config;
+
+use crate::clock::TestClock;
+use bff::platform::config::Config;
 use bff::store::Store;
 use bff::store::memory::MemoryStore;
 use bff_testkit::BffBrowser;
@@ -63,8 +65,10 @@ impl Options {
 pub struct TestApp {
     /// The BFF's origin (`http://127.0.0.1:<port>`).
     pub url: String,
-    /// The context the server runs with (to read the store or move the clock).
+    /// The context the server runs with (to read the store).
     pub app: Arc<App>,
+    /// The clock the server reads; tests move it forward to observe expiry.
+    pub clock: Arc<TestClock>,
     /// The recording upstream.
     pub upstream: Upstream,
     /// The provider.
@@ -120,7 +124,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Some(wrap) => wrap(store),
         None => store,
     };
-    let app = Arc::new(App::new(config, store).expect("app"));
+    let clock = Arc::new(TestClock::default());
+    let app = Arc::new(App::with_clock(config, store, clock.clone()).expect("app"));
     // The app's view of the store: it opens the sealed tokens.
     let store = app.store.clone();
     let server_app = app.clone();
@@ -128,6 +133,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     TestApp {
         url,
         app,
+        clock,
         upstream,
         provider,
         client,

@@ -62,7 +62,7 @@ pub fn client(endpoint: &str) -> Client {
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("dummykey", "dummysecret", None, None, "bff-tests"))
-        .http_client(bff::aws::https_client(false))
+        .http_client(bff::platform::aws::https_client(false))
         // The same bounds the deployed functions use, so fault tests see real behaviour.
         .timeout_config(bff::store::dynamodb::timeouts())
         .retry_config(bff::store::dynamodb::retries())
@@ -77,7 +77,7 @@ pub async fn fresh_store() -> (DynamoStore, Client, String) {
         .await
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
     let client = client(&endpoint);
-    let table = format!("bff-test-{}", bff::secret::random_token(9));
+    let table = format!("bff-test-{}", bff::domain::secret::random_token(9));
     if let Err(err) = create_table(&client, &table).await {
         panic!("could not create table {table} at {endpoint}: {err}");
     }

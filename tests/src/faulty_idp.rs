@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bff::App;
-use bff::config::Config;
+use bff::platform::config::Config;
 use bff::store::Store;
 use bff::store::memory::MemoryStore;
 use hmac::{Hmac, Mac as _};
@@ -653,7 +653,7 @@ async fn authorize(State(idp): State<Arc<Shared>>, uri: Uri) -> Response {
     {
         let mut query = redirect.query_pairs_mut();
         if valid {
-            let code = bff::secret::random_token(32);
+            let code = bff::domain::secret::random_token(32);
             lock(&idp.grants).insert(
                 code.clone(),
                 Grant {
@@ -738,7 +738,7 @@ async fn token(State(idp): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
     let scenario = lock(&idp.scenario).clone();
     match scenario.token {
         TokenAnswer::Tokens(spec) => {
-            let access_token = bff::secret::random_token(32);
+            let access_token = bff::domain::secret::random_token(32);
             lock(&idp.issued).push(access_token.clone());
             let id_token = idp.mint_id_token(&spec, grant.nonce.as_deref());
             let mut response = json!({

@@ -3,6 +3,7 @@
 //! - `bff_testkit::provider`: one `oidc-provider` process per test binary; every test
 //!   registers its own client (dynamic registration) with its own redirect URI.
 //! - [`dynamodb`]: one DynamoDB Local per test binary; every test gets its own table.
+//! - [`clock`]: the clock tests move forward, injected into the BFF.
 //! - [`app`]: `spawn_app` starts `bff-local`'s server in-process on port 0, in front of a
 //!   recording upstream, with the store of the test's choice.
 //! - `bff_testkit::browser`: a headless "browser" (cookie jar, no automatic redirects)
@@ -12,6 +13,7 @@
 
 pub mod app;
 pub mod capture;
+pub mod clock;
 pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;

@@ -1,18 +1,12 @@
 //! Lambda function serving `/api/*`: forwards API calls with the user's access token.
 //!
-//! Its function URL uses `InvokeMode: RESPONSE_STREAM`, so it runs the streaming entry:
+//! Its function URL uses `InvokeMode: RESPONSE_STREAM`, so its answers are streamed:
 //! upstream answers larger than a buffered Lambda response allows still reach the browser.
 
-use bff::runtime::{LambdaError, Needs, run_lambda_streaming};
+use bff::entry::lambda::{LambdaError, run};
+use bff::http::router::Function;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
-    let needs = Needs {
-        upstream: true,
-        ..Needs::default()
-    };
-    run_lambda_streaming(needs, |app, req| async move {
-        bff::handlers::proxy::handle(&app, req).await
-    })
-    .await
+    run(Function::Proxy).await
 }

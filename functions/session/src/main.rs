@@ -1,11 +1,9 @@
 //! Lambda function serving `GET /auth/me` and `POST /auth/logout`.
 
-use bff::runtime::{LambdaError, Needs, run_lambda};
+use bff::entry::lambda::{LambdaError, run};
+use bff::http::router::Function;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
-    run_lambda(Needs::default(), |app, req| async move {
-        bff::handlers::session::handle(&app, req).await
-    })
-    .await
+    run(Function::Session).await
 }

@@ -1,5 +1,5 @@
 //! The local server: every BFF endpoint on one origin, as CloudFront presents the Lambda
-//! functions in AWS, running the very same handlers through [`bff::route`].
+//! functions in AWS, running the very same router through [`bff::route`].
 //!
 //! Paths outside `/auth/*` and `/api/*` are served from an optional static folder (the
 //! front end), as the S3 origin is in AWS.

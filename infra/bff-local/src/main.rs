@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use bff::App;
-use bff::config::Config;
-use bff::runtime::{exit_on_startup_error, init_tracing_pretty};
+use bff::platform::config::Config;
+use bff::platform::logging::{exit_on_startup_error, init_tracing_json, init_tracing_pretty};
 use bff::store::Store;
 use bff::store::dynamodb::{self, DynamoStore, create_table};
 use bff::store::memory::MemoryStore;
@@ -18,7 +18,7 @@ use bff::store::memory::MemoryStore;
 async fn main() {
     // JSON lines as in Lambda when asked (log tests parse them), readable text otherwise.
     if std::env::var("BFF_LOG_FORMAT").as_deref() == Ok("json") {
-        bff::runtime::init_tracing_json();
+        init_tracing_json();
     } else {
         init_tracing_pretty();
     }
@@ -30,7 +30,7 @@ async fn main() {
     let store: Arc<dyn Store> = match std::env::var("BFF_STORE").as_deref() {
         Ok("memory") | Err(_) => Arc::new(MemoryStore::new()),
         Ok("dynamodb") => {
-            let client = dynamodb::client(&bff::aws::sdk_config().await);
+            let client = dynamodb::client(&bff::platform::aws::sdk_config().await);
             // Locally the table is created on start; in AWS the SAM template owns it.
             if let Err(e) = create_table(&client, &config.table).await {
                 exit_on_startup_error(format!("BFF_STORE=dynamodb: cannot create table {}: {e}", config.table));

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::future::join_all;
 
 use super::{LoginTransaction, RefreshLease, SessionRecord, Store, StoreError, StoreKey};
-use crate::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken, hash, random_token};
+use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken, hash, random_token};
 
 /// How many callers race for the same transaction in the concurrency check.
 const RACERS: usize = 10;

@@ -419,7 +419,7 @@ async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreErro
     }
 }
 
-/// An SDK client on the shared AWS configuration ([`crate::aws::sdk_config`]: region,
+/// An SDK client on the shared AWS configuration ([`crate::platform::aws::sdk_config`]: region,
 /// credentials, `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local), with [`timeouts`] and
 /// [`retries`].
 pub fn client(config: &aws_config::SdkConfig) -> Client {

@@ -55,7 +55,7 @@ impl TransactionStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         let copy = LoginTransaction {
-            pkce_verifier: crate::secret::PkceVerifier::new(tx.pkce_verifier.secret()),
+            pkce_verifier: crate::domain::secret::PkceVerifier::new(tx.pkce_verifier.secret()),
             nonce: tx.nonce.clone(),
             return_to: tx.return_to.clone(),
             expires_at: tx.expires_at,

@@ -15,9 +15,9 @@ pub mod memory;
 pub mod sealed;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use crate::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::secret::SessionId;
+pub use crate::domain::session::{LoginTransaction, RefreshLease, SessionRecord};
 
 /// A store key: a kind prefix and the SHA-256 of a browser-held secret, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,7 +41,7 @@ impl StoreKey {
 
     /// Key of a cached provider document (discovery, JWKS) for `issuer`.
     pub fn document(kind: &str, issuer: &str) -> Self {
-        Self(format!("doc#{kind}#{}", crate::secret::hash(issuer)))
+        Self(format!("doc#{kind}#{}", crate::domain::secret::hash(issuer)))
     }
 
     /// The key as stored (the table's partition key value).
@@ -50,74 +50,9 @@ impl StoreKey {
     }
 }
 
-/// A pending login: what the callback needs to finish the grant this browser started.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LoginTransaction {
-    /// PKCE code verifier (RFC 7636); the challenge went to the provider.
-    pub pkce_verifier: PkceVerifier,
-    /// The `nonce` the ID token must carry.
-    pub nonce: String,
-    /// Where to send the browser after login (already validated).
-    pub return_to: String,
-    /// Epoch seconds after which the transaction is void.
-    pub expires_at: i64,
-}
-
-/// Everything the BFF keeps about a logged-in user. Tokens never leave this record
-/// except towards the provider and the upstream API.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionRecord {
-    /// Subject (`sub`) of the ID token.
-    pub sub: String,
-    /// Provider session id (`sid`), when the ID token carried one.
-    pub sid: Option<String>,
-    /// The validated ID-token claims, as shown by `/auth/me`.
-    pub claims: serde_json::Map<String, serde_json::Value>,
-    /// The raw ID token, kept only as `id_token_hint` for RP-initiated logout.
-    pub id_token: IdToken,
-    /// Current access token for the upstream API.
-    pub access_token: AccessToken,
-    /// Epoch seconds when the access token expires, when the provider said.
-    pub access_expires_at: Option<i64>,
-    /// Epoch seconds when the access token was obtained.
-    pub access_issued_at: i64,
-    /// Refresh token, when the provider issued one.
-    pub refresh_token: Option<RefreshToken>,
-    /// Epoch seconds of login.
-    pub created_at: i64,
-    /// Absolute end of the session (epoch seconds).
-    pub expires_at: i64,
-    /// End of the session if it stays idle (epoch seconds).
-    pub idle_expires_at: i64,
-    /// Optimistic-concurrency version, bumped by every update.
-    pub version: u64,
-    /// A refresh in progress somewhere: the one caller allowed to use the refresh token.
-    #[serde(default)]
-    pub refresh_lease: Option<RefreshLease>,
-}
-
-/// The right to refresh a session's tokens, held by one caller at a time across every
-/// instance; it expires on its own, so a crashed holder blocks nobody for long.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefreshLease {
-    /// Random id of the holder.
-    pub owner: String,
-    /// Epoch milliseconds after which the lease is void.
-    pub until_ms: i64,
-}
-
-impl RefreshLease {
-    /// Whether the lease still holds at `now_ms`.
-    pub fn is_held(&self, now_ms: i64) -> bool {
-        now_ms < self.until_ms
-    }
-}
-
-impl SessionRecord {
-    /// The moment the item may be deleted: the earlier of the two expiries.
-    pub fn ttl(&self) -> i64 {
-        self.expires_at.min(self.idle_expires_at)
-    }
+/// The store key of a session id: a hash, never the id.
+pub fn session_key(id: &SessionId) -> StoreKey {
+    StoreKey::session(&id.hashed())
 }
 
 /// What can go wrong in the store.

@@ -1,5 +1,5 @@
 //! A store decorator that seals every token and PKCE verifier before it is written and
-//! opens it after it is read, bound to the item's store key (see [`crate::seal`]).
+//! opens it after it is read, bound to the item's store key (see [`crate::platform::seal`]).
 //!
 //! A value that does not open (tampered, copied under another key, sealed with a key no
 //! longer configured) makes its item read as absent: the user logs in again, and the
@@ -13,18 +13,18 @@ use super::{
     DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
     StoreKey, TransactionStore,
 };
-use crate::seal::{SealError, Sealer};
-use crate::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::platform::seal::{SealError, Sealer};
 
 /// `inner`, with tokens sealed at rest.
 pub struct SealedStore {
     inner: Arc<dyn Store>,
-    sealer: Sealer,
+    sealer: Arc<Sealer>,
 }
 
 impl SealedStore {
     /// Seals what goes into `inner` with `sealer`.
-    pub fn new(inner: Arc<dyn Store>, sealer: Sealer) -> Self {
+    pub fn new(inner: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
         Self { inner, sealer }
     }
 
@@ -156,10 +156,10 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
 
-    fn keys(spec: &str) -> Sealer {
+    fn keys(spec: &str) -> Arc<Sealer> {
         let key = |b: u8| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [b; 32]);
         let spec = spec.replace("K1", &key(1)).replace("K2", &key(2));
-        Sealer::from_config(&spec).expect("keys")
+        Arc::new(Sealer::from_config(&spec).expect("keys"))
     }
 
     fn record() -> SessionRecord {

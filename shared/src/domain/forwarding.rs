@@ -1,0 +1,285 @@
+//! Forwarding rules: where an API call may go and which headers cross the BFF.
+//!
+//! The path after the route's prefix is decoded segment by segment and must stay below
+//! the upstream's base path: `.`/`..` segments, encoded slashes or backslashes, empty
+//! segments and control characters are refused, not normalised. The browser's
+//! credentials (`Cookie`, `Authorization`, `X-CSRF`), hop-by-hop headers and
+//! client-supplied forwarding headers never reach the upstream; the upstream's
+//! `Set-Cookie` never reaches the browser. Pure functions: this module sends nothing and
+//! never logs a token.
+
+use http::header::{HeaderMap, HeaderValue};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use url::Url;
+
+use crate::domain::secret::AccessToken;
+
+/// Characters re-encoded in a path segment: everything a URL parser would read as
+/// structure, plus `%` (segments are re-encoded from their decoded form).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request headers the upstream must never see from the browser.
+const STRIPPED_REQUEST: &[&str] = &[
+    "host",
+    "cookie",
+    "authorization",
+    "x-csrf",
+    "content-length",
+    "origin",
+    // The front end's page URL (and its query) is the browser's business, not the API's.
+    "referer",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "via",
+];
+
+/// Prefixes of forwarding and edge-added request headers (any `X-Forwarded-*`,
+/// CloudFront, Lambda function URLs): the upstream trusts only what the BFF says.
+const STRIPPED_REQUEST_PREFIXES: &[&str] = &["x-forwarded-", "x-amzn-", "x-amz-cf-", "cloudfront-"];
+
+/// Response headers the browser must never see from the upstream.
+const STRIPPED_RESPONSE: &[&str] = &["set-cookie", "content-length"];
+
+/// The API path would leave the upstream's base path, or is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid API path")]
+pub struct InvalidApiPath;
+
+/// The upstream URL for the raw (still percent-encoded) path `rest` after `/api/` and
+/// the raw query, below `base` (whose path ends with `/`).
+pub fn upstream_url(base: &Url, rest: &str, query: Option<&str>) -> Result<Url, InvalidApiPath> {
+    let segments: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    };
+    let mut path = base.path().to_owned();
+    for (i, raw) in segments.iter().enumerate() {
+        let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| InvalidApiPath)?;
+        let last = i + 1 == segments.len();
+        if decoded.is_empty() && !last {
+            return Err(InvalidApiPath);
+        }
+        // `..;x` is `..` to servers that read `;` as a path parameter (Tomcat, Spring).
+        let name = decoded.split(';').next().unwrap_or_default();
+        if name == "." || name == ".." || decoded.contains(['/', '\\']) || decoded.chars().any(char::is_control) {
+            return Err(InvalidApiPath);
+        }
+        if i > 0 {
+            path.push('/');
+        }
+        path.extend(utf8_percent_encode(&decoded, SEGMENT));
+    }
+    let mut url = base.clone();
+    url.set_path(&path);
+    url.set_query(query.filter(|q| !q.is_empty()));
+    // Defence in depth: whatever the rules above missed, the result must stay below base.
+    if !url.path().starts_with(base.path()) || url.origin() != base.origin() {
+        return Err(InvalidApiPath);
+    }
+    Ok(url)
+}
+
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The headers sent upstream: the browser's end-to-end headers minus its credentials and
+/// forwarding headers, plus `Authorization: Bearer <token>`.
+pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> HeaderMap {
+    let listed = connection_listed(incoming);
+    let mut out = HeaderMap::new();
+    for (name, value) in incoming {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || STRIPPED_REQUEST.contains(&n)
+            || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
+            || listed.iter().any(|l| l == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
+        bearer.set_sensitive(true);
+        out.insert(http::header::AUTHORIZATION, bearer);
+    }
+    out
+}
+
+/// The upstream's response headers the browser may see.
+pub fn browser_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(upstream);
+    let mut out = HeaderMap::new();
+    for (name, value) in upstream {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || STRIPPED_RESPONSE.contains(&n)
+            || n.starts_with("access-control-")
+            || listed.iter().any(|l| l == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://api.example.com/v1/").expect("url")
+    }
+
+    #[test]
+    fn paths_are_joined_below_the_base() {
+        let cases = [
+            ("orders", None, "https://api.example.com/v1/orders"),
+            (
+                "orders/42",
+                Some("x=1&y=2"),
+                "https://api.example.com/v1/orders/42?x=1&y=2",
+            ),
+            ("", None, "https://api.example.com/v1/"),
+            ("a/", None, "https://api.example.com/v1/a/"),
+            ("caf%C3%A9/a%20b", None, "https://api.example.com/v1/caf%C3%A9/a%20b"),
+            ("100%25", None, "https://api.example.com/v1/100%25"),
+            ("a%3Fb", None, "https://api.example.com/v1/a%3Fb"),
+        ];
+        for (rest, query, want) in cases {
+            assert_eq!(upstream_url(&base(), rest, query).expect(rest).as_str(), want, "{rest}");
+        }
+    }
+
+    #[test]
+    fn traversal_in_any_spelling_is_refused() {
+        for rest in [
+            "..",
+            "../admin",
+            "a/../../admin",
+            "%2e%2e/admin",
+            "%2E%2E/admin",
+            ".%2e/admin",
+            "a/%2e/b",
+            "./a",
+            "a%2F..%2F..%2Fadmin",
+            "a%2fb",
+            "a%5C..%5Cadmin",
+            "..%5Cadmin",
+            "/admin",
+            "a//b",
+            "a/%00",
+            "%2e%2e%2f",
+            "%252e%252e/../x",
+            "%ff",
+            "..;/admin",
+            "a/..;x/b",
+            "%2e%2e;/admin",
+            ".;/a",
+        ] {
+            assert!(upstream_url(&base(), rest, None).is_err(), "{rest} must be refused");
+        }
+    }
+
+    #[test]
+    fn browser_credentials_and_forwarding_headers_never_reach_the_upstream() {
+        let mut incoming = HeaderMap::new();
+        for (k, v) in [
+            ("cookie", "bff-session=abc"),
+            ("authorization", "Bearer attacker"),
+            ("x-csrf", "1"),
+            ("host", "app.example.com"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil.com"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-amzn-trace-id", "t"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("x-request-id", "r1"),
+        ] {
+            incoming.append(k, HeaderValue::from_static(v));
+        }
+        let out = upstream_request_headers(&incoming, &AccessToken::new("at-123"));
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(out["authorization"], "Bearer at-123");
+        assert_eq!(out.get_all("authorization").iter().count(), 1);
+        for gone in [
+            "cookie",
+            "x-csrf",
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "forwarded",
+            "x-amzn-trace-id",
+            "connection",
+            "x-secret-hop",
+            "transfer-encoding",
+        ] {
+            assert!(!names.contains(&gone), "{gone} leaked upstream");
+        }
+        for kept in ["content-type", "accept", "x-request-id"] {
+            assert!(names.contains(&kept), "{kept} dropped");
+        }
+    }
+
+    #[test]
+    fn upstream_cookies_and_hop_headers_never_reach_the_browser() {
+        let mut upstream = HeaderMap::new();
+        for (k, v) in [
+            ("set-cookie", "tracking=1"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("access-control-allow-origin", "*"),
+            ("content-type", "application/json"),
+            ("etag", "\"1\""),
+        ] {
+            upstream.append(k, HeaderValue::from_static(v));
+        }
+        let out = browser_response_headers(&upstream);
+        assert_eq!(out.len(), 2);
+        assert!(out.contains_key("content-type") && out.contains_key("etag"));
+    }
+}

@@ -1,0 +1,194 @@
+//! The session and login-transaction records, their lifetimes and the token-refresh
+//! decisions: data and pure rules that take `now`, no I/O.
+//!
+//! A session ends at the earlier of its absolute expiry (from login) and its idle expiry
+//! (sliding with activity). Sliding is throttled: the idle expiry moves only once a
+//! fraction of the idle window has passed, so the steady-state request is one read and no
+//! write.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+
+/// Longest lead time before access-token expiry at which a refresh is started.
+pub const REFRESH_LEAD_SECS: i64 = 60;
+/// The idle expiry is moved forward once this fraction (1/n) of the idle window has passed.
+pub const TOUCH_FRACTION: i64 = 8;
+
+/// A pending login: what the callback needs to finish the grant this browser started.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginTransaction {
+    /// PKCE code verifier (RFC 7636); the challenge went to the provider.
+    pub pkce_verifier: PkceVerifier,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// Where to send the browser after login (already validated).
+    pub return_to: String,
+    /// Epoch seconds after which the transaction is void.
+    pub expires_at: i64,
+}
+
+/// Everything the BFF keeps about a logged-in user. Tokens never leave this record
+/// except towards the provider and the upstream API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Subject (`sub`) of the ID token.
+    pub sub: String,
+    /// Provider session id (`sid`), when the ID token carried one.
+    pub sid: Option<String>,
+    /// The validated ID-token claims, as shown by `/auth/me`.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The raw ID token, kept only as `id_token_hint` for RP-initiated logout.
+    pub id_token: IdToken,
+    /// Current access token for the upstream API.
+    pub access_token: AccessToken,
+    /// Epoch seconds when the access token expires, when the provider said.
+    pub access_expires_at: Option<i64>,
+    /// Epoch seconds when the access token was obtained.
+    pub access_issued_at: i64,
+    /// Refresh token, when the provider issued one.
+    pub refresh_token: Option<RefreshToken>,
+    /// Epoch seconds of login.
+    pub created_at: i64,
+    /// Absolute end of the session (epoch seconds).
+    pub expires_at: i64,
+    /// End of the session if it stays idle (epoch seconds).
+    pub idle_expires_at: i64,
+    /// Optimistic-concurrency version, bumped by every update.
+    pub version: u64,
+    /// A refresh in progress somewhere: the one caller allowed to use the refresh token.
+    #[serde(default)]
+    pub refresh_lease: Option<RefreshLease>,
+}
+
+/// The right to refresh a session's tokens, held by one caller at a time across every
+/// instance; it expires on its own, so a crashed holder blocks nobody for long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshLease {
+    /// Random id of the holder.
+    pub owner: String,
+    /// Epoch milliseconds after which the lease is void.
+    pub until_ms: i64,
+}
+
+impl RefreshLease {
+    /// Whether the lease still holds at `now_ms`.
+    pub fn is_held(&self, now_ms: i64) -> bool {
+        now_ms < self.until_ms
+    }
+}
+
+impl SessionRecord {
+    /// The moment the item may be deleted: the earlier of the two expiries.
+    pub fn ttl(&self) -> i64 {
+        self.expires_at.min(self.idle_expires_at)
+    }
+}
+
+/// `(expires_at, idle_expires_at)` of a session created at `now`.
+pub fn new_expiries(now: i64, idle_secs: i64, max_secs: i64) -> (i64, i64) {
+    let expires_at = now.saturating_add(max_secs);
+    (expires_at, now.saturating_add(idle_secs).min(expires_at))
+}
+
+/// Whether the session is still live at `now` (both lifetimes enforced here, not only by TTL).
+pub fn is_live(session: &SessionRecord, now: i64) -> bool {
+    now < session.expires_at && now < session.idle_expires_at
+}
+
+/// Whether the access token should be refreshed at `now`: within the lead time of its
+/// expiry. The lead is at most half the token's lifetime, so a token that was just
+/// refreshed is never due again at once, however short-lived.
+pub fn refresh_due(session: &SessionRecord, now: i64) -> bool {
+    let Some(expires_at) = session.access_expires_at else {
+        return false;
+    };
+    let lifetime = (expires_at - session.access_issued_at).max(0);
+    let lead = REFRESH_LEAD_SECS.min(lifetime / 2);
+    now >= expires_at - lead
+}
+
+/// Whether activity at `now` should move the idle expiry (throttled, see module docs).
+pub fn touch_due(session: &SessionRecord, now: i64, idle_secs: i64) -> bool {
+    let last_touch = session.idle_expires_at - idle_secs;
+    let target = now.saturating_add(idle_secs).min(session.expires_at);
+    target > session.idle_expires_at && now - last_touch >= (idle_secs / TOUCH_FRACTION).max(1)
+}
+
+/// The idle expiry after activity at `now`, capped by the absolute expiry.
+pub fn slid_idle_expiry(session: &SessionRecord, now: i64, idle_secs: i64) -> i64 {
+    now.saturating_add(idle_secs).min(session.expires_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(now: i64, access_lifetime: Option<i64>) -> SessionRecord {
+        let (expires_at, idle_expires_at) = new_expiries(now, 3600, 86400);
+        SessionRecord {
+            sub: "alice".into(),
+            sid: None,
+            claims: serde_json::Map::new(),
+            id_token: IdToken::new("x"),
+            access_token: AccessToken::new("a"),
+            access_expires_at: access_lifetime.map(|l| now + l),
+            access_issued_at: now,
+            refresh_token: None,
+            created_at: now,
+            expires_at,
+            idle_expires_at,
+            version: 1,
+            refresh_lease: None,
+        }
+    }
+
+    #[test]
+    fn idle_expiry_never_outlives_the_absolute_expiry() {
+        assert_eq!(new_expiries(100, 50, 1000), (1100, 150));
+        assert_eq!(new_expiries(100, 5000, 1000), (1100, 1100));
+    }
+
+    #[test]
+    fn session_dies_at_the_earlier_expiry() {
+        let s = session(1000, None);
+        assert!(is_live(&s, 1000));
+        assert!(is_live(&s, 1000 + 3599));
+        assert!(!is_live(&s, 1000 + 3600), "idle expiry");
+        let mut active = s.clone();
+        active.idle_expires_at = active.expires_at + 10;
+        assert!(!is_live(&active, active.expires_at), "absolute expiry");
+    }
+
+    #[test]
+    fn refresh_lead_is_a_minute_for_long_tokens_and_half_for_short_ones() {
+        let long = session(0, Some(3600));
+        assert!(!refresh_due(&long, 3539));
+        assert!(refresh_due(&long, 3540));
+        let short = session(0, Some(30));
+        assert!(
+            !refresh_due(&short, 0),
+            "a token just obtained is not due again at once"
+        );
+        assert!(!refresh_due(&short, 14));
+        assert!(refresh_due(&short, 15));
+        assert!(
+            !refresh_due(&session(0, None), 1_000_000),
+            "unknown expiry is never due"
+        );
+    }
+
+    #[test]
+    fn sliding_is_throttled_to_a_fraction_of_the_idle_window() {
+        let s = session(0, None);
+        assert!(!touch_due(&s, 100, 3600), "recent activity costs no write");
+        assert!(touch_due(&s, 3600 / TOUCH_FRACTION, 3600));
+        assert_eq!(slid_idle_expiry(&s, 500, 3600), 4100);
+        let mut near_end = s.clone();
+        near_end.expires_at = 3600;
+        assert!(
+            !touch_due(&near_end, 1000, 3600),
+            "cannot slide past the absolute expiry"
+        );
+    }
+}

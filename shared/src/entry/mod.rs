@@ -1,0 +1,6 @@
+//! The entry points: the composition root of a Lambda function.
+//!
+//! Nothing imports this layer; it wires the platform, the store, the provider and the
+//! edge together once per cold start and runs the runtime loop.
+
+pub mod lambda;

@@ -1,0 +1,352 @@
+//! The one place where every error of every concern becomes the answer the browser
+//! sees: status, `error` code and `error_description`.
+//!
+//! JSON endpoints answer `{"error": code, "error_description": text}`; browser
+//! navigations (the callback) answer a short HTML page. Internal causes are logged here,
+//! once, and never copied into a response body. The codes and statuses are the
+//! documented contract: change none without changing the README.
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+
+use super::response;
+use crate::domain::forwarding::InvalidApiPath;
+use crate::domain::return_to::InvalidReturnTo;
+use crate::oidc::OidcError;
+use crate::service::SessionError;
+use crate::service::backchannel::BackchannelError;
+use crate::service::callback::CallbackError;
+use crate::service::forward::ForwardError;
+use crate::service::login::LoginError;
+use crate::service::refresh::RefreshError;
+use crate::store::StoreError;
+use crate::upstream::UpstreamError;
+
+/// The request itself is wrong, whatever endpoint it reached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A parameter is missing, repeated or malformed (the description says which).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The endpoint does not serve this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No endpoint serves this path.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The proxy is called in a process without an upstream.
+    #[error("no upstream configured")]
+    UpstreamNotConfigured,
+}
+
+/// The edge refused the request before any handler ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `X-CSRF: 1` is missing (or not exactly that, once).
+    #[error("anti-forgery header missing")]
+    CsrfHeaderMissing,
+    /// `Origin` is neither the BFF's nor an allowed one (or is sent twice, or `null`).
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    /// No `Origin`, but `Sec-Fetch-Site: cross-site`.
+    #[error("cross-site request")]
+    CrossSiteRequest,
+    /// The request did not come through CloudFront.
+    #[error("origin not verified")]
+    OriginNotVerified,
+}
+
+/// An error answer: status, machine-readable code and human-readable description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The `error` code.
+    pub code: &'static str,
+    /// The `error_description`, safe to show.
+    pub description: String,
+}
+
+impl ErrorAnswer {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// The JSON answer.
+    pub fn to_json(&self) -> Response<Body> {
+        response::json(
+            self.status,
+            &serde_json::json!({ "error": self.code, "error_description": self.description }),
+        )
+    }
+
+    /// The HTML page answer, for browser navigations.
+    pub fn to_page(&self) -> Response<Body> {
+        let title = match self.status {
+            StatusCode::FORBIDDEN if self.code == "access_denied" => "Access denied",
+            s if s.is_client_error() => "Login failed",
+            _ => "Login is unavailable right now",
+        };
+        response::html_page(self.status, title, &format!("{} ({})", self.description, self.code))
+    }
+}
+
+const BAD_REQUEST: StatusCode = StatusCode::BAD_REQUEST;
+const BAD_GATEWAY: StatusCode = StatusCode::BAD_GATEWAY;
+
+impl From<RequestError> for ErrorAnswer {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Invalid(why) => Self::new(BAD_REQUEST, "invalid_request", why),
+            RequestError::MethodNotAllowed => Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            ),
+            RequestError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            RequestError::UpstreamNotConfigured => {
+                Self::new(BAD_GATEWAY, "upstream_not_configured", "no upstream API is configured")
+            }
+        }
+    }
+}
+
+impl From<Refusal> for ErrorAnswer {
+    fn from(e: Refusal) -> Self {
+        let (code, description) = match e {
+            Refusal::CsrfHeaderMissing => ("csrf_header_missing", "the X-CSRF: 1 header is required"),
+            Refusal::OriginNotAllowed => ("origin_not_allowed", "requests from this origin are not allowed"),
+            Refusal::CrossSiteRequest => ("cross_site_request", "cross-site requests are not allowed"),
+            Refusal::OriginNotVerified => (
+                "origin_not_verified",
+                "requests must come through the application's own origin",
+            ),
+        };
+        Self::new(StatusCode::FORBIDDEN, code, description)
+    }
+}
+
+impl From<SessionError> for ErrorAnswer {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::LoginRequired => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "login_required",
+                "no valid session; log in again",
+            ),
+            SessionError::Expired => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "the session has expired; log in again",
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for ErrorAnswer {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "session storage is unavailable; try again",
+        )
+    }
+}
+
+impl From<OidcError> for ErrorAnswer {
+    fn from(e: OidcError) -> Self {
+        tracing::warn!(error = %e, "identity provider error");
+        match e {
+            OidcError::Timeout => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "provider_timeout",
+                "the identity provider did not answer in time",
+            ),
+            OidcError::Rejected { error } if error == "invalid_grant" => Self::new(
+                BAD_REQUEST,
+                "invalid_grant",
+                "the identity provider refused the authorization code; log in again",
+            ),
+            OidcError::InvalidIdToken(_) => Self::new(
+                BAD_GATEWAY,
+                "invalid_id_token",
+                "the identity provider sent an ID token that failed validation",
+            ),
+            OidcError::Discovery(_) | OidcError::Jwks(_) | OidcError::Unreachable(_) => Self::new(
+                BAD_GATEWAY,
+                "provider_unavailable",
+                "the identity provider could not be reached or is misconfigured",
+            ),
+            OidcError::Rejected { .. } | OidcError::BadResponse(_) => Self::new(
+                BAD_GATEWAY,
+                "provider_error",
+                "the identity provider answered with an error",
+            ),
+        }
+    }
+}
+
+impl From<InvalidReturnTo> for ErrorAnswer {
+    fn from(e: InvalidReturnTo) -> Self {
+        Self::new(BAD_REQUEST, "invalid_return_to", e.to_string())
+    }
+}
+
+impl From<InvalidApiPath> for ErrorAnswer {
+    fn from(_: InvalidApiPath) -> Self {
+        Self::new(BAD_REQUEST, "invalid_path", "the API path is not allowed")
+    }
+}
+
+impl From<UpstreamError> for ErrorAnswer {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Timeout => {
+                tracing::warn!("upstream timeout");
+                Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the API did not answer in time",
+                )
+            }
+            UpstreamError::Unreachable(cause) => {
+                tracing::warn!(error = %cause, "upstream unreachable");
+                Self::new(BAD_GATEWAY, "upstream_unavailable", "the API could not be reached")
+            }
+        }
+    }
+}
+
+impl From<RefreshError> for ErrorAnswer {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::SessionEnded => SessionError::Expired.into(),
+            RefreshError::InProgress => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "refresh_in_progress",
+                "the session is being refreshed; try again",
+            ),
+            // A refresh is never the browser's fault: a provider 4xx other than
+            // invalid_grant is a provider problem.
+            RefreshError::Provider(e) => match Self::from(e) {
+                answer if answer.status.is_client_error() => Self::new(
+                    BAD_GATEWAY,
+                    "provider_error",
+                    "the identity provider refused the refresh",
+                ),
+                answer => answer,
+            },
+            RefreshError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<LoginError> for ErrorAnswer {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Provider(e) => e.into(),
+            LoginError::Store(e) => e.into(),
+            LoginError::BadAuthorizationEndpoint => {
+                Self::new(BAD_GATEWAY, "provider_error", "bad authorization endpoint")
+            }
+        }
+    }
+}
+
+impl From<CallbackError> for ErrorAnswer {
+    fn from(e: CallbackError) -> Self {
+        match e {
+            CallbackError::AccessDenied { text } => Self::new(StatusCode::FORBIDDEN, "access_denied", text),
+            CallbackError::ProviderReported { text } => Self::new(BAD_REQUEST, "provider_error", text),
+            CallbackError::MissingCode => Self::new(BAD_REQUEST, "invalid_request", "the callback has no code"),
+            CallbackError::MissingState => Self::new(BAD_REQUEST, "invalid_request", "the callback has no state"),
+            CallbackError::UnknownState => Self::new(
+                BAD_REQUEST,
+                "invalid_state",
+                "this login was not started in this browser, has expired, or was already used",
+            ),
+            CallbackError::WrongIssuer => Self::new(
+                BAD_REQUEST,
+                "invalid_issuer",
+                "the authorization response does not come from the configured identity provider",
+            ),
+            CallbackError::NoIdToken => Self::new(BAD_GATEWAY, "invalid_id_token", "the provider returned no ID token"),
+            CallbackError::Provider(e) => e.into(),
+            CallbackError::Store(e) => e.into(),
+            CallbackError::UnusableReturnTo => {
+                Self::new(BAD_REQUEST, "invalid_return_to", "the return address is not usable")
+            }
+        }
+    }
+}
+
+impl From<BackchannelError> for ErrorAnswer {
+    fn from(e: BackchannelError) -> Self {
+        match e {
+            BackchannelError::MissingToken => Self::new(BAD_REQUEST, "invalid_request", "no logout_token"),
+            BackchannelError::InvalidToken(e) => {
+                tracing::warn!(error = %e, "back-channel logout token refused");
+                Self::new(BAD_REQUEST, "invalid_request", "the logout token is not valid")
+            }
+            BackchannelError::Replayed => {
+                Self::new(BAD_REQUEST, "invalid_request", "the logout token was already used")
+            }
+            BackchannelError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ForwardError> for ErrorAnswer {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::Session(e) => e.into(),
+            ForwardError::Refresh(e) => e.into(),
+            ForwardError::Upstream(e) => e.into(),
+            ForwardError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        assert_eq!(ErrorAnswer::from(StoreError::Unavailable("x".into())).status, 503);
+        assert_eq!(ErrorAnswer::from(OidcError::Timeout).status, 504);
+        assert_eq!(ErrorAnswer::from(OidcError::Unreachable("x".into())).status, 502);
+        assert_eq!(ErrorAnswer::from(OidcError::InvalidIdToken("x".into())).status, 502);
+        assert_eq!(ErrorAnswer::from(UpstreamError::Timeout).status, 504);
+        assert_eq!(ErrorAnswer::from(UpstreamError::Unreachable("x".into())).status, 502);
+        assert_eq!(ErrorAnswer::from(InvalidApiPath).status, 400);
+        assert_eq!(ErrorAnswer::from(InvalidReturnTo).status, 400);
+    }
+
+    #[test]
+    fn a_refresh_refused_by_the_provider_is_never_the_browsers_fault() {
+        let refused = RefreshError::Provider(OidcError::Rejected {
+            error: "invalid_grant".into(),
+        });
+        let answer = ErrorAnswer::from(refused);
+        assert_eq!(
+            (answer.status, answer.code),
+            (StatusCode::BAD_GATEWAY, "provider_error")
+        );
+        assert_eq!(ErrorAnswer::from(RefreshError::SessionEnded).code, "session_expired");
+    }
+
+    #[test]
+    fn internal_causes_never_reach_the_body() {
+        let response = ErrorAnswer::from(StoreError::Unavailable("arn:aws:dynamodb:secret-table".into())).to_json();
+        let Body::Text(body) = response.body() else {
+            panic!("text")
+        };
+        assert!(!body.contains("arn:aws") && body.contains("store_unavailable"));
+    }
+}

@@ -1,0 +1,54 @@
+//! `GET /auth/callback`: the provider's redirect back to the BFF.
+//!
+//! The `state` must be one of this browser's pending logins (its transaction cookie).
+//! The transaction is consumed before anything else, so it can never be used twice,
+//! whether this callback succeeds, fails, or reports a provider error; the spent `state`
+//! leaves the transaction cookie in every case. Any failure answers an error page,
+//! creates no session and sets no session cookie.
+
+use lambda_http::Request;
+
+use super::{Handled, Reply};
+use crate::http::access_log;
+use crate::http::app::App;
+use crate::http::cookies::{holds_state, without_state};
+use crate::http::error::RequestError;
+use crate::http::policy::EdgeRequest;
+use crate::http::response::{query_pairs, redirect, set_cookie, single_param};
+use crate::service::callback::{self, CallbackError, provider_reported};
+
+/// Handles the provider's redirect back to the BFF.
+pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
+    let query = query_pairs(req);
+    let state = match single_param(&query, "state") {
+        Ok(state) => state
+            .filter(|s| holds_state(&edge.pending_states, s))
+            .map(str::to_owned),
+        Err(e) => return Handled::from(Err(RequestError::Invalid(e).into())),
+    };
+    let reply = finish(app, edge, &query, state.as_deref()).await;
+    let set_cookie = state.map(|state| app.cookies.tx_cookie(&without_state(&edge.pending_states, &state)));
+    Handled { reply, set_cookie }
+}
+
+async fn finish(app: &App, edge: &EdgeRequest, query: &[(String, String)], state: Option<&str>) -> Reply {
+    let deps = app.deps();
+    let param = |name: &str| single_param(query, name).map_err(RequestError::Invalid);
+    let tx = match state {
+        Some(state) => callback::take_transaction(&deps, state).await?,
+        None => None,
+    };
+    if let Some(error) = param("error")? {
+        return Err(provider_reported(error, param("error_description")?.unwrap_or("")).into());
+    }
+    let code = param("code")?.ok_or(CallbackError::MissingCode)?;
+    if param("state")?.is_none() {
+        return Err(CallbackError::MissingState.into());
+    }
+    let tx = tx.ok_or(CallbackError::UnknownState)?;
+    let done = callback::complete(&deps, tx, code, param("iss")?, edge.session_id()).await?;
+
+    let mut response = redirect(&done.return_to).map_err(|_| CallbackError::UnusableReturnTo)?;
+    set_cookie(&mut response, &app.cookies.session_cookie(&done.id));
+    Ok(access_log::for_user(response, &done.sub))
+}

@@ -1,0 +1,25 @@
+//! `GET /auth/login`: validates `returnTo`, starts the grant, adds the login's `state` to
+//! this browser's transaction cookie and sends the browser to the provider.
+
+use lambda_http::Request;
+
+use super::Reply;
+use crate::domain::return_to::validate_return_to;
+use crate::http::app::App;
+use crate::http::cookies::with_state;
+use crate::http::error::RequestError;
+use crate::http::policy::EdgeRequest;
+use crate::http::response::{query_pairs, redirect, set_cookie, single_param};
+use crate::service::login::{self, LoginError};
+
+/// Handles `GET /auth/login?returnTo=...`.
+pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
+    let query = query_pairs(req);
+    let return_to = single_param(&query, "returnTo").map_err(RequestError::Invalid)?;
+    let return_to = validate_return_to(return_to, &app.config.public_origin, &app.config.allowed_origins)?;
+    let started = login::start(&app.deps(), return_to).await?;
+    let pending = with_state(edge.pending_states.clone(), started.state);
+    let mut response = redirect(&started.location).map_err(|_| LoginError::BadAuthorizationEndpoint)?;
+    set_cookie(&mut response, &app.cookies.tx_cookie(&pending));
+    Ok(response)
+}

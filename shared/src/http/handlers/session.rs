@@ -1,0 +1,40 @@
+//! `GET /auth/me` and `POST /auth/logout`.
+//!
+//! `/auth/me` answers the user's ID-token claims and the session's expiries, never a
+//! token. Logout ends the session, clears the cookie and answers where to send the
+//! browser.
+
+use http::StatusCode;
+use serde_json::Value;
+
+use super::Reply;
+use crate::http::access_log;
+use crate::http::app::App;
+use crate::http::policy::EdgeRequest;
+use crate::http::response::{json, set_cookie};
+use crate::service::{SessionError, logout};
+
+/// Handles `GET /auth/me`.
+pub async fn me(app: &App, edge: &EdgeRequest) -> Reply {
+    let (_, session) = app.current_session(edge).await?.ok_or(SessionError::LoginRequired)?;
+    let mut body = session.claims;
+    body.insert(
+        "session".into(),
+        serde_json::json!({ "expires_at": session.expires_at, "idle_expires_at": session.idle_expires_at }),
+    );
+    Ok(access_log::for_user(
+        json(StatusCode::OK, &Value::Object(body)),
+        &session.sub,
+    ))
+}
+
+/// Handles `POST /auth/logout`.
+pub async fn logout(app: &App, edge: &EdgeRequest) -> Reply {
+    let done = logout::logout(&app.deps(), edge.session_id()).await?;
+    let mut response = json(StatusCode::OK, &serde_json::json!({ "logout_url": done.logout_url }));
+    if let Some(sub) = &done.sub {
+        response = access_log::for_user(response, sub);
+    }
+    set_cookie(&mut response, &app.cookies.clear_session_cookie());
+    Ok(response)
+}

@@ -1,0 +1,141 @@
+//! Small request and response helpers shared by the edge: query and header reading,
+//! JSON, redirect and page answers.
+//!
+//! Requests and responses are `lambda_http`'s (`http` types with a Lambda body), so the
+//! same handler serves a function URL event and a local HTTP request.
+
+use http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use http::{HeaderMap, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+/// The query parameters of a request, percent-decoded, in order.
+pub fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The one value of query parameter `name`: `Err` when it is given more than once, so
+/// a duplicated `state` or `code` cannot be read differently by two parsers.
+pub fn single_param<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(format!("`{name}` is given more than once"));
+    }
+    Ok(first)
+}
+
+/// A header's value as text, when present exactly once and valid ASCII.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(value.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A `302 Found` to `location`. Fails only if `location` is not a valid header value,
+/// which validated redirect targets never are.
+pub fn redirect(location: &str) -> Result<Response<Body>, http::header::InvalidHeaderValue> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::FOUND;
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_str(location)?);
+    Ok(response)
+}
+
+/// A short human-readable HTML page; `title` and `message` are escaped here.
+pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<Body> {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
+         <h1>{title}</h1><p>{message}</p><p><a href=\"/\">Back to the application</a></p></body></html>\n",
+        title = escape_html(title),
+        message = escape_html(message),
+    );
+    let mut response = Response::new(Body::Text(html));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    // The page shows text only: no script, no style sheet, no frame may load.
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+/// Appends a `Set-Cookie` header.
+pub fn set_cookie(response: &mut Response<Body>, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().append(http::header::SET_COOKIE, value);
+    }
+}
+
+/// HTML-escapes text for element content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The request body as bytes, whatever form the Lambda event gave it.
+pub fn body_bytes(body: &Body) -> &[u8] {
+    match body {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        // Body is non-exhaustive upstream; any other form carries no readable payload.
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_page_escapes_everything_it_shows() {
+        let page = html_page(StatusCode::BAD_REQUEST, "<b>", "<script>alert('x')</script>&");
+        let Body::Text(html) = page.body() else {
+            panic!("text body")
+        };
+        assert!(!html.contains("<script>") && !html.contains("<b>"));
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
+    }
+
+    #[test]
+    fn repeated_query_parameters_are_refused() {
+        let pairs = vec![
+            ("state".to_owned(), "a".to_owned()),
+            ("state".to_owned(), "b".to_owned()),
+        ];
+        assert!(single_param(&pairs, "state").is_err());
+        assert_eq!(single_param(&pairs, "code"), Ok(None));
+    }
+}

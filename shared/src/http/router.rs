@@ -1,0 +1,206 @@
+//! Routing by path, as CloudFront does in AWS, with each route's policy applied once.
+//!
+//! [`handle`] is the one way into the edge: it reads the request once
+//! ([`EdgeRequest`]), lets the route's [`Policy`] answer a preflight or refuse, calls the
+//! handler, renders an error in the route's format and adds the response headers.
+//! [`route`] adds the access-log line; `bff-local` and the tests call it, the Lambda
+//! entry logs around its own origin check.
+
+use http::Method;
+use lambda_http::{Body, Request, Response};
+
+use super::access_log;
+use super::app::App;
+use super::error::{ErrorAnswer, RequestError};
+use super::handlers::{self, Handled};
+use super::policy::{Admission, EdgeRequest, ErrorFormat, Guard, Policy};
+use super::response::set_cookie;
+
+/// An endpoint group of the BFF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /auth/login`
+    Login,
+    /// `GET /auth/callback`
+    Callback,
+    /// `GET /auth/me`
+    Me,
+    /// `POST /auth/logout`
+    Logout,
+    /// `POST /auth/backchannel-logout`
+    BackchannelLogout,
+    /// `/api/*`
+    Api,
+}
+
+const GET: &[Method] = &[Method::GET];
+const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
+const POST: &[Method] = &[Method::POST];
+
+impl Route {
+    /// The route serving `path`, if any.
+    pub fn of(path: &str) -> Option<Self> {
+        Some(match path {
+            "/auth/login" => Self::Login,
+            "/auth/callback" => Self::Callback,
+            "/auth/me" => Self::Me,
+            "/auth/logout" => Self::Logout,
+            "/auth/backchannel-logout" => Self::BackchannelLogout,
+            p if p == "/api" || p.starts_with("/api/") => Self::Api,
+            _ => return None,
+        })
+    }
+
+    /// The name logs show instead of the path (which may hold personal data).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Callback => "callback",
+            Self::Me => "me",
+            Self::Logout => "logout",
+            Self::BackchannelLogout => "backchannel_logout",
+            Self::Api => "api",
+        }
+    }
+
+    /// The route's request and response policy.
+    pub fn policy(self) -> Policy {
+        let auth = Policy {
+            methods: Some(GET),
+            cors: false,
+            guard: Guard::Open,
+            no_store: true,
+            no_referrer: false,
+            errors: ErrorFormat::Json,
+        };
+        match self {
+            // A browser navigation gets a page; a script asking for JSON gets JSON.
+            Self::Login => Policy {
+                methods: Some(GET_HEAD),
+                errors: ErrorFormat::PageForBrowsers,
+                ..auth
+            },
+            // The callback URL carries the code: no page it leads to may see it.
+            Self::Callback => Policy {
+                no_referrer: true,
+                errors: ErrorFormat::Page,
+                ..auth
+            },
+            Self::Me => Policy {
+                cors: true,
+                guard: Guard::KnownOrigin,
+                ..auth
+            },
+            Self::Logout => Policy {
+                methods: Some(POST),
+                cors: true,
+                guard: Guard::AntiForgery,
+                ..auth
+            },
+            Self::BackchannelLogout => Policy {
+                methods: Some(POST),
+                ..auth
+            },
+            // API answers are the upstream's to cache or not.
+            Self::Api => Policy {
+                methods: None,
+                cors: true,
+                guard: Guard::AntiForgery,
+                no_store: false,
+                ..auth
+            },
+        }
+    }
+}
+
+/// The routes one deployment unit serves: one Lambda function, or `bff-local` (all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `/auth/login`
+    Login,
+    /// `/auth/callback`
+    Callback,
+    /// `/auth/me` and `/auth/logout`
+    Session,
+    /// `/api/*`
+    Proxy,
+    /// `/auth/backchannel-logout`
+    Backchannel,
+    /// Every route (`bff-local`, the tests).
+    All,
+}
+
+impl Function {
+    /// Whether this unit serves `route`.
+    pub fn serves(self, route: Route) -> bool {
+        matches!(
+            (self, route),
+            (Self::All, _)
+                | (Self::Login, Route::Login)
+                | (Self::Callback, Route::Callback)
+                | (Self::Session, Route::Me | Route::Logout)
+                | (Self::Proxy, Route::Api)
+                | (Self::Backchannel, Route::BackchannelLogout)
+        )
+    }
+}
+
+/// Answers `req` as `function` does: 404 JSON for a path it does not serve.
+pub async fn handle(app: &App, function: Function, req: Request) -> Response<Body> {
+    let Some(route) = Route::of(req.uri().path()).filter(|r| function.serves(*r)) else {
+        return ErrorAnswer::from(RequestError::NotFound).to_json();
+    };
+    let policy = route.policy();
+    let edge = EdgeRequest::read(&req, &app.cookies);
+    let handled = match policy.admit(req.method(), &edge, &app.config) {
+        Ok(Admission::Answer(response)) => return response,
+        Err(refused) => Handled::from(Err(refused)),
+        Ok(Admission::Continue) => match route {
+            Route::Login => handlers::login::handle(app, &req, &edge).await.into(),
+            Route::Callback => handlers::callback::handle(app, &req, &edge).await,
+            Route::Me => handlers::session::me(app, &edge).await.into(),
+            Route::Logout => handlers::session::logout(app, &edge).await.into(),
+            Route::BackchannelLogout => handlers::backchannel::handle(app, &req).await.into(),
+            Route::Api => handlers::proxy::handle(app, &req, &edge).await.into(),
+        },
+    };
+    let mut response = handled.reply.unwrap_or_else(|error| policy.error_answer(&error, &edge));
+    if let Some(cookie) = handled.set_cookie {
+        set_cookie(&mut response, &cookie);
+    }
+    policy.finish(response, &edge, &app.config)
+}
+
+/// The name of the route serving `path`, as the access log shows it.
+pub fn route_name(path: &str) -> &'static str {
+    Route::of(path).map_or("other", Route::name)
+}
+
+/// Answers `req` on every route and writes its access-log line: the one entry point of
+/// `bff-local` and of the integration tests.
+pub async fn route(app: &App, req: Request) -> Response<Body> {
+    let started = access_log::Started::new(&req, route_name(req.uri().path()));
+    let response = handle(app, Function::All, req).await;
+    started.finish(&response);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_named_without_their_paths() {
+        assert_eq!(route_name("/api/users/alice@example.com"), "api");
+        assert_eq!(route_name("/auth/callback"), "callback");
+        assert_eq!(route_name("/favicon.ico"), "other");
+    }
+
+    #[test]
+    fn each_function_serves_only_its_own_routes() {
+        assert!(Function::Session.serves(Route::Me) && Function::Session.serves(Route::Logout));
+        assert!(!Function::Login.serves(Route::Api));
+        assert!(!Function::Proxy.serves(Route::Callback));
+        assert!(Function::All.serves(Route::BackchannelLogout));
+    }
+}

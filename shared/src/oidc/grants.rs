@@ -1,0 +1,110 @@
+//! The token endpoint's grants: the authorization request URL, the code exchange and
+//! the refresh grant.
+
+use openidconnect::core::CoreTokenResponse;
+use openidconnect::{
+    AuthorizationCode, OAuth2TokenResponse as _, PkceCodeVerifier, RequestTokenError, TokenResponse as _,
+};
+use url::Url;
+
+use super::{Oidc, OidcError, transport_error};
+use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::platform::config::Config;
+
+/// Tokens from one token-endpoint answer.
+#[derive(Debug)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token, when one was issued (or rotated).
+    pub refresh_token: Option<RefreshToken>,
+    /// Access-token lifetime in seconds, when the provider said.
+    pub expires_in: Option<i64>,
+    /// The raw ID token, when one came back.
+    pub id_token: Option<IdToken>,
+}
+
+impl Oidc {
+    /// The authorization request URL for one login.
+    pub async fn authorization_url(
+        &self,
+        config: &Config,
+        state: &str,
+        nonce: &str,
+        verifier: &PkceVerifier,
+    ) -> Result<String, OidcError> {
+        let metadata = self.metadata().await?;
+        let mut url = Url::parse(&metadata.authorization_endpoint).map_err(|e| OidcError::Discovery(e.to_string()))?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", &self.redirect_uri)
+                .append_pair("scope", &config.scopes.join(" "))
+                .append_pair("state", state)
+                .append_pair("nonce", nonce)
+                .append_pair("code_challenge", &verifier.s256_challenge())
+                .append_pair("code_challenge_method", "S256");
+            for (key, value) in &config.auth_params {
+                query.append_pair(key, value);
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier) for tokens.
+    pub async fn exchange_code(&self, code: &str, verifier: PkceVerifier) -> Result<TokenSet, OidcError> {
+        let discovered = self.discovered().await?;
+        let response = discovered
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.secret().to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        Ok(token_set(&response))
+    }
+
+    /// Uses a refresh token; the answer may rotate it.
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
+        let discovered = self.discovered().await?;
+        let token = openidconnect::RefreshToken::new(refresh_token.secret().to_owned());
+        let response = discovered
+            .client
+            .exchange_refresh_token(&token)
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        Ok(token_set(&response))
+    }
+}
+
+type TokenRequestError = RequestTokenError<
+    openidconnect::HttpClientError<reqwest::Error>,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+>;
+
+fn token_error(e: TokenRequestError) -> OidcError {
+    match e {
+        RequestTokenError::ServerResponse(response) => OidcError::Rejected {
+            error: response.error().to_string(),
+        },
+        RequestTokenError::Request(openidconnect::HttpClientError::Reqwest(inner)) => transport_error(*inner),
+        RequestTokenError::Request(other) => OidcError::Unreachable(other.to_string()),
+        // The parse error's body may hold tokens: keep only the path of the failure.
+        RequestTokenError::Parse(e, _body) => OidcError::BadResponse(format!("unparsable at {}", e.path())),
+        RequestTokenError::Other(message) => OidcError::BadResponse(message),
+    }
+}
+
+fn token_set(response: &CoreTokenResponse) -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new(response.access_token().secret()),
+        refresh_token: response.refresh_token().map(|t| RefreshToken::new(t.secret())),
+        expires_in: response
+            .expires_in()
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        id_token: response.id_token().map(|t| IdToken::new(t.to_string())),
+    }
+}

@@ -1,0 +1,79 @@
+//! Ending the provider's side of a session: the RP-initiated logout URL and RFC 7009
+//! revocation of the refresh token.
+
+use url::Url;
+
+use super::{ClientAuth, Oidc, transport_error};
+use crate::domain::secret::{IdToken, RefreshToken};
+use crate::platform::config::Config;
+
+impl Oidc {
+    /// Where to send the browser after a local logout: the configured logout URL
+    /// template, else the provider's end-session endpoint (OpenID Connect RP-Initiated
+    /// Logout 1.0, with `id_token_hint`), else the BFF's own post-logout page.
+    pub async fn logout_url(&self, config: &Config, id_token_hint: Option<&IdToken>) -> String {
+        let post_logout = config.post_logout_url();
+        let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        if let Some(template) = &config.logout_url {
+            return template
+                .replace("{client_id}", &encode(&self.client_id))
+                .replace("{post_logout_redirect_uri}", &encode(&post_logout))
+                .replace(
+                    "{id_token_hint}",
+                    &encode(id_token_hint.map(IdToken::secret).unwrap_or_default()),
+                );
+        }
+        let endpoint = match self.metadata().await {
+            Ok(metadata) => metadata.end_session_endpoint.clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no discovery for logout; using the local page");
+                None
+            }
+        };
+        let Some(mut url) = endpoint.and_then(|e| Url::parse(&e).ok()) else {
+            return post_logout;
+        };
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("client_id", &self.client_id)
+                .append_pair("post_logout_redirect_uri", &post_logout);
+            if let Some(hint) = id_token_hint {
+                query.append_pair("id_token_hint", hint.secret());
+            }
+        }
+        url.into()
+    }
+
+    /// Revokes a refresh token at the provider's RFC 7009 endpoint, when it has one.
+    /// Best effort: a logout never fails because revocation did.
+    pub async fn revoke(&self, refresh_token: &RefreshToken) {
+        let Ok(metadata) = self.metadata().await else {
+            return;
+        };
+        let (Some(endpoint), auth) = (metadata.revocation_endpoint.clone(), metadata.client_auth()) else {
+            return;
+        };
+        let mut form = vec![("token", refresh_token.secret()), ("token_type_hint", "refresh_token")];
+        let mut request = self.http.post(&endpoint);
+        match auth {
+            // RFC 6749 2.3.1: id and secret are form-encoded before the Basic encoding.
+            ClientAuth::Basic => {
+                let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                let secret = self.client_secret.as_ref().map(|s| encode(s.secret()));
+                request = request.basic_auth(encode(&self.client_id), secret);
+            }
+            ClientAuth::Post => {
+                form.push(("client_id", &self.client_id));
+                if let Some(secret) = &self.client_secret {
+                    form.push(("client_secret", secret.secret()));
+                }
+            }
+        }
+        match request.form(&form).send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => tracing::warn!(status = %response.status(), "refresh-token revocation refused"),
+            Err(e) => tracing::warn!(error = %transport_error(e), "refresh-token revocation failed"),
+        }
+    }
+}

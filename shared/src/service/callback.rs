@@ -1,0 +1,146 @@
+//! Finishing the grant: the transaction is consumed exactly once (atomic
+//! delete-and-return), then RFC 9207 `iss`, the code exchange with the PKCE verifier,
+//! full ID-token validation, and a brand-new session. A new login ends the browser's
+//! previous session in the store, not only in its cookie.
+
+use super::Deps;
+use crate::domain::secret::{SessionId, hash};
+use crate::domain::session::{LoginTransaction, SessionRecord, new_expiries};
+use crate::oidc::OidcError;
+use crate::store::{StoreError, StoreKey, session_key};
+
+/// Why a callback created no session.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// The provider reports that the user refused (`error=access_denied`).
+    #[error("access denied at the provider")]
+    AccessDenied {
+        /// The provider's `error` and `error_description`, to show (escaped).
+        text: String,
+    },
+    /// The provider reports another error.
+    #[error("the provider reported an error")]
+    ProviderReported {
+        /// The provider's `error` and `error_description`, to show (escaped).
+        text: String,
+    },
+    /// The callback has no `code`.
+    #[error("the callback has no code")]
+    MissingCode,
+    /// The callback has no `state`.
+    #[error("the callback has no state")]
+    MissingState,
+    /// This browser did not start the login, or it expired, or was used already.
+    #[error("unknown, expired or spent state")]
+    UnknownState,
+    /// RFC 9207: `iss` is missing though advertised, or names another issuer.
+    #[error("the authorization response names another issuer")]
+    WrongIssuer,
+    /// The token response carries no ID token.
+    #[error("no ID token")]
+    NoIdToken,
+    /// The provider failed or refused (code exchange, discovery, ID-token validation).
+    #[error(transparent)]
+    Provider(#[from] OidcError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The validated return address cannot be put in a `Location` header.
+    #[error("unusable return address")]
+    UnusableReturnTo,
+}
+
+/// A login completed: the new session's id, where to send the browser, and the user.
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// The new session id (for the cookie only).
+    pub id: SessionId,
+    /// Where the browser goes now.
+    pub return_to: String,
+    /// The user's `sub`.
+    pub sub: String,
+}
+
+/// Consumes the transaction of `state`, whatever happens next, so it is never used twice.
+pub async fn take_transaction(deps: &Deps<'_>, state: &str) -> Result<Option<LoginTransaction>, StoreError> {
+    deps.store
+        .take_transaction(&StoreKey::transaction(&hash(state)), deps.clock.now())
+        .await
+}
+
+/// The provider's `error` as the text a person sees.
+pub fn provider_reported(error: &str, description: &str) -> CallbackError {
+    let text = if description.is_empty() {
+        format!("The identity provider answered: {error}")
+    } else {
+        format!("The identity provider answered: {error}: {description}")
+    };
+    if error == "access_denied" {
+        CallbackError::AccessDenied { text }
+    } else {
+        CallbackError::ProviderReported { text }
+    }
+}
+
+/// Redeems `code` for the login `tx` and creates the session; ends `previous` (the
+/// browser's session before this login) in the store.
+pub async fn complete(
+    deps: &Deps<'_>,
+    tx: LoginTransaction,
+    code: &str,
+    iss: Option<&str>,
+    previous: Option<SessionId>,
+) -> Result<LoggedIn, CallbackError> {
+    check_issuer(deps, iss).await?;
+
+    let tokens = deps.oidc.exchange_code(code, tx.pkce_verifier).await?;
+    let now = deps.clock.now();
+    let id_token = tokens.id_token.ok_or(CallbackError::NoIdToken)?;
+    let verified = deps.oidc.verify_id_token(&id_token, Some(&tx.nonce), now).await?;
+
+    let (expires_at, idle_expires_at) = new_expiries(now, deps.config.session_idle_secs, deps.config.session_max_secs);
+    let record = SessionRecord {
+        sub: verified.sub,
+        sid: verified.sid,
+        claims: verified.claims,
+        id_token,
+        access_token: tokens.access_token,
+        access_expires_at: tokens.expires_in.map(|secs| now.saturating_add(secs)),
+        access_issued_at: now,
+        refresh_token: tokens.refresh_token,
+        created_at: now,
+        expires_at,
+        idle_expires_at,
+        version: 1,
+        refresh_lease: None,
+    };
+    let id = SessionId::generate();
+    deps.store.put_session(&session_key(&id), &record).await?;
+
+    if let Some(old) = previous
+        && let Err(e) = deps.store.delete_session(&session_key(&old)).await
+    {
+        tracing::warn!(error = %e, "could not delete the previous session");
+    }
+    tracing::info!(sub_hash = %hash(&record.sub), "session created");
+    Ok(LoggedIn {
+        id,
+        return_to: tx.return_to,
+        sub: record.sub,
+    })
+}
+
+/// RFC 9207: when the provider advertises `iss` in authorization responses it must be
+/// there and name our issuer; when present anyway it must still match (mix-up defence).
+async fn check_issuer(deps: &Deps<'_>, iss: Option<&str>) -> Result<(), CallbackError> {
+    let advertised = deps
+        .oidc
+        .metadata()
+        .await?
+        .authorization_response_iss_parameter_supported;
+    match iss {
+        Some(iss) if iss == deps.config.issuer => Ok(()),
+        None if !advertised => Ok(()),
+        _ => Err(CallbackError::WrongIssuer),
+    }
+}

@@ -1,0 +1,57 @@
+//! Starting the Authorization Code Grant: fresh `state` and `nonce` (256 bits each) and a
+//! PKCE S256 verifier; the transaction (verifier, nonce, returnTo) goes to the store under
+//! the hash of `state`, never under `state` itself.
+
+use super::Deps;
+use crate::domain::secret::{PkceVerifier, hash, random_token};
+use crate::domain::session::LoginTransaction;
+use crate::oidc::OidcError;
+use crate::store::{StoreError, StoreKey};
+
+/// Lifetime of a login transaction and of its cookie, in seconds: how long a login may
+/// take, from `/auth/login` to the callback.
+pub const LOGIN_TX_SECS: i64 = 600;
+
+/// A login under way: where to send the browser, and the `state` it must bring back.
+#[derive(Debug)]
+pub struct LoginStarted {
+    /// The provider's authorization URL for this login.
+    pub location: String,
+    /// The login's `state`, to remember in the browser.
+    pub state: String,
+}
+
+/// Why a login could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The provider's discovery could not be read.
+    #[error(transparent)]
+    Provider(#[from] OidcError),
+    /// The transaction could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The provider's authorization endpoint cannot be put in a `Location` header.
+    #[error("bad authorization endpoint")]
+    BadAuthorizationEndpoint,
+}
+
+/// Starts a login that returns to `return_to` (already validated).
+pub async fn start(deps: &Deps<'_>, return_to: String) -> Result<LoginStarted, LoginError> {
+    let state = random_token(32);
+    let nonce = random_token(32);
+    let verifier = PkceVerifier::generate();
+    let location = deps
+        .oidc
+        .authorization_url(deps.config, &state, &nonce, &verifier)
+        .await?;
+    let tx = LoginTransaction {
+        pkce_verifier: verifier,
+        nonce,
+        return_to,
+        expires_at: deps.clock.now() + LOGIN_TX_SECS,
+    };
+    deps.store
+        .put_transaction(&StoreKey::transaction(&hash(&state)), &tx)
+        .await?;
+    Ok(LoginStarted { location, state })
+}

@@ -1,0 +1,257 @@
+//! Access-token refresh, single-flight across every instance.
+//!
+//! In AWS many proxy instances serve one user at once, and providers rotate refresh
+//! tokens: a second use of a spent refresh token ends the user's grant. So exactly one
+//! caller refreshes, coordinated through the store, not process memory: it takes a
+//! [`RefreshLease`] with a version-conditional write, refreshes, and writes the new access
+//! and refresh tokens together while releasing the lease. Everyone else uses the old
+//! token while it is still valid, or waits briefly and re-reads. A lease expires on its
+//! own, so a holder that crashed mid-refresh blocks the others for at most [`LEASE_MS`].
+//!
+//! The state machine is generic over its ports (the session store, the provider's
+//! refresh grant and the clock), so every branch is unit-tested with in-memory fakes.
+//! This module never logs a token.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::domain::clock::Clock;
+use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
+use crate::domain::session::{RefreshLease, SessionRecord, refresh_due};
+use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
+use crate::store::{SessionStore, StoreError, StoreKey};
+
+/// How long a refresh lease holds: one provider call and the write after it.
+pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + 2_000;
+/// How often a waiting caller re-reads the session.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+/// Attempts at the final write when other updates (idle sliding) interleave.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// Why no usable access token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The session is gone or can no longer be refreshed (`invalid_grant`, no refresh
+    /// token and an expired access token): the user must log in again.
+    #[error("the session has ended")]
+    SessionEnded,
+    /// Another instance holds the lease and did not finish in time.
+    #[error("a refresh is in progress elsewhere")]
+    InProgress,
+    /// The provider failed (down, timed out, or refused for another reason than
+    /// `invalid_grant`).
+    #[error("refresh failed at the provider: {0}")]
+    Provider(OidcError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The provider as the refresh needs it: the refresh grant, and validation of the ID
+/// token it may return.
+#[async_trait]
+pub trait RefreshGrant: Send + Sync {
+    /// Uses `refresh_token`; the answer may rotate it.
+    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError>;
+
+    /// Validates an ID token returned by the refresh grant (no nonce) at `now`.
+    async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError>;
+}
+
+#[async_trait]
+impl RefreshGrant for Oidc {
+    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
+        Oidc::refresh(self, refresh_token).await
+    }
+
+    async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError> {
+        self.verify_id_token(id_token, None, now).await
+    }
+}
+
+/// The refresh service over its ports.
+pub struct Refresher<'a, S: ?Sized, P: ?Sized> {
+    store: &'a S,
+    provider: &'a P,
+    clock: &'a dyn Clock,
+}
+
+impl<'a, S, P> Refresher<'a, S, P>
+where
+    S: SessionStore + ?Sized,
+    P: RefreshGrant + ?Sized,
+{
+    /// A refresher using `store` for sessions and leases, `provider` for the grant.
+    pub fn new(store: &'a S, provider: &'a P, clock: &'a dyn Clock) -> Self {
+        Self { store, provider, clock }
+    }
+
+    /// The access token to send for `session`: the stored one, or a refreshed one when
+    /// it is due or when `rejected` (the token the upstream just refused) is still the
+    /// stored one.
+    pub async fn usable_access_token(
+        &self,
+        key: &StoreKey,
+        mut session: SessionRecord,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken, RefreshError> {
+        let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
+        loop {
+            let now_ms = self.clock.now_ms();
+            let now = now_ms / 1000;
+            let was_rejected = rejected.is_some_and(|r| *r == session.access_token);
+            if !was_rejected && !refresh_due(&session, now) {
+                return Ok(session.access_token);
+            }
+            // A token the upstream refused is never "still valid", whatever its expiry says.
+            let still_valid = !was_rejected && session.access_expires_at.is_some_and(|exp| now < exp);
+            if session.refresh_token.is_none() {
+                if still_valid {
+                    return Ok(session.access_token);
+                }
+                self.end_session(key).await;
+                return Err(RefreshError::SessionEnded);
+            }
+
+            if session.refresh_lease.as_ref().is_some_and(|l| l.is_held(now_ms)) {
+                // Someone else is refreshing.
+                if still_valid {
+                    return Ok(session.access_token);
+                }
+                if Instant::now() >= give_up {
+                    return Err(RefreshError::InProgress);
+                }
+                tokio::time::sleep(WAIT_POLL).await;
+                session = self.reload(key).await?;
+                continue;
+            }
+
+            let lease = RefreshLease {
+                owner: random_token(16),
+                until_ms: now_ms + LEASE_MS,
+            };
+            let mut leased = session.clone();
+            leased.refresh_lease = Some(lease.clone());
+            leased.version = session.version + 1;
+            match self.store.update_session(key, &leased, session.version).await {
+                Ok(()) => return self.refresh_under_lease(key, leased, &lease, still_valid).await,
+                // Another caller changed the session first (took the lease, or refreshed): look again.
+                Err(StoreError::Conflict) => session = self.reload(key).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn reload(&self, key: &StoreKey) -> Result<SessionRecord, RefreshError> {
+        self.store
+            .get_session(key, self.clock.now())
+            .await?
+            .ok_or(RefreshError::SessionEnded)
+    }
+
+    async fn refresh_under_lease(
+        &self,
+        key: &StoreKey,
+        leased: SessionRecord,
+        lease: &RefreshLease,
+        still_valid: bool,
+    ) -> Result<AccessToken, RefreshError> {
+        let Some(refresh_token) = leased.refresh_token.clone() else {
+            return Err(RefreshError::SessionEnded);
+        };
+        match self.provider.refresh(&refresh_token).await {
+            Ok(tokens) => self.save_refreshed(key, leased, lease, tokens).await,
+            Err(e) if e.is_invalid_grant() => {
+                // The grant is gone at the provider (revoked, expired, or a rotated token reused).
+                self.end_session(key).await;
+                Err(RefreshError::SessionEnded)
+            }
+            Err(e) => {
+                let old_token = leased.access_token.clone();
+                self.release_lease(key, leased).await;
+                if still_valid {
+                    // The provider is down: the old token serves until it really expires.
+                    tracing::warn!(error = %e, "refresh failed; using the still-valid access token");
+                    Ok(old_token)
+                } else {
+                    Err(RefreshError::Provider(e))
+                }
+            }
+        }
+    }
+
+    async fn save_refreshed(
+        &self,
+        key: &StoreKey,
+        leased: SessionRecord,
+        lease: &RefreshLease,
+        tokens: TokenSet,
+    ) -> Result<AccessToken, RefreshError> {
+        let now = self.clock.now();
+        let mut claims = None;
+        if let Some(id_token) = tokens.id_token {
+            // A refreshed ID token is kept only if it validates and names the same user.
+            match self.provider.verify_refreshed_id_token(&id_token, now).await {
+                Ok(verified) if verified.sub == leased.sub => claims = Some((verified.claims, id_token)),
+                Ok(_) => tracing::warn!("refreshed ID token names another subject; ignored"),
+                Err(e) => tracing::warn!(error = %e, "refreshed ID token failed validation; ignored"),
+            }
+        }
+        let access_token = tokens.access_token.clone();
+        let apply = |current: &SessionRecord| {
+            let mut next = current.clone();
+            next.access_token = tokens.access_token.clone();
+            next.access_issued_at = now;
+            next.access_expires_at = tokens.expires_in.map(|secs| now.saturating_add(secs));
+            // Rotation: the new refresh token replaces the old in the same write.
+            if let Some(rotated) = &tokens.refresh_token {
+                next.refresh_token = Some(rotated.clone());
+            }
+            if let Some((new_claims, id_token)) = &claims {
+                next.claims = new_claims.clone();
+                next.id_token = id_token.clone();
+            }
+            next.refresh_lease = None;
+            next.version = current.version + 1;
+            next
+        };
+        let mut current = leased;
+        for _ in 0..WRITE_ATTEMPTS {
+            match self.store.update_session(key, &apply(&current), current.version).await {
+                Ok(()) => return Ok(access_token),
+                Err(StoreError::Conflict) => {
+                    // An idle-expiry slide interleaved; keep our tokens on top of it, as
+                    // long as the lease is still ours.
+                    match self.store.get_session(key, self.clock.now()).await? {
+                        Some(fresh) if fresh.refresh_lease.as_ref() == Some(lease) => current = fresh,
+                        _ => {
+                            tracing::warn!("refresh lease lost before the tokens were saved");
+                            return Ok(access_token);
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::warn!("could not save refreshed tokens after retries");
+        Ok(access_token)
+    }
+
+    async fn release_lease(&self, key: &StoreKey, leased: SessionRecord) {
+        let mut released = leased.clone();
+        released.refresh_lease = None;
+        released.version = leased.version + 1;
+        if let Err(e) = self.store.update_session(key, &released, leased.version).await {
+            tracing::warn!(error = %e, "could not release the refresh lease; it expires on its own");
+        }
+    }
+
+    /// Deletes a session that can no longer be used.
+    pub async fn end_session(&self, key: &StoreKey) {
+        if let Err(e) = self.store.delete_session(key).await {
+            tracing::warn!(error = %e, "could not delete an ended session");
+        }
+    }
+}
