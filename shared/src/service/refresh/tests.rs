@@ -1,0 +1,436 @@
+//! The refresh state machine against in-memory fakes of its ports: the in-memory store
+//! (optionally failing writes on demand), a scripted provider and a clock that follows
+//! tokio's paused time. No process, no socket; each case runs in milliseconds of real
+//! time. Cases marked "today" document behaviour the fault-tolerance work changes.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::domain::secret::SessionId;
+use crate::store::memory::MemoryStore;
+use crate::store::session_key;
+
+/// Wall-clock milliseconds at the start, advancing with tokio's (paused) time.
+struct TokioClock {
+    base_ms: i64,
+    start: Instant,
+}
+
+impl TokioClock {
+    fn new() -> Self {
+        Self {
+            base_ms: 1_700_000_000_000,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> i64 {
+        self.base_ms + self.start.elapsed().as_millis() as i64
+    }
+}
+
+/// A provider answering the refresh grant from a script, after `delay`.
+#[derive(Default)]
+struct FakeProvider {
+    answers: Mutex<VecDeque<Result<TokenSet, OidcError>>>,
+    presented: Mutex<Vec<String>>,
+    delay: Mutex<Duration>,
+}
+
+impl FakeProvider {
+    fn answering(answers: Vec<Result<TokenSet, OidcError>>) -> Self {
+        Self {
+            answers: Mutex::new(answers.into()),
+            ..Self::default()
+        }
+    }
+
+    fn slowed(self, delay: Duration) -> Self {
+        *self.delay.lock().expect("lock") = delay;
+        self
+    }
+
+    fn grants(&self) -> Vec<String> {
+        self.presented.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl RefreshGrant for FakeProvider {
+    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
+        self.presented
+            .lock()
+            .expect("lock")
+            .push(refresh_token.secret().to_owned());
+        let delay = *self.delay.lock().expect("lock");
+        tokio::time::sleep(delay).await;
+        self.answers
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or(Err(OidcError::Unreachable("no scripted answer".into())))
+    }
+
+    async fn verify_refreshed_id_token(&self, _: &IdToken, _: i64) -> Result<VerifiedClaims, OidcError> {
+        Err(OidcError::InvalidIdToken("the fake provider issues none".into()))
+    }
+}
+
+/// The in-memory store, with the next `fail_updates` writes failing as unavailable.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    fail_updates: AtomicUsize,
+}
+
+#[async_trait]
+impl SessionStore for FlakyStore {
+    async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
+        self.inner.put_session(key, session).await
+    }
+
+    async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.get_session(key, now).await
+    }
+
+    async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
+        let failing = self
+            .fail_updates
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(StoreError::Unavailable("injected write failure".into()));
+        }
+        self.inner.update_session(key, session, expected).await
+    }
+
+    async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.delete_session(key).await
+    }
+}
+
+fn tokens(access: &str, refresh: &str) -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new(access),
+        refresh_token: Some(RefreshToken::new(refresh)),
+        expires_in: Some(300),
+        id_token: None,
+    }
+}
+
+/// A session whose access token (300 s) expires `expires_in` seconds from `clock`'s now.
+fn session(clock: &TokioClock, expires_in: i64) -> SessionRecord {
+    let now = clock.now();
+    SessionRecord {
+        sub: "alice".into(),
+        sid: None,
+        claims: serde_json::Map::new(),
+        id_token: IdToken::new("id"),
+        access_token: AccessToken::new("access-1"),
+        access_expires_at: Some(now + expires_in),
+        access_issued_at: now + expires_in - 300,
+        refresh_token: Some(RefreshToken::new("refresh-1")),
+        created_at: now - 600,
+        expires_at: now + 86_400,
+        idle_expires_at: now + 86_400,
+        version: 1,
+        refresh_lease: None,
+    }
+}
+
+async fn planted(store: &FlakyStore, record: &SessionRecord) -> StoreKey {
+    let key = session_key(&SessionId::generate());
+    store.put_session(&key, record).await.expect("plant");
+    key
+}
+
+async fn stored(store: &FlakyStore, key: &StoreKey, clock: &TokioClock) -> Option<SessionRecord> {
+    store.get_session(key, clock.now()).await.expect("read")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_not_yet_due_is_used_without_asking_the_provider() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::default();
+    let record = session(&clock, 200);
+    let key = planted(&store, &record).await;
+    let token = Refresher::new(&store, &provider, &clock)
+        .usable_access_token(&key, record, None)
+        .await
+        .expect("token");
+    assert_eq!(token.secret(), "access-1");
+    assert!(provider.grants().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lease_holder_refreshes_once_and_saves_both_rotated_tokens() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    let record = session(&clock, 10);
+    let key = planted(&store, &record).await;
+    let token = Refresher::new(&store, &provider, &clock)
+        .usable_access_token(&key, record, None)
+        .await
+        .expect("token");
+    assert_eq!(token.secret(), "access-2");
+    assert_eq!(provider.grants(), ["refresh-1"]);
+    let saved = stored(&store, &key, &clock).await.expect("session kept");
+    assert_eq!(saved.access_token.secret(), "access-2");
+    assert_eq!(saved.refresh_token.expect("rotated").secret(), "refresh-2");
+    assert!(saved.refresh_lease.is_none(), "the lease is released with the write");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_held_elsewhere_lets_a_still_valid_token_serve() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::default();
+    let mut record = session(&clock, 10);
+    record.refresh_lease = Some(RefreshLease {
+        owner: "other".into(),
+        until_ms: clock.now_ms() + LEASE_MS,
+    });
+    let key = planted(&store, &record).await;
+    let token = Refresher::new(&store, &provider, &clock)
+        .usable_access_token(&key, record, None)
+        .await
+        .expect("token");
+    assert_eq!(token.secret(), "access-1");
+    assert!(provider.grants().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_without_a_valid_token_waits_for_the_lease_holders_write() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::default();
+    let mut record = session(&clock, -1);
+    record.refresh_lease = Some(RefreshLease {
+        owner: "other".into(),
+        until_ms: clock.now_ms() + LEASE_MS,
+    });
+    let key = planted(&store, &record).await;
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(750)).await;
+        let mut done = record.clone();
+        done.access_token = AccessToken::new("access-other");
+        done.access_expires_at = Some(clock.now() + 300);
+        done.access_issued_at = clock.now();
+        done.refresh_lease = None;
+        done.version = 2;
+        store.update_session(&key, &done, 1).await.expect("other write");
+    };
+    let refresher = Refresher::new(&store, &provider, &clock);
+    let waiting = refresher.usable_access_token(&key, record.clone(), None);
+    let (token, ()) = tokio::join!(waiting, other);
+    assert_eq!(token.expect("token").secret(), "access-other");
+    assert!(
+        provider.grants().is_empty(),
+        "the waiter never spends the refresh token"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_gives_up_when_the_lease_holder_never_finishes() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::default();
+    let mut record = session(&clock, -1);
+    // A holder that keeps renewing: the lease never lapses while the waiter waits.
+    record.refresh_lease = Some(RefreshLease {
+        owner: "other".into(),
+        until_ms: clock.now_ms() + 10 * LEASE_MS,
+    });
+    let key = planted(&store, &record).await;
+    let err = Refresher::new(&store, &provider, &clock)
+        .usable_access_token(&key, record, None)
+        .await
+        .expect_err("gives up");
+    assert!(matches!(err, RefreshError::InProgress), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_grant_ends_the_session() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::answering(vec![Err(OidcError::Rejected {
+        error: "invalid_grant".into(),
+    })]);
+    let record = session(&clock, -1);
+    let key = planted(&store, &record).await;
+    let err = Refresher::new(&store, &provider, &clock)
+        .usable_access_token(&key, record, None)
+        .await
+        .expect_err("ended");
+    assert!(matches!(err, RefreshError::SessionEnded), "{err:?}");
+    assert!(stored(&store, &key, &clock).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_timeout_keeps_the_session_and_serves_a_still_valid_token() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider =
+        FakeProvider::answering(vec![Err(OidcError::Timeout), Err(OidcError::Timeout)]).slowed(PROVIDER_TIMEOUT);
+    let record = session(&clock, 30);
+    let key = planted(&store, &record).await;
+    let refresher = Refresher::new(&store, &provider, &clock);
+    let token = refresher
+        .usable_access_token(&key, record, None)
+        .await
+        .expect("old token");
+    assert_eq!(token.secret(), "access-1");
+    let kept = stored(&store, &key, &clock).await.expect("session kept");
+    assert!(kept.refresh_lease.is_none(), "the lease is released");
+
+    // Once the old token has expired too, the timeout reaches the caller.
+    let mut expired = kept.clone();
+    expired.access_expires_at = Some(clock.now() - 1);
+    expired.version += 1;
+    store
+        .update_session(&key, &expired, kept.version)
+        .await
+        .expect("expire");
+    let err = refresher
+        .usable_access_token(&key, expired, None)
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, RefreshError::Provider(OidcError::Timeout)), "{err:?}");
+    assert!(stored(&store, &key, &clock).await.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_instances_racing_after_expiry_make_exactly_one_grant() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_secs(1));
+    let record = session(&clock, -1);
+    let key = planted(&store, &record).await;
+    let (first, second) = (
+        Refresher::new(&store, &provider, &clock),
+        Refresher::new(&store, &provider, &clock),
+    );
+    let (a, b) = tokio::join!(
+        first.usable_access_token(&key, record.clone(), None),
+        second.usable_access_token(&key, record.clone(), None),
+    );
+    assert_eq!(a.expect("first").secret(), "access-2");
+    assert_eq!(b.expect("second").secret(), "access-2");
+    assert_eq!(provider.grants(), ["refresh-1"]);
+    let saved = stored(&store, &key, &clock).await.expect("kept");
+    assert_eq!(saved.refresh_token.expect("rotated").secret(), "refresh-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_rejection_refreshes_even_a_token_that_is_not_due() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    let record = session(&clock, 200);
+    let key = planted(&store, &record).await;
+    let rejected = AccessToken::new("access-1");
+    let token = Refresher::new(&store, &provider, &clock)
+        .usable_access_token(&key, record, Some(&rejected))
+        .await
+        .expect("token");
+    assert_eq!(token.secret(), "access-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_refresh_token_an_expired_session_ends() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::default();
+    let mut record = session(&clock, -1);
+    record.refresh_token = None;
+    let key = planted(&store, &record).await;
+    let err = Refresher::new(&store, &provider, &clock)
+        .usable_access_token(&key, record, None)
+        .await
+        .expect_err("ended");
+    assert!(matches!(err, RefreshError::SessionEnded));
+    assert!(stored(&store, &key, &clock).await.is_none());
+}
+
+/// Today: a store failure right after the provider rotated answers a store error, and the
+/// item keeps the spent refresh token and the lease (the rotated token is lost).
+#[tokio::test(start_paused = true)]
+async fn today_a_store_failure_after_rotation_loses_the_rotated_token() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider =
+        FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_millis(100));
+    let record = session(&clock, -1);
+    let key = planted(&store, &record).await;
+    let refresher = Refresher::new(&store, &provider, &clock);
+    // The lease write succeeds; the write of the new tokens, during the grant, fails.
+    let refresh = refresher.usable_access_token(&key, record, None);
+    let fail_after_lease = async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        store.fail_updates.store(1, Ordering::SeqCst);
+    };
+    let (result, ()) = tokio::join!(refresh, fail_after_lease);
+    assert!(matches!(result, Err(RefreshError::Store(_))), "{result:?}");
+    let kept = stored(&store, &key, &clock).await.expect("item still there");
+    assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-1");
+    assert!(kept.refresh_lease.is_some(), "a dangling lease");
+}
+
+/// Today: a lease that lapses while the provider is slow lets a second caller spend the
+/// same refresh token.
+#[tokio::test(start_paused = true)]
+async fn today_a_lease_that_lapses_mid_call_lets_a_second_grant_through() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::answering(vec![
+        Ok(tokens("access-2", "refresh-2")),
+        Err(OidcError::Rejected {
+            error: "invalid_grant".into(),
+        }),
+    ])
+    .slowed(Duration::from_millis(LEASE_MS as u64 + 500));
+    let record = session(&clock, -1);
+    let key = planted(&store, &record).await;
+    let (first, second) = (
+        Refresher::new(&store, &provider, &clock),
+        Refresher::new(&store, &provider, &clock),
+    );
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 + 100)).await;
+        let current = stored(&store, &key, &clock).await.expect("still there");
+        second.usable_access_token(&key, current, None).await
+    };
+    let (_, b) = tokio::join!(first.usable_access_token(&key, record, None), late);
+    assert_eq!(
+        provider.grants(),
+        ["refresh-1", "refresh-1"],
+        "the spent token went out twice"
+    );
+    assert!(matches!(b, Err(RefreshError::SessionEnded)));
+}
+
+/// Today: when the lease is taken over between the grant and the write, the new access
+/// token is used once and the rotated refresh token is dropped.
+#[tokio::test(start_paused = true)]
+async fn today_a_lost_lease_drops_the_rotated_refresh_token() {
+    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_secs(1));
+    let record = session(&clock, -1);
+    let key = planted(&store, &record).await;
+    let thief = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let current = stored(&store, &key, &clock).await.expect("there");
+        let mut stolen = current.clone();
+        stolen.refresh_lease = Some(RefreshLease {
+            owner: "thief".into(),
+            until_ms: clock.now_ms() + LEASE_MS,
+        });
+        stolen.version += 1;
+        store
+            .update_session(&key, &stolen, current.version)
+            .await
+            .expect("steal");
+    };
+    let refresher = Refresher::new(&store, &provider, &clock);
+    let (token, ()) = tokio::join!(refresher.usable_access_token(&key, record, None), thief);
+    assert_eq!(token.expect("token").secret(), "access-2");
+    let kept = stored(&store, &key, &clock).await.expect("there");
+    assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-1");
+}
