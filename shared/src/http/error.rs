@@ -250,10 +250,10 @@ impl From<LoginError> for ErrorAnswer {
     fn from(e: LoginError) -> Self {
         match e {
             LoginError::Provider(e) => e.into(),
-            LoginError::Store(e) => e.into(),
             LoginError::BadAuthorizationEndpoint => {
                 Self::new(BAD_GATEWAY, "provider_error", "bad authorization endpoint")
             }
+            LoginError::Store(e) => e.into(),
         }
     }
 }
@@ -277,10 +277,10 @@ impl From<CallbackError> for ErrorAnswer {
             ),
             CallbackError::NoIdToken => Self::new(BAD_GATEWAY, "invalid_id_token", "the provider returned no ID token"),
             CallbackError::Provider(e) => e.into(),
-            CallbackError::Store(e) => e.into(),
             CallbackError::UnusableReturnTo => {
                 Self::new(BAD_REQUEST, "invalid_return_to", "the return address is not usable")
             }
+            CallbackError::Store(e) => e.into(),
         }
     }
 }

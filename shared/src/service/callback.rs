@@ -42,12 +42,12 @@ pub enum CallbackError {
     /// The provider failed or refused (code exchange, discovery, ID-token validation).
     #[error(transparent)]
     Provider(#[from] OidcError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
     /// The validated return address cannot be put in a `Location` header.
     #[error("unusable return address")]
     UnusableReturnTo,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A login completed: the new session's id, where to send the browser, and the user.

@@ -27,12 +27,12 @@ pub enum LoginError {
     /// The provider's discovery could not be read.
     #[error(transparent)]
     Provider(#[from] OidcError),
-    /// The transaction could not be stored.
-    #[error(transparent)]
-    Store(#[from] StoreError),
     /// The provider's authorization endpoint cannot be put in a `Location` header.
     #[error("bad authorization endpoint")]
     BadAuthorizationEndpoint,
+    /// The transaction could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Starts a login that returns to `return_to` (already validated).

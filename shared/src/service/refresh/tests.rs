@@ -125,63 +125,89 @@ fn tokens(access: &str, refresh: &str) -> TokenSet {
     }
 }
 
-/// A session whose access token (300 s) expires `expires_in` seconds from `clock`'s now.
-fn session(clock: &TokioClock, expires_in: i64) -> SessionRecord {
-    let now = clock.now();
-    SessionRecord {
-        sub: "alice".into(),
-        sid: None,
-        claims: serde_json::Map::new(),
-        id_token: IdToken::new("id"),
-        access_token: AccessToken::new("access-1"),
-        access_expires_at: Some(now + expires_in),
-        access_issued_at: now + expires_in - 300,
-        refresh_token: Some(RefreshToken::new("refresh-1")),
-        created_at: now - 600,
-        expires_at: now + 86_400,
-        idle_expires_at: now + 86_400,
-        version: 1,
-        refresh_lease: None,
+/// One session in a store, on a clock that follows tokio's paused time.
+struct Fixture {
+    store: FlakyStore,
+    clock: TokioClock,
+    key: StoreKey,
+    record: SessionRecord,
+}
+
+impl Fixture {
+    /// A session whose access token (300 s) expires `expires_in` seconds from now,
+    /// changed by `edit` before it is stored.
+    async fn new(expires_in: i64, edit: impl FnOnce(&mut SessionRecord, &TokioClock)) -> Self {
+        let (store, clock) = (FlakyStore::default(), TokioClock::new());
+        let now = clock.now();
+        let mut record = SessionRecord {
+            sub: "alice".into(),
+            sid: None,
+            claims: serde_json::Map::new(),
+            id_token: IdToken::new("id"),
+            access_token: AccessToken::new("access-1"),
+            access_expires_at: Some(now + expires_in),
+            access_issued_at: now + expires_in - 300,
+            refresh_token: Some(RefreshToken::new("refresh-1")),
+            created_at: now - 600,
+            expires_at: now + 86_400,
+            idle_expires_at: now + 86_400,
+            version: 1,
+            refresh_lease: None,
+        };
+        edit(&mut record, &clock);
+        let key = session_key(&SessionId::generate());
+        store.put_session(&key, &record).await.expect("plant");
+        Self {
+            store,
+            clock,
+            key,
+            record,
+        }
     }
-}
 
-async fn planted(store: &FlakyStore, record: &SessionRecord) -> StoreKey {
-    let key = session_key(&SessionId::generate());
-    store.put_session(&key, record).await.expect("plant");
-    key
-}
+    fn refresher<'a>(&'a self, provider: &'a FakeProvider) -> Refresher<'a, FlakyStore, FakeProvider> {
+        Refresher::new(&self.store, provider, &self.clock)
+    }
 
-async fn stored(store: &FlakyStore, key: &StoreKey, clock: &TokioClock) -> Option<SessionRecord> {
-    store.get_session(key, clock.now()).await.expect("read")
+    /// One call of the service on the planted record.
+    async fn usable(
+        &self,
+        provider: &FakeProvider,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken, RefreshError> {
+        self.refresher(provider)
+            .usable_access_token(&self.key, self.record.clone(), rejected)
+            .await
+    }
+
+    async fn stored(&self) -> Option<SessionRecord> {
+        self.store.get_session(&self.key, self.clock.now()).await.expect("read")
+    }
+
+    /// A lease another instance holds for `ms` from now.
+    fn held_elsewhere(clock: &TokioClock, owner: &str, ms: i64) -> Option<RefreshLease> {
+        Some(RefreshLease {
+            owner: owner.into(),
+            until_ms: clock.now_ms() + ms,
+        })
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_token_not_yet_due_is_used_without_asking_the_provider() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(200, |_, _| {}).await;
     let provider = FakeProvider::default();
-    let record = session(&clock, 200);
-    let key = planted(&store, &record).await;
-    let token = Refresher::new(&store, &provider, &clock)
-        .usable_access_token(&key, record, None)
-        .await
-        .expect("token");
-    assert_eq!(token.secret(), "access-1");
+    assert_eq!(at.usable(&provider, None).await.expect("token").secret(), "access-1");
     assert!(provider.grants().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_lease_holder_refreshes_once_and_saves_both_rotated_tokens() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(10, |_, _| {}).await;
     let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
-    let record = session(&clock, 10);
-    let key = planted(&store, &record).await;
-    let token = Refresher::new(&store, &provider, &clock)
-        .usable_access_token(&key, record, None)
-        .await
-        .expect("token");
-    assert_eq!(token.secret(), "access-2");
+    assert_eq!(at.usable(&provider, None).await.expect("token").secret(), "access-2");
     assert_eq!(provider.grants(), ["refresh-1"]);
-    let saved = stored(&store, &key, &clock).await.expect("session kept");
+    let saved = at.stored().await.expect("session kept");
     assert_eq!(saved.access_token.secret(), "access-2");
     assert_eq!(saved.refresh_token.expect("rotated").secret(), "refresh-2");
     assert!(saved.refresh_lease.is_none(), "the lease is released with the write");
@@ -189,45 +215,33 @@ async fn the_lease_holder_refreshes_once_and_saves_both_rotated_tokens() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lease_held_elsewhere_lets_a_still_valid_token_serve() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(10, |r, clock| {
+        r.refresh_lease = Fixture::held_elsewhere(clock, "other", LEASE_MS)
+    })
+    .await;
     let provider = FakeProvider::default();
-    let mut record = session(&clock, 10);
-    record.refresh_lease = Some(RefreshLease {
-        owner: "other".into(),
-        until_ms: clock.now_ms() + LEASE_MS,
-    });
-    let key = planted(&store, &record).await;
-    let token = Refresher::new(&store, &provider, &clock)
-        .usable_access_token(&key, record, None)
-        .await
-        .expect("token");
-    assert_eq!(token.secret(), "access-1");
+    assert_eq!(at.usable(&provider, None).await.expect("token").secret(), "access-1");
     assert!(provider.grants().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_without_a_valid_token_waits_for_the_lease_holders_write() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(-1, |r, clock| {
+        r.refresh_lease = Fixture::held_elsewhere(clock, "other", LEASE_MS)
+    })
+    .await;
     let provider = FakeProvider::default();
-    let mut record = session(&clock, -1);
-    record.refresh_lease = Some(RefreshLease {
-        owner: "other".into(),
-        until_ms: clock.now_ms() + LEASE_MS,
-    });
-    let key = planted(&store, &record).await;
     let other = async {
         tokio::time::sleep(Duration::from_millis(750)).await;
-        let mut done = record.clone();
+        let mut done = at.record.clone();
         done.access_token = AccessToken::new("access-other");
-        done.access_expires_at = Some(clock.now() + 300);
-        done.access_issued_at = clock.now();
+        done.access_expires_at = Some(at.clock.now() + 300);
+        done.access_issued_at = at.clock.now();
         done.refresh_lease = None;
         done.version = 2;
-        store.update_session(&key, &done, 1).await.expect("other write");
+        at.store.update_session(&at.key, &done, 1).await.expect("other write");
     };
-    let refresher = Refresher::new(&store, &provider, &clock);
-    let waiting = refresher.usable_access_token(&key, record.clone(), None);
-    let (token, ()) = tokio::join!(waiting, other);
+    let (token, ()) = tokio::join!(at.usable(&provider, None), other);
     assert_eq!(token.expect("token").secret(), "access-other");
     assert!(
         provider.grants().is_empty(),
@@ -237,139 +251,101 @@ async fn a_caller_without_a_valid_token_waits_for_the_lease_holders_write() {
 
 #[tokio::test(start_paused = true)]
 async fn a_waiter_gives_up_when_the_lease_holder_never_finishes() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
-    let provider = FakeProvider::default();
-    let mut record = session(&clock, -1);
     // A holder that keeps renewing: the lease never lapses while the waiter waits.
-    record.refresh_lease = Some(RefreshLease {
-        owner: "other".into(),
-        until_ms: clock.now_ms() + 10 * LEASE_MS,
-    });
-    let key = planted(&store, &record).await;
-    let err = Refresher::new(&store, &provider, &clock)
-        .usable_access_token(&key, record, None)
-        .await
-        .expect_err("gives up");
+    let at = Fixture::new(-1, |r, clock| {
+        r.refresh_lease = Fixture::held_elsewhere(clock, "other", 10 * LEASE_MS)
+    })
+    .await;
+    let err = at.usable(&FakeProvider::default(), None).await.expect_err("gives up");
     assert!(matches!(err, RefreshError::InProgress), "{err:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn invalid_grant_ends_the_session() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(-1, |_, _| {}).await;
     let provider = FakeProvider::answering(vec![Err(OidcError::Rejected {
         error: "invalid_grant".into(),
     })]);
-    let record = session(&clock, -1);
-    let key = planted(&store, &record).await;
-    let err = Refresher::new(&store, &provider, &clock)
-        .usable_access_token(&key, record, None)
-        .await
-        .expect_err("ended");
+    let err = at.usable(&provider, None).await.expect_err("ended");
     assert!(matches!(err, RefreshError::SessionEnded), "{err:?}");
-    assert!(stored(&store, &key, &clock).await.is_none());
+    assert!(at.stored().await.is_none());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_provider_timeout_keeps_the_session_and_serves_a_still_valid_token() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(30, |_, _| {}).await;
     let provider =
         FakeProvider::answering(vec![Err(OidcError::Timeout), Err(OidcError::Timeout)]).slowed(PROVIDER_TIMEOUT);
-    let record = session(&clock, 30);
-    let key = planted(&store, &record).await;
-    let refresher = Refresher::new(&store, &provider, &clock);
-    let token = refresher
-        .usable_access_token(&key, record, None)
-        .await
-        .expect("old token");
-    assert_eq!(token.secret(), "access-1");
-    let kept = stored(&store, &key, &clock).await.expect("session kept");
+    assert_eq!(
+        at.usable(&provider, None).await.expect("old token").secret(),
+        "access-1"
+    );
+    let kept = at.stored().await.expect("session kept");
     assert!(kept.refresh_lease.is_none(), "the lease is released");
 
     // Once the old token has expired too, the timeout reaches the caller.
     let mut expired = kept.clone();
-    expired.access_expires_at = Some(clock.now() - 1);
+    expired.access_expires_at = Some(at.clock.now() - 1);
     expired.version += 1;
-    store
-        .update_session(&key, &expired, kept.version)
+    at.store
+        .update_session(&at.key, &expired, kept.version)
         .await
         .expect("expire");
-    let err = refresher
-        .usable_access_token(&key, expired, None)
+    let err = at
+        .refresher(&provider)
+        .usable_access_token(&at.key, expired, None)
         .await
         .expect_err("timeout");
     assert!(matches!(err, RefreshError::Provider(OidcError::Timeout)), "{err:?}");
-    assert!(stored(&store, &key, &clock).await.is_some());
+    assert!(at.stored().await.is_some());
 }
 
 #[tokio::test(start_paused = true)]
 async fn two_instances_racing_after_expiry_make_exactly_one_grant() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(-1, |_, _| {}).await;
     let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_secs(1));
-    let record = session(&clock, -1);
-    let key = planted(&store, &record).await;
-    let (first, second) = (
-        Refresher::new(&store, &provider, &clock),
-        Refresher::new(&store, &provider, &clock),
-    );
-    let (a, b) = tokio::join!(
-        first.usable_access_token(&key, record.clone(), None),
-        second.usable_access_token(&key, record.clone(), None),
-    );
+    let (a, b) = tokio::join!(at.usable(&provider, None), at.usable(&provider, None));
     assert_eq!(a.expect("first").secret(), "access-2");
     assert_eq!(b.expect("second").secret(), "access-2");
     assert_eq!(provider.grants(), ["refresh-1"]);
-    let saved = stored(&store, &key, &clock).await.expect("kept");
+    let saved = at.stored().await.expect("kept");
     assert_eq!(saved.refresh_token.expect("rotated").secret(), "refresh-2");
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_upstream_rejection_refreshes_even_a_token_that_is_not_due() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(200, |_, _| {}).await;
     let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
-    let record = session(&clock, 200);
-    let key = planted(&store, &record).await;
     let rejected = AccessToken::new("access-1");
-    let token = Refresher::new(&store, &provider, &clock)
-        .usable_access_token(&key, record, Some(&rejected))
-        .await
-        .expect("token");
-    assert_eq!(token.secret(), "access-2");
+    assert_eq!(
+        at.usable(&provider, Some(&rejected)).await.expect("token").secret(),
+        "access-2"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_a_refresh_token_an_expired_session_ends() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
-    let provider = FakeProvider::default();
-    let mut record = session(&clock, -1);
-    record.refresh_token = None;
-    let key = planted(&store, &record).await;
-    let err = Refresher::new(&store, &provider, &clock)
-        .usable_access_token(&key, record, None)
-        .await
-        .expect_err("ended");
+    let at = Fixture::new(-1, |r, _| r.refresh_token = None).await;
+    let err = at.usable(&FakeProvider::default(), None).await.expect_err("ended");
     assert!(matches!(err, RefreshError::SessionEnded));
-    assert!(stored(&store, &key, &clock).await.is_none());
+    assert!(at.stored().await.is_none());
 }
 
 /// Today: a store failure right after the provider rotated answers a store error, and the
 /// item keeps the spent refresh token and the lease (the rotated token is lost).
 #[tokio::test(start_paused = true)]
 async fn today_a_store_failure_after_rotation_loses_the_rotated_token() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(-1, |_, _| {}).await;
     let provider =
         FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_millis(100));
-    let record = session(&clock, -1);
-    let key = planted(&store, &record).await;
-    let refresher = Refresher::new(&store, &provider, &clock);
     // The lease write succeeds; the write of the new tokens, during the grant, fails.
-    let refresh = refresher.usable_access_token(&key, record, None);
     let fail_after_lease = async {
         tokio::time::sleep(Duration::from_millis(1)).await;
-        store.fail_updates.store(1, Ordering::SeqCst);
+        at.store.fail_updates.store(1, Ordering::SeqCst);
     };
-    let (result, ()) = tokio::join!(refresh, fail_after_lease);
+    let (result, ()) = tokio::join!(at.usable(&provider, None), fail_after_lease);
     assert!(matches!(result, Err(RefreshError::Store(_))), "{result:?}");
-    let kept = stored(&store, &key, &clock).await.expect("item still there");
+    let kept = at.stored().await.expect("item still there");
     assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-1");
     assert!(kept.refresh_lease.is_some(), "a dangling lease");
 }
@@ -378,26 +354,20 @@ async fn today_a_store_failure_after_rotation_loses_the_rotated_token() {
 /// same refresh token.
 #[tokio::test(start_paused = true)]
 async fn today_a_lease_that_lapses_mid_call_lets_a_second_grant_through() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
-    let provider = FakeProvider::answering(vec![
-        Ok(tokens("access-2", "refresh-2")),
-        Err(OidcError::Rejected {
-            error: "invalid_grant".into(),
-        }),
-    ])
-    .slowed(Duration::from_millis(LEASE_MS as u64 + 500));
-    let record = session(&clock, -1);
-    let key = planted(&store, &record).await;
-    let (first, second) = (
-        Refresher::new(&store, &provider, &clock),
-        Refresher::new(&store, &provider, &clock),
-    );
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let reused = Err(OidcError::Rejected {
+        error: "invalid_grant".into(),
+    });
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2")), reused])
+        .slowed(Duration::from_millis(LEASE_MS as u64 + 500));
     let late = async {
         tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 + 100)).await;
-        let current = stored(&store, &key, &clock).await.expect("still there");
-        second.usable_access_token(&key, current, None).await
+        let current = at.stored().await.expect("still there");
+        at.refresher(&provider)
+            .usable_access_token(&at.key, current, None)
+            .await
     };
-    let (_, b) = tokio::join!(first.usable_access_token(&key, record, None), late);
+    let (_, b) = tokio::join!(at.usable(&provider, None), late);
     assert_eq!(
         provider.grants(),
         ["refresh-1", "refresh-1"],
@@ -410,27 +380,21 @@ async fn today_a_lease_that_lapses_mid_call_lets_a_second_grant_through() {
 /// token is used once and the rotated refresh token is dropped.
 #[tokio::test(start_paused = true)]
 async fn today_a_lost_lease_drops_the_rotated_refresh_token() {
-    let (store, clock) = (FlakyStore::default(), TokioClock::new());
+    let at = Fixture::new(-1, |_, _| {}).await;
     let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_secs(1));
-    let record = session(&clock, -1);
-    let key = planted(&store, &record).await;
     let thief = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let current = stored(&store, &key, &clock).await.expect("there");
+        let current = at.stored().await.expect("there");
         let mut stolen = current.clone();
-        stolen.refresh_lease = Some(RefreshLease {
-            owner: "thief".into(),
-            until_ms: clock.now_ms() + LEASE_MS,
-        });
+        stolen.refresh_lease = Fixture::held_elsewhere(&at.clock, "thief", LEASE_MS);
         stolen.version += 1;
-        store
-            .update_session(&key, &stolen, current.version)
+        at.store
+            .update_session(&at.key, &stolen, current.version)
             .await
             .expect("steal");
     };
-    let refresher = Refresher::new(&store, &provider, &clock);
-    let (token, ()) = tokio::join!(refresher.usable_access_token(&key, record, None), thief);
+    let (token, ()) = tokio::join!(at.usable(&provider, None), thief);
     assert_eq!(token.expect("token").secret(), "access-2");
-    let kept = stored(&store, &key, &clock).await.expect("there");
+    let kept = at.stored().await.expect("there");
     assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-1");
 }
