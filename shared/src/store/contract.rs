@@ -88,75 +88,40 @@ pub async fn an_identifier_is_used_only_once(store: &dyn Store) {
 /// Put then take returns the transaction as written.
 pub async fn transaction_is_taken_exactly_once(store: &dyn Store) {
     let now = now();
-    let key = transaction_key();
-    let tx = transaction(now + LIFETIME);
-    let expected = copy_transaction(&tx);
-    store
-        .put_transaction(&key, &tx)
-        .await
-        .expect("put_transaction of a new key succeeds");
+    let (key, expected) = stored_transaction(store, now + LIFETIME).await;
 
-    let taken = store
-        .take_transaction(&key, now)
-        .await
-        .expect("take_transaction succeeds");
+    let taken = take(store, &key, now).await;
 
-    let taken = taken.expect("a stored, unexpired transaction is returned");
-    assert_same_transaction(&taken, &expected);
+    assert_same_transaction(&taken.expect("a stored, unexpired transaction is returned"), &expected);
 }
 
 /// A second take of the same transaction (a replayed callback) finds nothing.
 pub async fn replayed_take_is_none(store: &dyn Store) {
     let now = now();
-    let key = transaction_key();
-    store
-        .put_transaction(&key, &transaction(now + LIFETIME))
-        .await
-        .expect("put_transaction succeeds");
-    let first = store.take_transaction(&key, now).await.expect("first take succeeds");
+    let (key, _) = stored_transaction(store, now + LIFETIME).await;
+    let first = take(store, &key, now).await;
     assert!(first.is_some(), "the first take returns the transaction");
 
-    let replay = store.take_transaction(&key, now).await.expect("second take succeeds");
+    let replay = take(store, &key, now).await;
 
     assert!(replay.is_none(), "a transaction is consumed by the first take");
-    let never_written = store
-        .take_transaction(&transaction_key(), now)
-        .await
-        .expect("take of an unknown key succeeds");
+    let never_written = take(store, &transaction_key(), now).await;
     assert!(never_written.is_none(), "an unknown transaction reads as absent");
 }
 
 /// A transaction read at or after its expiry is absent, even if the backend still holds it;
 /// one second earlier it is still valid.
 pub async fn expired_transaction_is_not_taken(store: &dyn Store) {
-    let now = now();
-    let expires_at = now + LIFETIME;
+    let expires_at = now() + LIFETIME;
 
-    let expired_key = transaction_key();
-    store
-        .put_transaction(&expired_key, &transaction(expires_at))
-        .await
-        .expect("put_transaction succeeds");
-    let at_expiry = store
-        .take_transaction(&expired_key, expires_at)
-        .await
-        .expect("take succeeds");
+    let (expired_key, _) = stored_transaction(store, expires_at).await;
+    let at_expiry = take(store, &expired_key, expires_at).await;
     assert!(at_expiry.is_none(), "a transaction is void at its expiry second");
-    let later = store
-        .take_transaction(&expired_key, expires_at - 1)
-        .await
-        .expect("take succeeds");
+    let later = take(store, &expired_key, expires_at - 1).await;
     assert!(later.is_none(), "taking an expired transaction consumed it");
 
-    let live_key = transaction_key();
-    store
-        .put_transaction(&live_key, &transaction(expires_at))
-        .await
-        .expect("put_transaction succeeds");
-    let just_before = store
-        .take_transaction(&live_key, expires_at - 1)
-        .await
-        .expect("take succeeds");
+    let (live_key, _) = stored_transaction(store, expires_at).await;
+    let just_before = take(store, &live_key, expires_at - 1).await;
     assert!(just_before.is_some(), "a transaction is valid until its expiry second");
 }
 
@@ -164,34 +129,20 @@ pub async fn expired_transaction_is_not_taken(store: &dyn Store) {
 /// first one.
 pub async fn putting_a_transaction_twice_conflicts(store: &dyn Store) {
     let now = now();
-    let key = transaction_key();
-    let first = transaction(now + LIFETIME);
-    let expected = copy_transaction(&first);
-    store.put_transaction(&key, &first).await.expect("first put succeeds");
+    let (key, expected) = stored_transaction(store, now + LIFETIME).await;
 
     let second = store.put_transaction(&key, &transaction(now + LIFETIME)).await;
 
-    assert!(
-        matches!(second, Err(StoreError::Conflict)),
-        "second put must conflict, got {second:?}"
-    );
-    let kept = store
-        .take_transaction(&key, now)
-        .await
-        .expect("take succeeds")
-        .expect("the first transaction is still there");
-    assert_same_transaction(&kept, &expected);
+    assert_conflict(second, "second put");
+    let kept = take(store, &key, now).await;
+    assert_same_transaction(&kept.expect("the first transaction is still there"), &expected);
 }
 
 /// Many concurrent takes of one transaction (parallel callback requests carrying the same
 /// `state`): exactly one caller gets it.
 pub async fn concurrent_takes_yield_exactly_one_transaction(store: &dyn Store) {
     let now = now();
-    let key = transaction_key();
-    store
-        .put_transaction(&key, &transaction(now + LIFETIME))
-        .await
-        .expect("put_transaction succeeds");
+    let (key, _) = stored_transaction(store, now + LIFETIME).await;
 
     let results = join_all((0..RACERS).map(|_| store.take_transaction(&key, now))).await;
 
@@ -210,44 +161,31 @@ pub async fn concurrent_takes_yield_exactly_one_transaction(store: &dyn Store) {
 /// A session reads back as written.
 pub async fn session_round_trips(store: &dyn Store) {
     let now = now();
-    let key = session_key();
-    let session = session(now, 1);
-    store.put_session(&key, &session).await.expect("put_session succeeds");
+    let (key, session) = stored_session(store, now, 1).await;
 
-    let read = store.get_session(&key, now).await.expect("get_session succeeds");
+    let round_trip = read(store, &key, now).await;
 
-    assert_same_session(&read.expect("the session is there"), &session);
-    let unknown = store
-        .get_session(&session_key(), now)
-        .await
-        .expect("get_session succeeds");
+    assert_same_session(&round_trip.expect("the session is there"), &session);
+    let unknown = read(store, &session_key(), now).await;
     assert!(unknown.is_none(), "an unknown session reads as absent");
 }
 
 /// Creating a session under a key that already holds one is a conflict and keeps the first.
 pub async fn putting_a_session_twice_conflicts(store: &dyn Store) {
     let now = now();
-    let key = session_key();
-    let first = session(now, 1);
-    store.put_session(&key, &first).await.expect("first put succeeds");
+    let (key, first) = stored_session(store, now, 1).await;
 
     let mut other = session(now, 1);
     other.sub = "someone-else".into();
     let second = store.put_session(&key, &other).await;
 
-    assert!(
-        matches!(second, Err(StoreError::Conflict)),
-        "second put must conflict, got {second:?}"
-    );
-    let kept = store.get_session(&key, now).await.expect("get succeeds");
-    assert_same_session(&kept.expect("the first session is still there"), &first);
+    assert_conflict_keeps(store, &key, now, second, "second put", &first).await;
 }
 
 /// An update naming the stored version replaces the session, new version included.
 pub async fn session_update_with_the_expected_version_succeeds(store: &dyn Store) {
     let now = now();
-    let key = session_key();
-    store.put_session(&key, &session(now, 1)).await.expect("put succeeds");
+    let (key, _) = stored_session(store, now, 1).await;
 
     let mut refreshed = session(now, 2);
     refreshed.access_token = AccessToken::new(random_token(16));
@@ -257,83 +195,69 @@ pub async fn session_update_with_the_expected_version_succeeds(store: &dyn Store
         owner: random_token(12),
         until_ms: (now + 30) * 1_000,
     });
-    store
-        .update_session(&key, &refreshed, 1)
-        .await
-        .expect("update with the stored version succeeds");
-
-    let read = store.get_session(&key, now).await.expect("get succeeds");
-    assert_same_session(&read.expect("the session is there"), &refreshed);
+    assert_update_applies(
+        store,
+        &key,
+        now,
+        &refreshed,
+        1,
+        "update with the stored version succeeds",
+    )
+    .await;
 
     let mut again = session(now, 3);
     again.sid = None;
-    store
-        .update_session(&key, &again, 2)
-        .await
-        .expect("a second update with the new version succeeds");
-    let read = store.get_session(&key, now).await.expect("get succeeds");
-    assert_same_session(&read.expect("the session is there"), &again);
+    assert_update_applies(
+        store,
+        &key,
+        now,
+        &again,
+        2,
+        "a second update with the new version succeeds",
+    )
+    .await;
 }
 
 /// Of two updates from the same read (concurrent refreshes), the second conflicts and the
 /// first one's record stays.
 pub async fn session_update_with_a_stale_version_conflicts(store: &dyn Store) {
     let now = now();
-    let key = session_key();
-    store.put_session(&key, &session(now, 1)).await.expect("put succeeds");
+    let (key, _) = stored_session(store, now, 1).await;
     let winner = session(now, 2);
-    store
-        .update_session(&key, &winner, 1)
-        .await
-        .expect("first update succeeds");
+    assert_update_applies(store, &key, now, &winner, 1, "first update succeeds").await;
 
     let stale = store.update_session(&key, &session(now, 2), 1).await;
 
-    assert!(
-        matches!(stale, Err(StoreError::Conflict)),
-        "an update with a stale version must conflict, got {stale:?}"
-    );
-    let read = store.get_session(&key, now).await.expect("get succeeds");
-    assert_same_session(&read.expect("the session is there"), &winner);
+    assert_conflict_keeps(store, &key, now, stale, "an update with a stale version", &winner).await;
 }
 
 /// Updating a session that was deleted (logged out meanwhile) conflicts and does not bring
 /// it back; so does updating one that never existed.
 pub async fn update_of_a_deleted_session_conflicts(store: &dyn Store) {
     let now = now();
-    let key = session_key();
-    store.put_session(&key, &session(now, 1)).await.expect("put succeeds");
+    let (key, _) = stored_session(store, now, 1).await;
     store.delete_session(&key).await.expect("delete succeeds");
 
     let update = store.update_session(&key, &session(now, 2), 1).await;
 
-    assert!(
-        matches!(update, Err(StoreError::Conflict)),
-        "an update of a deleted session must conflict, got {update:?}"
-    );
-    let read = store.get_session(&key, now).await.expect("get succeeds");
-    assert!(read.is_none(), "a failed update must not resurrect the session");
+    assert_conflict(update, "an update of a deleted session");
+    let after_update = read(store, &key, now).await;
+    assert!(after_update.is_none(), "a failed update must not resurrect the session");
 
     let never = store.update_session(&session_key(), &session(now, 1), 0).await;
-    assert!(
-        matches!(never, Err(StoreError::Conflict)),
-        "an update of an unknown session must conflict, got {never:?}"
-    );
+    assert_conflict(never, "an update of an unknown session");
 }
 
 /// A session read at or after its TTL (the earlier of absolute and idle expiry) is absent;
 /// one second earlier it is there.
 pub async fn expired_session_reads_as_absent(store: &dyn Store) {
-    let now = now();
-    let key = session_key();
-    let session = session(now, 1);
+    let (key, session) = stored_session(store, now(), 1).await;
     let ttl = session.ttl();
     assert!(ttl < session.expires_at, "the idle expiry comes first in this check");
-    store.put_session(&key, &session).await.expect("put succeeds");
 
-    let before = store.get_session(&key, ttl - 1).await.expect("get succeeds");
-    let at = store.get_session(&key, ttl).await.expect("get succeeds");
-    let after = store.get_session(&key, ttl + LIFETIME).await.expect("get succeeds");
+    let before = read(store, &key, ttl - 1).await;
+    let at = read(store, &key, ttl).await;
+    let after = read(store, &key, ttl + LIFETIME).await;
 
     assert!(before.is_some(), "a session is valid until its TTL second");
     assert!(at.is_none(), "a session is void at its TTL second");
@@ -343,17 +267,15 @@ pub async fn expired_session_reads_as_absent(store: &dyn Store) {
 /// Deleting a session returns what it held; a second delete finds nothing.
 pub async fn delete_returns_the_session_once(store: &dyn Store) {
     let now = now();
-    let key = session_key();
-    let session = session(now, 4);
-    store.put_session(&key, &session).await.expect("put succeeds");
+    let (key, session) = stored_session(store, now, 4).await;
 
     let deleted = store.delete_session(&key).await.expect("delete succeeds");
     let again = store.delete_session(&key).await.expect("second delete succeeds");
 
     assert_same_session(&deleted.expect("delete returns the record"), &session);
     assert!(again.is_none(), "a second delete finds nothing");
-    let read = store.get_session(&key, now).await.expect("get succeeds");
-    assert!(read.is_none(), "a deleted session reads as absent");
+    let after_delete = read(store, &key, now).await;
+    assert!(after_delete.is_none(), "a deleted session reads as absent");
 }
 
 /// Transactions and sessions never see each other: the same hash under both kinds names two
@@ -377,20 +299,91 @@ pub async fn transaction_and_session_keys_are_isolated(store: &dyn Store) {
         .await
         .expect("put_session succeeds");
 
-    let session_at_tx_key = store.get_session(&tx_key, now).await.expect("get succeeds");
+    let session_at_tx_key = read(store, &tx_key, now).await;
     assert!(session_at_tx_key.is_none(), "a transaction never reads as a session");
     let deleted_at_tx_key = store.delete_session(&tx_key).await.expect("delete succeeds");
     assert!(
         deleted_at_tx_key.is_none(),
         "a transaction is never deleted as a session"
     );
-    let taken_at_session_key = store.take_transaction(&session_key, now).await.expect("take succeeds");
+    let taken_at_session_key = take(store, &session_key, now).await;
     assert!(taken_at_session_key.is_none(), "a session never reads as a transaction");
 
-    let taken = store.take_transaction(&tx_key, now).await.expect("take succeeds");
+    let taken = take(store, &tx_key, now).await;
     assert_same_transaction(&taken.expect("the transaction is intact"), &expected_tx);
-    let read = store.get_session(&session_key, now).await.expect("get succeeds");
-    assert_same_session(&read.expect("the session is intact"), &session);
+    let session_at_session_key = read(store, &session_key, now).await;
+    assert_same_session(&session_at_session_key.expect("the session is intact"), &session);
+}
+
+/// Puts a new transaction expiring at `expires_at` under a fresh key; returns the key and a
+/// copy of the transaction to compare against.
+async fn stored_transaction(store: &dyn Store, expires_at: i64) -> (StoreKey, LoginTransaction) {
+    let key = transaction_key();
+    let tx = transaction(expires_at);
+    store
+        .put_transaction(&key, &tx)
+        .await
+        .expect("put_transaction of a new key succeeds");
+    (key, copy_transaction(&tx))
+}
+
+/// Puts a new session (see [`session`]) under a fresh key; returns the key and the session.
+async fn stored_session(store: &dyn Store, now: i64, version: u64) -> (StoreKey, SessionRecord) {
+    let key = session_key();
+    let session = session(now, version);
+    store.put_session(&key, &session).await.expect("put_session succeeds");
+    (key, session)
+}
+
+/// Takes the transaction at `key` at time `now`; the call itself must succeed.
+async fn take(store: &dyn Store, key: &StoreKey, now: i64) -> Option<LoginTransaction> {
+    store
+        .take_transaction(key, now)
+        .await
+        .expect("take_transaction succeeds")
+}
+
+/// Reads the session at `key` at time `now`; the call itself must succeed.
+async fn read(store: &dyn Store, key: &StoreKey, now: i64) -> Option<SessionRecord> {
+    store.get_session(key, now).await.expect("get_session succeeds")
+}
+
+/// Updates the session at `key` from version `expected` to `record` (`what` says why that
+/// must succeed) and checks that it reads back as `record`.
+async fn assert_update_applies(
+    store: &dyn Store,
+    key: &StoreKey,
+    now: i64,
+    record: &SessionRecord,
+    expected: u64,
+    what: &str,
+) {
+    store.update_session(key, record, expected).await.expect(what);
+    let updated = read(store, key, now).await;
+    assert_same_session(&updated.expect("the session is there"), record);
+}
+
+/// Asserts that `result`, of the write `what`, is a conflict.
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::Conflict)),
+        "{what} must conflict, got {result:?}"
+    );
+}
+
+/// Asserts that `result`, of the write `what`, is a conflict and that the session at `key`
+/// is still `kept`.
+async fn assert_conflict_keeps(
+    store: &dyn Store,
+    key: &StoreKey,
+    now: i64,
+    result: Result<(), StoreError>,
+    what: &str,
+    kept: &SessionRecord,
+) {
+    assert_conflict(result, what);
+    let stored = read(store, key, now).await;
+    assert_same_session(&stored.expect("the earlier session is still there"), kept);
 }
 
 fn now() -> i64 {

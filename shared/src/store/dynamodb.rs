@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
@@ -88,18 +89,54 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Writes `item` unless an item with its key exists.
-    async fn put_new(&self, item: Item) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
+    /// Writes `item` if the condition that `condition` adds to the request holds; a false
+    /// condition is a [`StoreError::Conflict`].
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: impl FnOnce(PutItemFluentBuilder) -> PutItemFluentBuilder,
+    ) -> Result<(), StoreError> {
+        condition(self.client.put_item().table_name(&self.table).set_item(Some(item)))
             .send()
             .await
             .map_err(|err| sdk_error("PutItem", err))?;
         Ok(())
+    }
+
+    /// Writes `item` unless an item with its key exists.
+    async fn put_new(&self, item: Item) -> Result<(), StoreError> {
+        self.put_if(item, |put| {
+            put.condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+        })
+        .await
+    }
+
+    /// The item at `key` if it is of `kind` and unexpired at `now`; `consistent` asks for a
+    /// strongly consistent read.
+    async fn get_live(
+        &self,
+        key: &StoreKey,
+        kind: &str,
+        now: i64,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.as_str().to_owned()))
+            .set_consistent_read(consistent.then_some(true))
+            .send()
+            .await
+            .map_err(|err| sdk_error("GetItem", err))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        if kind_of(&item)? != kind || ttl_of(&item)? <= now {
+            return Ok(None);
+        }
+        Ok(Some(item))
     }
 
     /// Deletes the item at `key` if it is of `kind` and returns what it held; `None` when
@@ -130,12 +167,8 @@ impl DynamoStore {
 #[async_trait]
 impl TransactionStore for DynamoStore {
     async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
-        let item = HashMap::from([
-            (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
-            (KIND.to_owned(), AttributeValue::S(KIND_TRANSACTION.to_owned())),
-            (TTL.to_owned(), number(tx.expires_at)),
-            (DATA.to_owned(), AttributeValue::S(encode(tx, KIND_TRANSACTION)?)),
-        ]);
+        let mut item = item(key, KIND_TRANSACTION, tx.expires_at);
+        item.insert(DATA.to_owned(), AttributeValue::S(encode(tx, KIND_TRANSACTION)?));
         self.put_new(item).await
     }
 
@@ -159,47 +192,25 @@ impl SessionStore for DynamoStore {
     }
 
     async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(key.as_str().to_owned()))
-            // The callback writes the session and redirects; the very next request must see it.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| sdk_error("GetItem", err))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        if kind_of(&item)? != KIND_SESSION || ttl_of(&item)? <= now {
-            return Ok(None);
+        // The callback writes the session and redirects; the very next request must see it.
+        match self.get_live(key, KIND_SESSION, now, true).await? {
+            Some(item) => decode(&item, KIND_SESSION).map(Some),
+            None => Ok(None),
         }
-        decode(&item, KIND_SESSION).map(Some)
     }
 
-    async fn update_session(
-        &self,
-        key: &StoreKey,
-        session: &SessionRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
+    async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
         // A whole-item put under a version condition: the record is one JSON document, so
         // there is nothing to gain from attribute-level updates. `#kind = :kind` also fails
         // when the item is gone, which must be a conflict rather than a resurrection.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(session_item(key, session)?))
-            .condition_expression("#kind = :kind AND #version = :expected")
-            .expression_attribute_names("#kind", KIND)
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":kind", AttributeValue::S(KIND_SESSION.to_owned()))
-            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
-            .send()
-            .await
-            .map_err(|err| sdk_error("PutItem", err))?;
-        Ok(())
+        self.put_if(session_item(key, session)?, |put| {
+            put.condition_expression("#kind = :kind AND #version = :expected")
+                .expression_attribute_names("#kind", KIND)
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":kind", AttributeValue::S(KIND_SESSION.to_owned()))
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+        })
+        .await
     }
 
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
@@ -255,12 +266,7 @@ impl SessionIndex for DynamoStore {
 #[async_trait]
 impl ReplayGuard for DynamoStore {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
-        let item = HashMap::from([
-            (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
-            (KIND.to_owned(), AttributeValue::S(KIND_USED.to_owned())),
-            (TTL.to_owned(), number(expires_at)),
-        ]);
-        match self.put_new(item).await {
+        match self.put_new(item(key, KIND_USED, expires_at)).await {
             Ok(()) => Ok(true),
             Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
@@ -271,20 +277,9 @@ impl ReplayGuard for DynamoStore {
 #[async_trait]
 impl DocumentCache for DynamoStore {
     async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(key.as_str().to_owned()))
-            .send()
-            .await
-            .map_err(|err| sdk_error("GetItem", err))?;
-        let Some(item) = output.item else {
+        let Some(item) = self.get_live(key, KIND_DOCUMENT, now, false).await? else {
             return Ok(None);
         };
-        if kind_of(&item)? != KIND_DOCUMENT || ttl_of(&item)? <= now {
-            return Ok(None);
-        }
         match item.get(DATA) {
             Some(AttributeValue::S(document)) => Ok(Some(document.clone())),
             _ => Err(StoreError::Corrupt("document item without data".into())),
@@ -292,25 +287,16 @@ impl DocumentCache for DynamoStore {
     }
 
     async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
-        let item = HashMap::from([
-            (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
-            (KIND.to_owned(), AttributeValue::S(KIND_DOCUMENT.to_owned())),
-            (TTL.to_owned(), number(expires_at)),
-            (DATA.to_owned(), AttributeValue::S(document.to_owned())),
-        ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // Never overwrite a session or transaction that happened to share the key.
-            .condition_expression("attribute_not_exists(#pk) OR #kind = :kind")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#kind", KIND)
-            .expression_attribute_values(":kind", AttributeValue::S(KIND_DOCUMENT.to_owned()))
-            .send()
-            .await
-            .map_err(|err| sdk_error("PutItem", err))?;
-        Ok(())
+        let mut item = item(key, KIND_DOCUMENT, expires_at);
+        item.insert(DATA.to_owned(), AttributeValue::S(document.to_owned()));
+        // Never overwrite a session or transaction that happened to share the key.
+        self.put_if(item, |put| {
+            put.condition_expression("attribute_not_exists(#pk) OR #kind = :kind")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#kind", KIND)
+                .expression_attribute_values(":kind", AttributeValue::S(KIND_DOCUMENT.to_owned()))
+        })
+        .await
     }
 }
 
@@ -318,16 +304,7 @@ impl DocumentCache for DynamoStore {
 /// partition key, TTL on `ttl`. An existing table is accepted; returns once it is `ACTIVE`
 /// and TTL is on. Deployed tables come from the infrastructure template, not from here.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let key_attribute = AttributeDefinition::builder()
-        .attribute_name(PK)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|_| StoreError::Unavailable("invalid CreateTable attribute definition".into()))?;
-    let key_schema = KeySchemaElement::builder()
-        .attribute_name(PK)
-        .key_type(KeyType::Hash)
-        .build()
-        .map_err(|_| StoreError::Unavailable("invalid CreateTable key schema".into()))?;
+    let (key_attribute, key_schema) = string_hash_key(PK)?;
     let mut create = client
         .create_table()
         .table_name(table)
@@ -335,16 +312,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_definitions(key_attribute)
         .key_schema(key_schema);
     for (index, attribute) in [(SID_INDEX, SID), (SUB_INDEX, SUB)] {
-        let definition = AttributeDefinition::builder()
-            .attribute_name(attribute)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(|_| StoreError::Unavailable("invalid CreateTable attribute definition".into()))?;
-        let key = KeySchemaElement::builder()
-            .attribute_name(attribute)
-            .key_type(KeyType::Hash)
-            .build()
-            .map_err(|_| StoreError::Unavailable("invalid CreateTable key schema".into()))?;
+        let (definition, key) = string_hash_key(attribute)?;
         let gsi = GlobalSecondaryIndex::builder()
             .index_name(index)
             .key_schema(key)
@@ -367,13 +335,9 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
     wait_until_active(client, table).await?;
 
     // UpdateTimeToLive refuses to enable TTL twice, so look first.
-    let ttl = client
-        .describe_time_to_live()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|err| sdk_error("DescribeTimeToLive", err))?;
-    let status = ttl
+    let described = client.describe_time_to_live().table_name(table).send().await;
+    let status = described
+        .map_err(|err| sdk_error("DescribeTimeToLive", err))?
         .time_to_live_description
         .and_then(|description| description.time_to_live_status);
     if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
@@ -392,6 +356,22 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .await
         .map_err(|err| sdk_error("UpdateTimeToLive", err))?;
     Ok(())
+}
+
+/// For CreateTable: the definition of `name` as a string attribute, and the key schema
+/// element that makes it the partition (hash) key of the table or of an index.
+fn string_hash_key(name: &str) -> Result<(AttributeDefinition, KeySchemaElement), StoreError> {
+    let definition = AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|_| StoreError::Unavailable("invalid CreateTable attribute definition".into()))?;
+    let key = KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(|_| StoreError::Unavailable("invalid CreateTable key schema".into()))?;
+    Ok((definition, key))
 }
 
 /// Polls DescribeTable until the table is `ACTIVE`. Not the SDK's waiter: that one sleeps
@@ -450,10 +430,8 @@ pub fn retries() -> aws_sdk_dynamodb::config::retry::RetryConfig {
 }
 
 fn session_item(key: &StoreKey, session: &SessionRecord) -> Result<Item, StoreError> {
-    let mut item = HashMap::from([
-        (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
-        (KIND.to_owned(), AttributeValue::S(KIND_SESSION.to_owned())),
-        (TTL.to_owned(), number(session.ttl())),
+    let mut item = item(key, KIND_SESSION, session.ttl());
+    item.extend([
         (DATA.to_owned(), AttributeValue::S(encode(session, KIND_SESSION)?)),
         (VERSION.to_owned(), AttributeValue::N(session.version.to_string())),
         (SUB.to_owned(), AttributeValue::S(session.sub.clone())),
@@ -462,6 +440,15 @@ fn session_item(key: &StoreKey, session: &SessionRecord) -> Result<Item, StoreEr
         item.insert(SID.to_owned(), AttributeValue::S(sid.clone()));
     }
     Ok(item)
+}
+
+/// The attributes every item has: its key, its kind and its expiry.
+fn item(key: &StoreKey, kind: &str, ttl: i64) -> Item {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(key.as_str().to_owned())),
+        (KIND.to_owned(), AttributeValue::S(kind.to_owned())),
+        (TTL.to_owned(), number(ttl)),
+    ])
 }
 
 fn number(value: i64) -> AttributeValue {

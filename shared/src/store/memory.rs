@@ -4,6 +4,7 @@
 //! await inside the lock, and this store serves one process only.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -47,21 +48,27 @@ impl MemoryStore {
     }
 }
 
+/// Inserts `value` under `key` unless `map` already holds a value there.
+fn insert_new<V>(map: &mut HashMap<StoreKey, V>, key: &StoreKey, value: V) -> Result<(), StoreError> {
+    match map.entry(key.clone()) {
+        Entry::Occupied(_) => Err(StoreError::Conflict),
+        Entry::Vacant(slot) => {
+            slot.insert(value);
+            Ok(())
+        }
+    }
+}
+
 #[async_trait]
 impl TransactionStore for MemoryStore {
     async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        if inner.transactions.contains_key(key) {
-            return Err(StoreError::Conflict);
-        }
         let copy = LoginTransaction {
             pkce_verifier: crate::domain::secret::PkceVerifier::new(tx.pkce_verifier.secret()),
             nonce: tx.nonce.clone(),
             return_to: tx.return_to.clone(),
             expires_at: tx.expires_at,
         };
-        inner.transactions.insert(key.clone(), copy);
-        Ok(())
+        insert_new(&mut self.lock()?.transactions, key, copy)
     }
 
     async fn take_transaction(&self, key: &StoreKey, now: i64) -> Result<Option<LoginTransaction>, StoreError> {
@@ -73,12 +80,7 @@ impl TransactionStore for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        if inner.sessions.contains_key(key) {
-            return Err(StoreError::Conflict);
-        }
-        inner.sessions.insert(key.clone(), session.clone());
-        Ok(())
+        insert_new(&mut self.lock()?.sessions, key, session.clone())
     }
 
     async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
@@ -86,15 +88,10 @@ impl SessionStore for MemoryStore {
         Ok(inner.sessions.get(key).filter(|s| s.ttl() > now).cloned())
     }
 
-    async fn update_session(
-        &self,
-        key: &StoreKey,
-        session: &SessionRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
+    async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         match inner.sessions.get_mut(key) {
-            Some(current) if current.version == expected_version => {
+            Some(current) if current.version == expected => {
                 *current = session.clone();
                 Ok(())
             }
@@ -133,12 +130,7 @@ impl SessionIndex for MemoryStore {
 #[async_trait]
 impl ReplayGuard for MemoryStore {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
-        let mut inner = self.lock()?;
-        if inner.used.contains_key(key) {
-            return Ok(false);
-        }
-        inner.used.insert(key.clone(), expires_at);
-        Ok(true)
+        Ok(insert_new(&mut self.lock()?.used, key, expires_at).is_ok())
     }
 }
 

@@ -104,14 +104,9 @@ impl SessionStore for SealedStore {
         Ok(self.opened_or_absent(key, stored))
     }
 
-    async fn update_session(
-        &self,
-        key: &StoreKey,
-        session: &SessionRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
+    async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
         self.inner
-            .update_session(key, &self.seal_session(key, session), expected_version)
+            .update_session(key, &self.seal_session(key, session), expected)
             .await
     }
 
@@ -180,13 +175,30 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_inner_store_holds_only_sealed_tokens() {
+    /// A memory store and a store sealing into it with key `k1`.
+    fn stores() -> (Arc<MemoryStore>, SealedStore) {
         let inner = Arc::new(MemoryStore::new());
         let sealed = SealedStore::new(inner.clone(), keys("k1:K1"));
-        let key = StoreKey::session("h1");
+        (inner, sealed)
+    }
+
+    /// [`stores`], with [`record`] put through the sealing store under the session key `name`.
+    async fn stores_with_a_session(name: &str) -> (Arc<MemoryStore>, SealedStore, StoreKey) {
+        let (inner, sealed) = stores();
+        let key = StoreKey::session(name);
         sealed.put_session(&key, &record()).await.expect("put");
-        let raw = inner.get_session(&key, 0).await.expect("get").expect("present");
+        (inner, sealed, key)
+    }
+
+    /// The session at `key` as the inner store holds it.
+    async fn raw_session(inner: &MemoryStore, key: &StoreKey) -> SessionRecord {
+        inner.get_session(key, 0).await.expect("get").expect("present")
+    }
+
+    #[tokio::test]
+    async fn the_inner_store_holds_only_sealed_tokens() {
+        let (inner, sealed, key) = stores_with_a_session("h1").await;
+        let raw = raw_session(&inner, &key).await;
         let raw_json = serde_json::to_string(&raw).expect("json");
         assert!(
             !raw_json.contains("plain"),
@@ -199,11 +211,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_item_copied_under_another_key_reads_as_absent() {
-        let inner = Arc::new(MemoryStore::new());
-        let sealed = SealedStore::new(inner.clone(), keys("k1:K1"));
-        let key = StoreKey::session("victim");
-        sealed.put_session(&key, &record()).await.expect("put");
-        let raw = inner.get_session(&key, 0).await.expect("get").expect("present");
+        let (inner, sealed, key) = stores_with_a_session("victim").await;
+        let raw = raw_session(&inner, &key).await;
         let stolen = StoreKey::session("attacker");
         inner.put_session(&stolen, &raw).await.expect("copy");
         assert!(sealed.get_session(&stolen, 0).await.expect("get").is_none());
@@ -211,10 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotated_keys_open_old_items_and_seal_new_ones_with_the_new_key() {
-        let inner = Arc::new(MemoryStore::new());
-        let old = SealedStore::new(inner.clone(), keys("k1:K1"));
-        let key = StoreKey::session("h2");
-        old.put_session(&key, &record()).await.expect("put");
+        let (inner, _old, key) = stores_with_a_session("h2").await;
         let rotated = SealedStore::new(inner.clone(), keys("k2:K2,k1:K1"));
         let mut session = rotated
             .get_session(&key, 0)
@@ -223,7 +229,7 @@ mod tests {
             .expect("old item opens");
         session.version = 2;
         rotated.update_session(&key, &session, 1).await.expect("update");
-        let raw = inner.get_session(&key, 0).await.expect("get").expect("present");
+        let raw = raw_session(&inner, &key).await;
         assert!(
             raw.access_token.secret().starts_with("v1.k2."),
             "new writes use the new key"
@@ -232,8 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn pkce_verifiers_are_sealed_too() {
-        let inner = Arc::new(MemoryStore::new());
-        let sealed = SealedStore::new(inner.clone(), keys("k1:K1"));
+        let (inner, sealed) = stores();
         let key = StoreKey::transaction("t1");
         let tx = LoginTransaction {
             pkce_verifier: PkceVerifier::new("verifier-plain"),
