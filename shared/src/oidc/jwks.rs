@@ -27,55 +27,44 @@ impl KeyMatch {
     }
 }
 
-pub(crate) trait VerifyJws {
-    fn verify(
-        &self,
-        kid: Option<&str>,
-        alg: &CoreJwsSigningAlgorithm,
-        input: &str,
-        signature: &[u8],
-    ) -> Result<(), KeyMatch>;
-}
-
-impl VerifyJws for CoreJsonWebKeySet {
-    fn verify(
-        &self,
-        kid: Option<&str>,
-        alg: &CoreJwsSigningAlgorithm,
-        input: &str,
-        signature: &[u8],
-    ) -> Result<(), KeyMatch> {
-        use openidconnect::JsonWebKey as _;
-        use openidconnect::core::{CoreJsonWebKeyType, CoreJsonWebKeyUse};
-        let family = match alg {
-            CoreJwsSigningAlgorithm::EcdsaP256Sha256 | CoreJwsSigningAlgorithm::EcdsaP384Sha384 => {
-                CoreJsonWebKeyType::EllipticCurve
-            }
-            CoreJwsSigningAlgorithm::EdDsa => CoreJsonWebKeyType::OctetKeyPair,
-            _ => CoreJsonWebKeyType::RSA,
-        };
-        let candidates: Vec<_> = self
-            .keys()
-            .iter()
-            .filter(|key| kid.is_none_or(|kid| key.key_id().map(|k| k.as_str()) == Some(kid)))
-            .filter(|key| *key.key_type() == family)
-            .filter(|key| key.key_use().is_none_or(|u| *u == CoreJsonWebKeyUse::Signature))
-            .collect();
-        match candidates.as_slice() {
-            [] => Err(KeyMatch::NoKey),
-            [key] => key
-                .verify_signature(alg, input.as_bytes(), signature)
-                .map_err(|_| KeyMatch::BadSignature),
-            _ if kid.is_none() => Err(KeyMatch::Ambiguous),
-            keys => {
-                if keys
-                    .iter()
-                    .any(|key| key.verify_signature(alg, input.as_bytes(), signature).is_ok())
-                {
-                    Ok(())
-                } else {
-                    Err(KeyMatch::BadSignature)
-                }
+/// Verifies a JWS signature with the key of `keys` that fits `kid` and `alg`.
+pub(crate) fn verify_jws(
+    keys: &CoreJsonWebKeySet,
+    kid: Option<&str>,
+    alg: &CoreJwsSigningAlgorithm,
+    input: &str,
+    signature: &[u8],
+) -> Result<(), KeyMatch> {
+    use openidconnect::JsonWebKey as _;
+    use openidconnect::core::{CoreJsonWebKeyType, CoreJsonWebKeyUse};
+    let family = match alg {
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256 | CoreJwsSigningAlgorithm::EcdsaP384Sha384 => {
+            CoreJsonWebKeyType::EllipticCurve
+        }
+        CoreJwsSigningAlgorithm::EdDsa => CoreJsonWebKeyType::OctetKeyPair,
+        _ => CoreJsonWebKeyType::RSA,
+    };
+    let candidates: Vec<_> = keys
+        .keys()
+        .iter()
+        .filter(|key| kid.is_none_or(|kid| key.key_id().map(|k| k.as_str()) == Some(kid)))
+        .filter(|key| *key.key_type() == family)
+        .filter(|key| key.key_use().is_none_or(|u| *u == CoreJsonWebKeyUse::Signature))
+        .collect();
+    match candidates.as_slice() {
+        [] => Err(KeyMatch::NoKey),
+        [key] => key
+            .verify_signature(alg, input.as_bytes(), signature)
+            .map_err(|_| KeyMatch::BadSignature),
+        _ if kid.is_none() => Err(KeyMatch::Ambiguous),
+        several => {
+            if several
+                .iter()
+                .any(|key| key.verify_signature(alg, input.as_bytes(), signature).is_ok())
+            {
+                Ok(())
+            } else {
+                Err(KeyMatch::BadSignature)
             }
         }
     }

@@ -2,9 +2,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::CoreJwsSigningAlgorithm;
+use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 
-use super::jwks::{KeyMatch, VerifyJws as _};
+use super::jwks::{KeyMatch, verify_jws};
 use super::{ALLOWED_ALGS, MAX_CLOCK_SKEW_SECS, Oidc, OidcError};
 
 /// How old a logout token may be.
@@ -49,17 +49,10 @@ impl Oidc {
         let signing_input = &raw[..raw.rfind('.').unwrap_or(0)];
         let signature = decode(signature)?;
 
-        let mut verified = self
-            .jwks(false)
-            .await?
-            .keys
-            .verify(kid.as_deref(), &alg, signing_input, &signature);
+        let verify = |keys: &CoreJsonWebKeySet| verify_jws(keys, kid.as_deref(), &alg, signing_input, &signature);
+        let mut verified = verify(&self.jwks(false).await?.keys);
         if matches!(verified, Err(KeyMatch::NoKey)) {
-            verified = self
-                .jwks(true)
-                .await?
-                .keys
-                .verify(kid.as_deref(), &alg, signing_input, &signature);
+            verified = verify(&self.jwks(true).await?.keys);
         }
         verified.map_err(|e| invalid(e.describe()))?;
 
