@@ -122,22 +122,27 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The headers sent upstream: the browser's end-to-end headers minus its credentials and
-/// forwarding headers, plus `Authorization: Bearer <token>`.
-pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> HeaderMap {
-    let listed = connection_listed(incoming);
+/// The end-to-end headers of `headers` that `stripped` does not name: hop-by-hop headers
+/// and those its `Connection` header lists are dropped too.
+fn end_to_end(headers: &HeaderMap, stripped: impl Fn(&str) -> bool) -> HeaderMap {
+    let listed = connection_listed(headers);
     let mut out = HeaderMap::new();
-    for (name, value) in incoming {
+    for (name, value) in headers {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || STRIPPED_REQUEST.contains(&n)
-            || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
-            || listed.iter().any(|l| l == n)
-        {
+        if HOP_BY_HOP.contains(&n) || stripped(n) || listed.iter().any(|l| l == n) {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
+    out
+}
+
+/// The headers sent upstream: the browser's end-to-end headers minus its credentials and
+/// forwarding headers, plus `Authorization: Bearer <token>`.
+pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> HeaderMap {
+    let mut out = end_to_end(incoming, |n| {
+        STRIPPED_REQUEST.contains(&n) || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
+    });
     if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
         bearer.set_sensitive(true);
         out.insert(http::header::AUTHORIZATION, bearer);
@@ -147,20 +152,9 @@ pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> He
 
 /// The upstream's response headers the browser may see.
 pub fn browser_response_headers(upstream: &HeaderMap) -> HeaderMap {
-    let listed = connection_listed(upstream);
-    let mut out = HeaderMap::new();
-    for (name, value) in upstream {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || STRIPPED_RESPONSE.contains(&n)
-            || n.starts_with("access-control-")
-            || listed.iter().any(|l| l == n)
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    out
+    end_to_end(upstream, |n| {
+        STRIPPED_RESPONSE.contains(&n) || n.starts_with("access-control-")
+    })
 }
 
 #[cfg(test)]
@@ -221,10 +215,18 @@ mod tests {
         }
     }
 
+    /// A header map holding `pairs` in order, repeated names appended.
+    fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
     #[test]
     fn browser_credentials_and_forwarding_headers_never_reach_the_upstream() {
-        let mut incoming = HeaderMap::new();
-        for (k, v) in [
+        let incoming = header_map(&[
             ("cookie", "bff-session=abc"),
             ("authorization", "Bearer attacker"),
             ("x-csrf", "1"),
@@ -239,9 +241,7 @@ mod tests {
             ("content-type", "application/json"),
             ("accept", "application/json"),
             ("x-request-id", "r1"),
-        ] {
-            incoming.append(k, HeaderValue::from_static(v));
-        }
+        ]);
         let out = upstream_request_headers(&incoming, &AccessToken::new("at-123"));
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(out["authorization"], "Bearer at-123");
@@ -267,17 +267,14 @@ mod tests {
 
     #[test]
     fn upstream_cookies_and_hop_headers_never_reach_the_browser() {
-        let mut upstream = HeaderMap::new();
-        for (k, v) in [
+        let upstream = header_map(&[
             ("set-cookie", "tracking=1"),
             ("connection", "close"),
             ("transfer-encoding", "chunked"),
             ("access-control-allow-origin", "*"),
             ("content-type", "application/json"),
             ("etag", "\"1\""),
-        ] {
-            upstream.append(k, HeaderValue::from_static(v));
-        }
+        ]);
         let out = browser_response_headers(&upstream);
         assert_eq!(out.len(), 2);
         assert!(out.contains_key("content-type") && out.contains_key("etag"));

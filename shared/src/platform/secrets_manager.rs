@@ -321,13 +321,13 @@ mod tests {
             ("BFF_ORIGIN_VERIFY_ARN", VERIFY_ARN),
         ]);
         let resolved = resolve(&env, &source).await.expect("resolves");
-        let mut reads = source.reads();
-        reads.sort();
-        assert_eq!(reads, [CLIENT_ARN, VERIFY_ARN]);
         let lookup = resolved.lookup(&env);
         assert_eq!(lookup("BFF_CLIENT_SECRET").as_deref(), Some("from-store"));
         assert_eq!(lookup("BFF_ORIGIN_VERIFY").as_deref(), Some("edge-proof"));
         assert_eq!(lookup("BFF_TOKEN_KEYS"), None);
+        let mut reads = source.reads();
+        reads.sort();
+        assert_eq!(reads, [CLIENT_ARN, VERIFY_ARN]);
     }
 
     #[tokio::test]
