@@ -8,6 +8,7 @@ mod cold_start;
 mod faults;
 mod flow;
 mod lifecycle;
+mod logs;
 mod security_forgery;
 mod security_id_token;
 mod security_leaks;

@@ -22,6 +22,11 @@ pub fn for_user(mut response: Response<Body>, sub: &str) -> Response<Body> {
     response
 }
 
+/// Response extension naming the `error` code a BFF-made error answer carries, so the
+/// access line of a 4xx/5xx says what the client was told.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// What the access log keeps of a request while it is handled.
 pub struct Started {
     request_id: String,
@@ -62,6 +67,7 @@ impl Started {
             .get::<UserHash>()
             .map(|u| u.0.as_str())
             .unwrap_or("");
+        let error = response.extensions().get::<ErrorCode>().map_or("", |e| e.0);
         tracing::info!(
             target: "access",
             request_id = %self.request_id,
@@ -70,6 +76,7 @@ impl Started {
             status = response.status().as_u16(),
             latency_ms = (latency_ms * 1000.0).round() / 1000.0,
             sub_hash = user,
+            error,
             "request"
         );
     }

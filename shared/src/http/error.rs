@@ -9,6 +9,7 @@
 use http::StatusCode;
 use lambda_http::{Body, Response};
 
+use super::access_log::ErrorCode;
 use super::response;
 use crate::domain::forwarding::InvalidApiPath;
 use crate::domain::return_to::InvalidReturnTo;
@@ -78,10 +79,10 @@ impl ErrorAnswer {
 
     /// The JSON answer.
     pub fn to_json(&self) -> Response<Body> {
-        response::json(
+        self.coded(response::json(
             self.status,
             &serde_json::json!({ "error": self.code, "error_description": self.description }),
-        )
+        ))
     }
 
     /// The HTML page answer, for browser navigations.
@@ -91,7 +92,17 @@ impl ErrorAnswer {
             s if s.is_client_error() => "Login failed",
             _ => "Login is unavailable right now",
         };
-        response::html_page(self.status, title, &format!("{} ({})", self.description, self.code))
+        self.coded(response::html_page(
+            self.status,
+            title,
+            &format!("{} ({})", self.description, self.code),
+        ))
+    }
+
+    /// Marks `answer` with this error's code for the access log.
+    fn coded(&self, mut answer: Response<Body>) -> Response<Body> {
+        answer.extensions_mut().insert(ErrorCode(self.code));
+        answer
     }
 }
 
@@ -348,5 +359,17 @@ mod tests {
             panic!("text")
         };
         assert!(!body.contains("arn:aws") && body.contains("store_unavailable"));
+    }
+
+    #[test]
+    fn error_answers_carry_their_code_for_the_access_log_and_nosniff() {
+        for answer in [
+            ErrorAnswer::from(Refusal::CsrfHeaderMissing).to_json(),
+            ErrorAnswer::from(Refusal::CsrfHeaderMissing).to_page(),
+        ] {
+            let code = answer.extensions().get::<ErrorCode>().map(|c| c.0);
+            assert_eq!(code, Some("csrf_header_missing"));
+            assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+        }
     }
 }

@@ -41,11 +41,14 @@ pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::Text(value.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(NOSNIFF.0, HeaderValue::from_static(NOSNIFF.1));
     response
 }
+
+/// Browsers must take the BFF's own answers for what their `Content-Type` says.
+const NOSNIFF: (&str, &str) = ("x-content-type-options", "nosniff");
 
 /// A `302 Found` to `location`. Fails only if `location` is not a valid header value,
 /// which validated redirect targets never are.
@@ -72,6 +75,7 @@ pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<Bod
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(NOSNIFF.0, HeaderValue::from_static(NOSNIFF.1));
     // The page shows text only: no script, no style sheet, no frame may load.
     headers.insert(
         "content-security-policy",

@@ -11,11 +11,14 @@ pub fn init_tracing_json() {
         .try_init();
 }
 
-/// Human-readable logs for local runs.
+/// Human-readable logs for local runs; colours only when the output is a terminal, so a
+/// log file holds plain text.
 pub fn init_tracing_pretty() {
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(env_filter())
         .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
         .try_init();
 }
 
