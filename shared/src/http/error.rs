@@ -57,6 +57,17 @@ pub enum Refusal {
     OriginNotVerified,
 }
 
+/// A redirect target that cannot be put in a `Location` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unredirectable {
+    /// The provider's authorization endpoint (from discovery).
+    #[error("bad authorization endpoint")]
+    AuthorizationEndpoint,
+    /// The validated `returnTo`.
+    #[error("unusable return address")]
+    ReturnTo,
+}
+
 /// An error answer: status, machine-readable code and human-readable description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorAnswer {
@@ -138,6 +149,17 @@ impl From<Refusal> for ErrorAnswer {
             ),
         };
         Self::new(StatusCode::FORBIDDEN, code, description)
+    }
+}
+
+impl From<Unredirectable> for ErrorAnswer {
+    fn from(e: Unredirectable) -> Self {
+        match e {
+            Unredirectable::AuthorizationEndpoint => {
+                Self::new(BAD_GATEWAY, "provider_error", "bad authorization endpoint")
+            }
+            Unredirectable::ReturnTo => Self::new(BAD_REQUEST, "invalid_return_to", "the return address is not usable"),
+        }
     }
 }
 
@@ -261,9 +283,6 @@ impl From<LoginError> for ErrorAnswer {
     fn from(e: LoginError) -> Self {
         match e {
             LoginError::Provider(e) => e.into(),
-            LoginError::BadAuthorizationEndpoint => {
-                Self::new(BAD_GATEWAY, "provider_error", "bad authorization endpoint")
-            }
             LoginError::Store(e) => e.into(),
         }
     }
@@ -288,9 +307,6 @@ impl From<CallbackError> for ErrorAnswer {
             ),
             CallbackError::NoIdToken => Self::new(BAD_GATEWAY, "invalid_id_token", "the provider returned no ID token"),
             CallbackError::Provider(e) => e.into(),
-            CallbackError::UnusableReturnTo => {
-                Self::new(BAD_REQUEST, "invalid_return_to", "the return address is not usable")
-            }
             CallbackError::Store(e) => e.into(),
         }
     }

@@ -42,9 +42,6 @@ pub enum CallbackError {
     /// The provider failed or refused (code exchange, discovery, ID-token validation).
     #[error(transparent)]
     Provider(#[from] OidcError),
-    /// The validated return address cannot be put in a `Location` header.
-    #[error("unusable return address")]
-    UnusableReturnTo,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

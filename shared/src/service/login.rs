@@ -27,9 +27,6 @@ pub enum LoginError {
     /// The provider's discovery could not be read.
     #[error(transparent)]
     Provider(#[from] OidcError),
-    /// The provider's authorization endpoint cannot be put in a `Location` header.
-    #[error("bad authorization endpoint")]
-    BadAuthorizationEndpoint,
     /// The transaction could not be stored.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -12,7 +12,7 @@ use super::{Handled, Reply};
 use crate::http::access_log;
 use crate::http::app::App;
 use crate::http::cookies::{holds_state, without_state};
-use crate::http::error::RequestError;
+use crate::http::error::{RequestError, Unredirectable};
 use crate::http::policy::EdgeRequest;
 use crate::http::response::{query_pairs, redirect, set_cookie, single_param};
 use crate::service::callback::{self, CallbackError, provider_reported};
@@ -48,7 +48,7 @@ async fn finish(app: &App, edge: &EdgeRequest, query: &[(String, String)], state
     let tx = tx.ok_or(CallbackError::UnknownState)?;
     let done = callback::complete(&deps, tx, code, param("iss")?, edge.session_id()).await?;
 
-    let mut response = redirect(&done.return_to).map_err(|_| CallbackError::UnusableReturnTo)?;
+    let mut response = redirect(&done.return_to).map_err(|_| Unredirectable::ReturnTo)?;
     set_cookie(&mut response, &app.cookies.session_cookie(&done.id));
     Ok(access_log::for_user(response, &done.sub))
 }

@@ -7,10 +7,10 @@ use super::Reply;
 use crate::domain::return_to::validate_return_to;
 use crate::http::app::App;
 use crate::http::cookies::with_state;
-use crate::http::error::RequestError;
+use crate::http::error::{RequestError, Unredirectable};
 use crate::http::policy::EdgeRequest;
 use crate::http::response::{query_pairs, redirect, set_cookie, single_param};
-use crate::service::login::{self, LoginError};
+use crate::service::login;
 
 /// Handles `GET /auth/login?returnTo=...`.
 pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
@@ -19,7 +19,7 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
     let return_to = validate_return_to(return_to, &app.config.public_origin, &app.config.allowed_origins)?;
     let started = login::start(&app.deps(), return_to).await?;
     let pending = with_state(edge.pending_states.clone(), started.state);
-    let mut response = redirect(&started.location).map_err(|_| LoginError::BadAuthorizationEndpoint)?;
+    let mut response = redirect(&started.location).map_err(|_| Unredirectable::AuthorizationEndpoint)?;
     set_cookie(&mut response, &app.cookies.tx_cookie(&pending));
     Ok(response)
 }
