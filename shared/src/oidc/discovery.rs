@@ -86,7 +86,7 @@ impl Oidc {
             OidcError::Unreachable(cause) => OidcError::Discovery(cause),
             other => other,
         })?;
-        let metadata: ProviderMetadata = serde_json::from_slice(&body)
+        let mut metadata: ProviderMetadata = serde_json::from_slice(&body)
             .map_err(|e| OidcError::Discovery(format!("not a discovery document: {e}")))?;
         if metadata.issuer != self.issuer {
             return Err(OidcError::Discovery(format!(
@@ -94,12 +94,30 @@ impl Oidc {
                 metadata.issuer, self.issuer
             )));
         }
+        let loopback_issuer = Url::parse(&self.issuer)
+            .ok()
+            .and_then(|u| u.host().map(|h| is_loopback_host(&h)))
+            .unwrap_or(false);
         for (name, endpoint) in [
             ("authorization_endpoint", &metadata.authorization_endpoint),
             ("token_endpoint", &metadata.token_endpoint),
             ("jwks_uri", &metadata.jwks_uri),
         ] {
-            check_endpoint(name, endpoint)?;
+            check_endpoint(name, endpoint, loopback_issuer)?;
+        }
+        // Optional endpoints that fail the same checks are never used: a `javascript:`
+        // end-session URL never reaches the browser, and no secret or refresh token goes
+        // to a plain-http revocation endpoint.
+        for (name, endpoint) in [
+            ("end_session_endpoint", &mut metadata.end_session_endpoint),
+            ("revocation_endpoint", &mut metadata.revocation_endpoint),
+        ] {
+            if let Some(url) = endpoint.as_deref()
+                && let Err(e) = check_endpoint(name, url, loopback_issuer)
+            {
+                tracing::warn!(error = %e, "discovery endpoint ignored");
+                *endpoint = None;
+            }
         }
         if let Some(methods) = &metadata.code_challenge_methods_supported
             && !methods.iter().any(|m| m == "S256")
@@ -141,12 +159,19 @@ pub fn discovery_url(issuer: &str) -> String {
     format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
 }
 
-fn check_endpoint(name: &str, endpoint: &str) -> Result<(), OidcError> {
+/// An endpoint from discovery must be `https` (plain `http` only on loopback, and only
+/// for a loopback issuer), with no credentials and no fragment.
+fn check_endpoint(name: &str, endpoint: &str, loopback_issuer: bool) -> Result<(), OidcError> {
     let url = Url::parse(endpoint).map_err(|e| OidcError::Discovery(format!("{name}: {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err(OidcError::Discovery(format!(
+            "{name} must have no credentials or fragment"
+        )));
+    }
     let loopback = url.host().is_some_and(|h| is_loopback_host(&h));
     match url.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if loopback && loopback_issuer => Ok(()),
         _ => Err(OidcError::Discovery(format!("{name} must be https"))),
     }
 }
@@ -196,9 +221,22 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_https_except_on_loopback() {
-        assert!(check_endpoint("token_endpoint", "https://id.example.com/token").is_ok());
-        assert!(check_endpoint("token_endpoint", "http://127.0.0.1:9000/token").is_ok());
-        assert!(check_endpoint("token_endpoint", "http://id.example.com/token").is_err());
-        assert!(check_endpoint("token_endpoint", "file:///etc/passwd").is_err());
+        assert!(check_endpoint("token_endpoint", "https://id.example.com/token", false).is_ok());
+        assert!(check_endpoint("token_endpoint", "http://127.0.0.1:9000/token", true).is_ok());
+        assert!(check_endpoint("token_endpoint", "http://id.example.com/token", true).is_err());
+        assert!(check_endpoint("token_endpoint", "file:///etc/passwd", true).is_err());
+    }
+
+    #[test]
+    fn endpoints_with_credentials_fragments_or_other_schemes_are_refused() {
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "https://user:pass@id.example.com/logout",
+            "https://id.example.com/logout#x",
+            "http://127.0.0.1:9000/revoke",
+        ] {
+            assert!(check_endpoint("end_session_endpoint", bad, false).is_err(), "{bad}");
+        }
     }
 }

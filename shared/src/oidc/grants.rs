@@ -2,6 +2,7 @@
 //! the refresh grant.
 
 use openidconnect::core::CoreTokenResponse;
+use openidconnect::core::CoreTokenType as BasicTokenType;
 use openidconnect::{
     AuthorizationCode, OAuth2TokenResponse as _, PkceCodeVerifier, RequestTokenError, TokenResponse as _,
 };
@@ -63,7 +64,7 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
-        Ok(token_set(&response))
+        token_set(&response)
     }
 
     /// Uses a refresh token; the answer may rotate it.
@@ -76,7 +77,7 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
-        Ok(token_set(&response))
+        token_set(&response)
     }
 }
 
@@ -98,13 +99,45 @@ fn token_error(e: TokenRequestError) -> OidcError {
     }
 }
 
-fn token_set(response: &CoreTokenResponse) -> TokenSet {
-    TokenSet {
+/// The tokens of a token response. An access token of a type the BFF does not know how
+/// to present is never used (RFC 6749 §7.1); `Bearer` is accepted in any case.
+fn token_set(response: &CoreTokenResponse) -> Result<TokenSet, OidcError> {
+    check_token_type(response.token_type())?;
+    Ok(TokenSet {
         access_token: AccessToken::new(response.access_token().secret()),
         refresh_token: response.refresh_token().map(|t| RefreshToken::new(t.secret())),
         expires_in: response
             .expires_in()
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         id_token: response.id_token().map(|t| IdToken::new(t.to_string())),
+    })
+}
+
+fn check_token_type(token_type: &BasicTokenType) -> Result<(), OidcError> {
+    // The type is case-insensitive (RFC 6749 §5.1); the parser knows only `bearer`.
+    match token_type {
+        BasicTokenType::Bearer => Ok(()),
+        BasicTokenType::Extension(other) if other.eq_ignore_ascii_case("bearer") => Ok(()),
+        other => Err(OidcError::BadResponse(format!(
+            "token_type `{}` is not supported",
+            other.as_ref()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bearer_tokens_in_any_case_are_used() {
+        for accepted in ["Bearer", "bearer", "BEARER"] {
+            let parsed: BasicTokenType = serde_json::from_value(serde_json::json!(accepted)).expect("token type");
+            assert!(check_token_type(&parsed).is_ok(), "{accepted}");
+        }
+        for refused in ["DPoP", "mac", "N_A", ""] {
+            let parsed: BasicTokenType = serde_json::from_value(serde_json::json!(refused)).expect("token type");
+            assert!(check_token_type(&parsed).is_err(), "{refused}");
+        }
     }
 }

@@ -29,6 +29,12 @@ pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + 2_000;
 const WAIT_POLL: Duration = Duration::from_millis(100);
 /// Attempts at the final write when other updates (idle sliding) interleave.
 const WRITE_ATTEMPTS: usize = 3;
+/// First and longest pause between retries of the final write after a store failure.
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// The final write gives up this long before the lease lapses, so no other instance can
+/// take the lease while a write of ours may still land.
+const WRITE_MARGIN_MS: i64 = 500;
 
 /// Why no usable access token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -217,26 +223,46 @@ where
             next.version = current.version + 1;
             next
         };
+        // The provider has spent the old refresh token: the new one must reach the store.
+        // Store failures are retried until the lease is about to lapse; only then is the
+        // caller told, and nobody deletes the session for it.
+        let deadline_ms = lease.until_ms - WRITE_MARGIN_MS;
+        let mut backoff = WRITE_RETRY_FIRST;
         let mut current = leased;
-        for _ in 0..WRITE_ATTEMPTS {
-            match self.store.update_session(key, &apply(&current), current.version).await {
+        let mut conflicts = 0;
+        loop {
+            let failure = match self.store.update_session(key, &apply(&current), current.version).await {
                 Ok(()) => return Ok(access_token),
-                Err(StoreError::Conflict) => {
+                Err(StoreError::Conflict) if conflicts < WRITE_ATTEMPTS => {
+                    conflicts += 1;
                     // An idle-expiry slide interleaved; keep our tokens on top of it, as
                     // long as the lease is still ours.
-                    match self.store.get_session(key, self.clock.now()).await? {
-                        Some(fresh) if fresh.refresh_lease.as_ref() == Some(lease) => current = fresh,
-                        _ => {
+                    match self.store.get_session(key, self.clock.now()).await {
+                        Ok(Some(fresh)) if fresh.refresh_lease.as_ref() == Some(lease) => {
+                            current = fresh;
+                            continue;
+                        }
+                        Ok(_) => {
                             tracing::warn!("refresh lease lost before the tokens were saved");
                             return Ok(access_token);
                         }
+                        Err(e) => e,
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(StoreError::Conflict) => {
+                    tracing::warn!("could not save refreshed tokens after retries");
+                    return Ok(access_token);
+                }
+                Err(e) => e,
+            };
+            if self.clock.now_ms() + backoff.as_millis() as i64 >= deadline_ms {
+                tracing::error!(error = %failure, "refreshed tokens not saved before the lease lapsed");
+                return Err(failure.into());
             }
+            tracing::warn!(error = %failure, "saving refreshed tokens failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(WRITE_RETRY_MAX);
         }
-        tracing::warn!("could not save refreshed tokens after retries");
-        Ok(access_token)
     }
 
     async fn release_lease(&self, key: &StoreKey, leased: SessionRecord) {

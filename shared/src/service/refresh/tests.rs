@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -83,11 +82,17 @@ impl RefreshGrant for FakeProvider {
     }
 }
 
-/// The in-memory store, with the next `fail_updates` writes failing as unavailable.
+/// The in-memory store, with every write failing as unavailable until `fail_until`.
 #[derive(Default)]
 struct FlakyStore {
     inner: MemoryStore,
-    fail_updates: AtomicUsize,
+    fail_until: Mutex<Option<Instant>>,
+}
+
+impl FlakyStore {
+    fn fail_writes_for(&self, outage: Duration) {
+        *self.fail_until.lock().expect("lock") = Some(Instant::now() + outage);
+    }
 }
 
 #[async_trait]
@@ -102,9 +107,10 @@ impl SessionStore for FlakyStore {
 
     async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
         let failing = self
-            .fail_updates
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+            .fail_until
+            .lock()
+            .expect("lock")
+            .is_some_and(|until| Instant::now() < until);
         if failing {
             return Err(StoreError::Unavailable("injected write failure".into()));
         }
@@ -331,23 +337,43 @@ async fn without_a_refresh_token_an_expired_session_ends() {
     assert!(at.stored().await.is_none());
 }
 
-/// Today: a store failure right after the provider rotated answers a store error, and the
-/// item keeps the spent refresh token and the lease (the rotated token is lost).
+/// A store outage right after the provider rotated the refresh token is outlasted: the
+/// write is retried until the lease is about to lapse, and the rotated token is kept.
 #[tokio::test(start_paused = true)]
-async fn today_a_store_failure_after_rotation_loses_the_rotated_token() {
+async fn a_store_outage_after_rotation_is_retried_and_the_rotated_token_kept() {
     let at = Fixture::new(-1, |_, _| {}).await;
     let provider =
         FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_millis(100));
-    // The lease write succeeds; the write of the new tokens, during the grant, fails.
-    let fail_after_lease = async {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        at.store.fail_updates.store(1, Ordering::SeqCst);
+    // The lease write succeeds; writes fail for 2 s from the middle of the grant on.
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        at.store.fail_writes_for(Duration::from_secs(2));
     };
-    let (result, ()) = tokio::join!(at.usable(&provider, None), fail_after_lease);
+    let (result, ()) = tokio::join!(at.usable(&provider, None), outage);
+    assert_eq!(result.expect("token").secret(), "access-2");
+    let kept = at.stored().await.expect("session kept");
+    assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-2");
+    assert!(kept.refresh_lease.is_none());
+}
+
+/// An outage longer than the lease: the caller gets a store error, the session stays.
+#[tokio::test(start_paused = true)]
+async fn a_store_outage_longer_than_the_lease_answers_a_store_error_and_keeps_the_session() {
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let provider =
+        FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_millis(100));
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        at.store.fail_writes_for(Duration::from_millis(2 * LEASE_MS as u64));
+    };
+    let started = at.clock.now_ms();
+    let (result, ()) = tokio::join!(at.usable(&provider, None), outage);
     assert!(matches!(result, Err(RefreshError::Store(_))), "{result:?}");
-    let kept = at.stored().await.expect("item still there");
-    assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-1");
-    assert!(kept.refresh_lease.is_some(), "a dangling lease");
+    assert!(at.stored().await.is_some(), "nobody deleted the session");
+    assert!(
+        at.clock.now_ms() - started < LEASE_MS,
+        "gave up before the lease lapsed"
+    );
 }
 
 /// Today: a lease that lapses while the provider is slow lets a second caller spend the
