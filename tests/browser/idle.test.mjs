@@ -1,6 +1,8 @@
 // The demo page leaves no request open: Playwright's `networkidle` (no connection for
 // 500 ms) is reached logged out and logged in, so a page built on bff.js can be waited
 // for that way. A response body bff.js neither returns nor reads keeps its request open.
+// And after "Log out", whatever the user answers at the provider, the page says the app
+// session ended.
 //
 //   bash tests/browser/run.sh        (installs what is missing, builds, runs these)
 
@@ -73,4 +75,32 @@ describe('demo front end goes network-idle', () => {
     for (let i = 0; i < 50 && open.size > 0; i += 1) await page.waitForTimeout(100);
     assert.equal(open.size, 0, 'every /auth/me request finished');
   }));
+});
+
+describe('logging out of the demo', () => {
+  for (const answer of ['No, stay signed in', 'Yes, sign me out']) {
+    test(`says the app session ended when the provider is answered "${answer}"`, LIMIT, (t) => run(t, async (context) => {
+      const page = await context.newPage();
+      await page.goto(`${stack.baseUrl}/`);
+      await clickAndLoad(page, page.getByRole('button', { name: 'Log in', exact: true }));
+      await completeLogin(page, stack.baseUrl);
+      await page.locator('#logged-in').waitFor();
+
+      await clickAndLoad(page, page.getByRole('button', { name: 'Log out' }));
+      assert.ok(page.url().startsWith(stack.issuer), `on the provider's logout page, not ${page.url()}`);
+      await clickAndLoad(page, page.getByRole('button', { name: answer }));
+      assert.equal(page.url(), `${stack.baseUrl}/`);
+
+      await page.locator('#logged-out').waitFor();
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      assert.match(await alert.textContent(), /You have been logged out of this app\./);
+      assert.equal(await page.getByRole('button', { name: 'Log in', exact: true }).isVisible(), true);
+
+      // Said once: a reload shows the plain logged-out page.
+      await page.reload(IDLE);
+      await page.locator('#logged-out').waitFor();
+      assert.equal(await page.getByRole('alert').isVisible(), false);
+    }));
+  }
 });
