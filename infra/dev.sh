@@ -90,9 +90,10 @@ elapsed() {
 }
 
 ensure_node
-for tool in node npm cargo curl ss; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not on PATH${tool/#ss/ (Debian package iproute2)}"
+for tool in node npm cargo curl; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not on PATH"
 done
+command -v ss >/dev/null 2>&1 || die "'ss' is required but not on PATH (Debian package iproute2)"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 BFF_LOCAL="$TARGET_DIR/dev-local/bff-local"
@@ -280,10 +281,10 @@ require_owned() {
     esac
 }
 
-# After process $1 (named $2, log $3) exited during start-up: names the program holding
-# port $4 (variable $5) when there is one, the cause of most such exits.
+# After the process named $1 (log $2) exited during start-up: names the program holding
+# port $3 (variable $4) when there is one, the cause of most such exits.
 died_on_port() {
-    local pid=$1 name=$2 log=$3 port=$4 var=$5 who
+    local name=$1 log=$2 port=$3 var=$4 who
     who="$(holders "$port")"
     [[ -z "$who" ]] || die "$name could not listen on port $port: it is in use by $who; stop it, or choose another port with $var=…"
     show_log "$log"
@@ -386,7 +387,7 @@ track "$bff_pid" "bff-local"
 code=000
 for _ in $(seq 1 300); do
     if ! kill -0 "$bff_pid" 2>/dev/null; then
-        died_on_port "$bff_pid" bff-local "$LOG_DIR/bff-local.log" "$BFF_PORT" BFF_PORT
+        died_on_port bff-local "$LOG_DIR/bff-local.log" "$BFF_PORT" BFF_PORT
     fi
     owner="$(owner_of "$bff_pid" "$BFF_PORT")"
     if [[ "$owner" == ours ]]; then
