@@ -6,21 +6,27 @@
 # - a local OpenID provider (infra/provider.mjs) with a client for the BFF and real
 #   login and consent pages,
 # - the demo resource API (served by the same Node process),
-# - bff-local (release build), serving the demo page (infra/demo) and /auth/*, /api/*
-#   on one origin,
+# - bff-local (built with the dev-local profile: optimised, quicker to build than the
+#   release profile of the Lambda packages), serving the demo page (infra/demo) and
+#   /auth/*, /api/* on one origin,
 # - with --store dynamodb (or BFF_STORE=dynamodb) and no AWS_ENDPOINT_URL_DYNAMODB:
 #   DynamoDB Local as well.
 #
-# It installs the npm packages and builds bff-local when needed, checks that every part
-# answers, then prints the URL to open. Ctrl-C stops everything.
+# It installs Node.js (when the one on PATH is too old) and the npm packages, builds
+# bff-local when needed, checks that every part answers, then prints the URL to open.
+# Ctrl-C stops everything.
 #
 # Ports: PROVIDER_PORT (9000), API_PORT (9001), BFF_PORT (8080), DYNAMODB_PORT (8000).
-# Logs: target/dev/ (bff-local's is also shown live).
+# Each is checked before the build and again right before its server starts; once a
+# server is up, the port must be held by that very process (or its child), so another
+# program on the port is named and refused rather than taken for the server.
+# Logs: target/dev/ (bff-local's is also shown live; under $CARGO_TARGET_DIR when set).
 
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# Only npm_stale is used: this script has its own output style (ok, info, die below).
+# Only ensure_node and npm_stale are used: this script has its own output style (ok,
+# info, die below).
 # shellcheck source=infra/lib.sh
 source infra/lib.sh
 
@@ -83,11 +89,15 @@ elapsed() {
     if ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
 }
 
+ensure_node
 for tool in node npm cargo curl; do
     command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not on PATH"
 done
+command -v ss >/dev/null 2>&1 || die "'ss' is required but not on PATH (Debian package iproute2)"
 
-LOG_DIR=target/dev
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+BFF_LOCAL="$TARGET_DIR/dev-local/bff-local"
+LOG_DIR="$TARGET_DIR/dev"
 mkdir -p "$LOG_DIR"
 PIDS=()
 NAMES=()
@@ -101,7 +111,7 @@ cleanup() {
     set +e
     if [[ -n "$SPINNER" ]]; then
         kill "$SPINNER" 2>/dev/null
-        printf '\r\033[K' >&2
+        [[ -z "$TTY" ]] || printf '\r\033[K' >&2
     fi
     if ((${#PIDS[@]})); then
         local shown
@@ -126,8 +136,9 @@ track() {
 }
 
 # Runs "$@" in the foreground with its output in $3, showing $1 and a live progress
-# line (elapsed time, last line of the log) on a terminal, then $2 when done. On
-# failure shows the end of the log.
+# line (elapsed time, last line of the log) on a terminal, or the same as a new line
+# every 30 s otherwise (a log file, CI), then $2 when done. On failure shows the end of
+# the log.
 with_progress() {
     local label=$1 done_label=$2 log=$3 start=$SECONDS status=0
     shift 3
@@ -146,6 +157,16 @@ with_progress() {
         SPINNER=$!
     else
         info "$label…"
+        (
+            local next=30 last
+            while sleep 1; do
+                ((SECONDS - start >= next)) || continue
+                next=$((next + 30))
+                last="$(tail -n 1 "$log" 2>/dev/null | tr -d '\r' | sed 's/^ *//' | cut -c1-100)"
+                info "$label · $(elapsed $((SECONDS - start))) · ${last:-…}"
+            done
+        ) &
+        SPINNER=$!
     fi
     # In the foreground: Ctrl-C reaches the command and its children directly.
     "$@" >"$log" 2>&1 || status=$?
@@ -153,7 +174,7 @@ with_progress() {
         kill "$SPINNER" 2>/dev/null || true
         wait "$SPINNER" 2>/dev/null || true
         SPINNER=''
-        printf '\r\033[K' >&2
+        [[ -z "$TTY" ]] || printf '\r\033[K' >&2
     fi
     if ((status != 0)); then
         show_log "$log" 40
@@ -163,9 +184,11 @@ with_progress() {
 }
 
 # Waits until the file $1 holds a line starting with "READY "; prints its JSON.
-# $2 is the pid of the process that writes it, $3 a name, $4 its log.
+# $2 is the pid of the process that writes it, $3 a name, $4 its log; then pairs of a
+# port it listens on and the port's variable, to name who holds one if it cannot start.
 wait_ready() {
     local file=$1 pid=$2 name=$3 log=$4 line
+    shift 4
     for _ in $(seq 1 300); do
         line="$(grep -m1 '^READY ' "$file" 2>/dev/null || true)"
         if [[ -n "$line" ]]; then
@@ -173,6 +196,12 @@ wait_ready() {
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
+            local who
+            while (($# >= 2)); do
+                who="$(holders "$1")"
+                [[ -z "$who" ]] || die "$name could not listen on port $1: it is in use by $who; stop it, or choose another port with $2=…"
+                shift 2
+            done
             show_log "$log"
             die "$name exited before it was ready"
         fi
@@ -187,15 +216,88 @@ json_field() {
     sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" <<<"$1"
 }
 
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+# --- Ports ----------------------------------------------------------------------------
+# Who listens on a TCP port, on any local address (127.0.0.1, ::1, 0.0.0.0 …): `ss`.
+
+# The listening sockets on port $1, one "name pid" line per process holding one ("? ?"
+# for a socket whose process this user cannot see).
+listeners() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | while read -r line; do
+        if [[ "$line" == *'users:(('* ]]; then
+            grep -o '("[^"]*",pid=[0-9]*' <<<"$line" | sed 's/^("\(.*\)",pid=\([0-9]*\)$/\1 \2/'
+        else
+            echo '? ?'
+        fi
+    done | sort -u
+}
+
+# "python3 (pid 1234), node (pid 99)": the programs listening on port $1.
+holders() {
+    listeners "$1" | while read -r name pid; do
+        if [[ "$pid" == '?' ]]; then echo 'a program of another user'; else echo "$name (pid $pid)"; fi
+    done | paste -sd, - | sed 's/,/, /g'
+}
+
+# True when process $2 is process $1 or one of its descendants.
+descends_from() {
+    local root=$1 pid=$2
+    for _ in $(seq 1 32); do
+        [[ "$pid" == "$root" ]] && return 0
+        pid="$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')"
+        [[ -n "$pid" && "$pid" != 0 && "$pid" != 1 ]] || return 1
+    done
+    return 1
+}
+
+# Dies unless port $1 is free; $2 names the variable that chooses it.
+require_free() {
+    local port=$1 var=$2 who
+    who="$(holders "$port")"
+    [[ -z "$who" ]] || die "port $port is in use by $who; stop it, or choose another port with $var=…"
+}
+
+# Whether port $2 is held by the process $1 started (or its children) and nobody else:
+# prints "ours", "free" or the other holders.
+owner_of() {
+    local root=$1 port=$2 name pid others='' any=''
+    while read -r name pid; do
+        [[ -n "$name" ]] || continue
+        any=1
+        [[ "$pid" != '?' ]] && descends_from "$root" "$pid" && continue
+        others+="${others:+, }$([[ "$pid" == '?' ]] && echo 'a program of another user' || echo "$name (pid $pid)")"
+    done < <(listeners "$port")
+    if [[ -n "$others" ]]; then echo "$others"; elif [[ -n "$any" ]]; then echo ours; else echo free; fi
+}
+
+# Dies unless port $3 is held by process $1 (named $2) or its children alone; $4 names
+# the port's variable.
+require_owned() {
+    local pid=$1 name=$2 port=$3 var=$4 owner
+    owner="$(owner_of "$pid" "$port")"
+    case "$owner" in
+        ours) ;;
+        free) die "$name (pid $pid) does not listen on port $port" ;;
+        *) die "port $port is held by $owner, not by the $name this script started (pid $pid); stop it, or choose another port with $var=…" ;;
+    esac
+}
+
+# After the process named $1 (log $2) exited during start-up: names the program holding
+# port $3 (variable $4) when there is one, the cause of most such exits.
+died_on_port() {
+    local name=$1 log=$2 port=$3 var=$4 who
+    who="$(holders "$port")"
+    [[ -z "$who" ]] || die "$name could not listen on port $port: it is in use by $who; stop it, or choose another port with $var=…"
+    show_log "$log"
+    die "$name exited during start-up"
 }
 
 printf '\n%sBFF local stack%s %s(store: %s)%s\n\n' "$BOLD" "$RESET" "$DIM" "$BFF_STORE" "$RESET" >&2
 
+# Checked now, before a build that may take minutes, and again right before each start.
 for port_var in PROVIDER_PORT API_PORT BFF_PORT; do
-    port_free "${!port_var}" || die "port ${!port_var} is in use (another dev.sh?); choose another with $port_var=…"
+    require_free "${!port_var}" "$port_var"
 done
+[[ "$BFF_STORE" != dynamodb || -n "${AWS_ENDPOINT_URL_DYNAMODB:-}" ]] || require_free "$DYNAMODB_PORT" DYNAMODB_PORT
 
 # --- Node packages and build ---------------------------------------------------------
 
@@ -206,11 +308,11 @@ else
     ok "npm packages" "${DIM}up to date${RESET}"
 fi
 
-if [[ ! -x target/release/bff-local ]]; then
-    info "First build of bff-local: a release build takes several minutes."
+if [[ ! -x "$BFF_LOCAL" ]]; then
+    info "First build of bff-local: about 5 minutes on 2 cores (profile dev-local); later runs take seconds."
 fi
-with_progress "Building bff-local (release)" "bff-local built" \
-    "$LOG_DIR/build.log" cargo build --release -p bff-local
+with_progress "Building bff-local (profile dev-local)" "bff-local built" \
+    "$LOG_DIR/build.log" cargo build --profile dev-local --locked -p bff-local
 
 # --- DynamoDB Local (only for the dynamodb store without an endpoint) ----------------
 
@@ -221,10 +323,13 @@ if [[ "$BFF_STORE" == dynamodb ]]; then
     export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-dummy}"
     if [[ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" ]]; then
         command -v java >/dev/null 2>&1 || die "--store dynamodb needs Java for DynamoDB Local (or set AWS_ENDPOINT_URL_DYNAMODB)"
-        port_free "$DYNAMODB_PORT" || die "port $DYNAMODB_PORT is in use; choose another with DYNAMODB_PORT=…"
+        require_free "$DYNAMODB_PORT" DYNAMODB_PORT
         node infra/dynamodb-local.mjs --port "$DYNAMODB_PORT" >"$LOG_DIR/dynamodb.ready" 2>"$LOG_DIR/dynamodb.log" &
-        track $! "DynamoDB Local"
-        ddb_ready="$(wait_ready "$LOG_DIR/dynamodb.ready" "$!" "DynamoDB Local" "$LOG_DIR/dynamodb.log")"
+        ddb_pid=$!
+        track "$ddb_pid" "DynamoDB Local"
+        ddb_ready="$(wait_ready "$LOG_DIR/dynamodb.ready" "$ddb_pid" "DynamoDB Local" "$LOG_DIR/dynamodb.log" "$DYNAMODB_PORT" DYNAMODB_PORT)"
+        # DynamoDB Local is Java, started by that node process: its child.
+        require_owned "$ddb_pid" "DynamoDB Local" "$DYNAMODB_PORT" DYNAMODB_PORT
         export AWS_ENDPOINT_URL_DYNAMODB
         AWS_ENDPOINT_URL_DYNAMODB="$(json_field "$ddb_ready" endpoint)"
         ok "DynamoDB Local" "$AWS_ENDPOINT_URL_DYNAMODB"
@@ -245,19 +350,26 @@ PUBLIC_URL="http://localhost:$BFF_PORT"
 # A fresh key each run seals the tokens this run stores (AES-256-GCM, 32 bytes).
 TOKEN_KEY="$(node -e 'process.stdout.write(require("node:crypto").randomBytes(32).toString("base64"))')"
 
+require_free "$PROVIDER_PORT" PROVIDER_PORT
+require_free "$API_PORT" API_PORT
 PROVIDER_CLIENT_ID="$CLIENT_ID" \
 PROVIDER_CLIENT_SECRET="$CLIENT_SECRET" \
 PROVIDER_REDIRECT_URIS="$PUBLIC_URL/auth/callback" \
 PROVIDER_POST_LOGOUT_REDIRECT_URIS="$PUBLIC_URL/" \
     node infra/provider.mjs --port "$PROVIDER_PORT" --api-port "$API_PORT" \
     >"$LOG_DIR/provider.ready" 2>"$LOG_DIR/provider.log" &
-track $! "provider"
-provider_ready="$(wait_ready "$LOG_DIR/provider.ready" "$!" "The OpenID provider" "$LOG_DIR/provider.log")"
+provider_pid=$!
+track "$provider_pid" "provider"
+provider_ready="$(wait_ready "$LOG_DIR/provider.ready" "$provider_pid" "The OpenID provider" "$LOG_DIR/provider.log" \
+    "$PROVIDER_PORT" PROVIDER_PORT "$API_PORT" API_PORT)"
+require_owned "$provider_pid" "OpenID provider" "$PROVIDER_PORT" PROVIDER_PORT
+require_owned "$provider_pid" "demo API" "$API_PORT" API_PORT
 ISSUER="$(json_field "$provider_ready" issuer)"
 API_URL="$(json_field "$provider_ready" api)"
 
 # --- BFF ------------------------------------------------------------------------------
 
+require_free "$BFF_PORT" BFF_PORT
 BFF_ISSUER="$ISSUER" \
 BFF_CLIENT_ID="$CLIENT_ID" \
 BFF_CLIENT_SECRET="$CLIENT_SECRET" \
@@ -266,21 +378,29 @@ BFF_PUBLIC_URL="$PUBLIC_URL" \
 BFF_UPSTREAM_URL="$API_URL" \
 BFF_LISTEN="127.0.0.1:$BFF_PORT" \
 BFF_STATIC_DIR=infra/demo \
-    target/release/bff-local >"$LOG_DIR/bff-local.log" 2>&1 &
+    "$BFF_LOCAL" >"$LOG_DIR/bff-local.log" 2>&1 &
 bff_pid=$!
 track "$bff_pid" "bff-local"
 
+# Ready when the port is held by this bff-local alone and it answers; an answer from
+# anything else on the port is refused, naming it.
 code=000
 for _ in $(seq 1 300); do
-    code="$(curl -s -o /dev/null -w '%{http_code}' "$PUBLIC_URL/auth/me" || true)"
-    [[ "$code" != 000 ]] && break
     if ! kill -0 "$bff_pid" 2>/dev/null; then
-        show_log "$LOG_DIR/bff-local.log"
-        die "bff-local exited during start-up"
+        died_on_port bff-local "$LOG_DIR/bff-local.log" "$BFF_PORT" BFF_PORT
+    fi
+    owner="$(owner_of "$bff_pid" "$BFF_PORT")"
+    if [[ "$owner" == ours ]]; then
+        code="$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$PUBLIC_URL/auth/me" || true)"
+        [[ "$code" != 000 ]] && break
+    elif [[ "$owner" != free ]]; then
+        require_owned "$bff_pid" bff-local "$BFF_PORT" BFF_PORT
     fi
     sleep 0.1
 done
 [[ "$code" != 000 ]] || { show_log "$LOG_DIR/bff-local.log"; die "bff-local did not answer on $PUBLIC_URL after 30 s"; }
+# Still this bff-local's alone (nothing opened the port on another address meanwhile).
+require_owned "$bff_pid" bff-local "$BFF_PORT" BFF_PORT
 
 # --- Health checks ----------------------------------------------------------------------
 # Each part answers as it should, and the BFF can reach the provider.

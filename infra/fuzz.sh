@@ -5,7 +5,9 @@
 #   FUZZ_SECONDS=600 bash infra/fuzz.sh return_to proxy_path
 #
 # Installs cargo-fuzz from crates.io when missing, builds the targets once (in
-# fuzz/target, apart from the main build), runs each for FUZZ_SECONDS starting from its
+# fuzz/target, apart from the main build) with the dependency versions of the committed
+# fuzz/Cargo.lock (locked: a lock file that no longer matches fails the run instead of
+# being re-resolved), runs each for FUZZ_SECONDS starting from its
 # committed seeds in fuzz/corpus/<target>/, and prints one line per target. New corpus
 # entries go to a temporary directory, so the tree stays clean. Fails when any target
 # finds a crash; the input is kept in fuzz/artifacts/<target>/.
@@ -28,12 +30,23 @@ export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     step "Installing cargo-fuzz from crates.io"
-    cargo install cargo-fuzz --locked
+    cargo install cargo-fuzz --version 0.13.2 --locked
 fi
 
-# The fuzz crate is its own workspace; its lock file starts as a copy of the main one
-# (again whenever that changes), so it builds the dependency versions the BFF ships with.
-[ fuzz/Cargo.lock -nt Cargo.lock ] || cp Cargo.lock fuzz/Cargo.lock
+# The fuzz crate is its own workspace with its own committed lock file, made from the main
+# one so that it holds the dependency versions the BFF ships with (infra/check-scripts.sh
+# checks that they still agree). cargo fuzz has no --locked of its own: the fetch below
+# refuses a lock file that would need changing, and the build must leave it as it was.
+step "cargo fetch --locked (fuzz/Cargo.lock)"
+if ! cargo fetch --locked --manifest-path fuzz/Cargo.toml; then
+    cat >&2 <<'EOF'
+fuzz.sh: fuzz/Cargo.lock does not match fuzz/Cargo.toml and shared/Cargo.toml. Make it
+again from the main lock file and commit it:
+    cp Cargo.lock fuzz/Cargo.lock && cargo metadata --manifest-path fuzz/Cargo.toml --format-version 1 >/dev/null
+EOF
+    exit 1
+fi
+lock_before="$(cksum <fuzz/Cargo.lock)"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -47,6 +60,10 @@ if ! cargo fuzz build -s "$sanitizer"; then
     cargo fuzz build -s none
 fi
 echo "built in $((SECONDS - build_start)) s"
+if [ "$(cksum <fuzz/Cargo.lock)" != "$lock_before" ]; then
+    echo "fuzz.sh: cargo fuzz build changed fuzz/Cargo.lock; it must build the committed versions" >&2
+    exit 1
+fi
 
 step "fuzzing, ${seconds} s per target"
 failed=0

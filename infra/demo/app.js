@@ -24,12 +24,25 @@ let lastExpiryCheck = 0;
 let alertKind = '';
 let loginAgain = false; // a session ended or a sign-in failed: the button says "Log in again"
 
+// Set when "Log out" leaves for the provider's logout page, read once when the provider
+// sends the browser back. The BFF session ended before the provider asked anything, so
+// the page says so whatever the answer there was ("No, stay signed in" included).
+const LOGGED_OUT_KEY = 'bff-demo-logged-out';
+let justLoggedOut = false;
+try {
+  justLoggedOut = sessionStorage.getItem(LOGGED_OUT_KEY) === '1';
+  sessionStorage.removeItem(LOGGED_OUT_KEY);
+} catch {
+  // Storage refused (a privacy setting): the page just does not say it.
+}
+
 function show(state) {
   for (const id of ['loading', 'logged-out', 'logged-in']) $(id).hidden = id !== state;
 }
 
 function alertBox(title, text = '', kind = '') {
   alertKind = kind;
+  $('alert').classList.toggle('info', kind === 'logged-out');
   $('alert-title').textContent = title;
   $('alert-text').textContent = text;
   $('alert-text').hidden = !text;
@@ -100,6 +113,7 @@ function showUser(user) {
   if (picture && $('picture').getAttribute('src') !== picture) $('picture').src = picture;
   session = user.session ?? null;
   clearAlert('session');
+  clearAlert('logged-out');
   show('logged-in');
   startTicking();
 }
@@ -109,6 +123,11 @@ function showLoggedOut() {
   clearInterval(ticker);
   $('login').textContent = loginAgain ? 'Log in again' : 'Log in';
   show('logged-out');
+  if (justLoggedOut) {
+    justLoggedOut = false;
+    alertBox('Logged out', 'You have been logged out of this app. If you chose to stay signed in at the '
+      + 'identity provider, logging in again may not ask for your password.', 'logged-out');
+  }
 }
 
 function sessionEnded(err) {
@@ -176,8 +195,18 @@ async function callApi() {
 async function doLogout() {
   $('logout').disabled = true;
   try {
+    sessionStorage.setItem(LOGGED_OUT_KEY, '1');
+  } catch {
+    // See LOGGED_OUT_KEY.
+  }
+  try {
     await logout();
   } catch (err) {
+    try {
+      sessionStorage.removeItem(LOGGED_OUT_KEY);
+    } catch {
+      // See LOGGED_OUT_KEY.
+    }
     alertBox('Logout failed', err.message);
     $('logout').disabled = false;
   }

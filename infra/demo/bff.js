@@ -71,6 +71,18 @@ export function login(returnTo) {
   window.location.assign(loginUrl(returnTo));
 }
 
+/**
+ * Reads and drops a body this module does not hand on. An unread body keeps its request
+ * open: the connection stays busy, and a page waiting for an idle network never gets one.
+ */
+async function discard(response) {
+  try {
+    await response.arrayBuffer();
+  } catch {
+    // Already read, or the connection failed: nothing is left open either way.
+  }
+}
+
 async function errorOf(response) {
   let body = null;
   try {
@@ -96,7 +108,10 @@ export async function me() {
     headers: { Accept: 'application/json' },
     cache: 'no-store',
   });
-  if (response.status === 401) return null;
+  if (response.status === 401) {
+    await discard(response);
+    return null;
+  }
   if (!response.ok) throw await errorOf(response);
   return response.json();
 }

@@ -3,8 +3,9 @@
 #
 #   bash infra/sam/check.sh
 #
-# 1. tools: aws-sam-cli, cfn-lint, cargo-lambda and ziglang (the cross linker) from PyPI
-#    into .local/sam-venv (git-ignored), and Rust's standard library for the target;
+# 1. tools: aws-sam-cli and cfn-lint from PyPI into .local/sam-venv (git-ignored); for
+#    the sam build only, cargo-lambda and ziglang (the cross linker, about 400 MB) too,
+#    and Rust's standard library for the target;
 # 2. cfn-lint template.yaml: no error, no warning;
 # 3. sam validate --lint;
 # 4. infra/sam/test_template.py: least privilege, secrets by reference, origin
@@ -13,7 +14,8 @@
 #    the template's architecture.
 #
 # SAM_BUILD=0 stops after step 4 (the test command does: the release cross-build of
-# five functions takes longer than the rest of the suite together).
+# five functions takes longer than the rest of the suite together), and installs only
+# what steps 2 to 4 need.
 # SAM_ARCHITECTURE=x86_64 builds for x86_64 instead of the default arm64. No AWS
 # account or network access to AWS is needed.
 
@@ -22,7 +24,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 # Exact versions: a new cfn-lint release may add rules, and this check must not turn red
 # on its own. Change them here; the next run reinstalls.
-TOOLS=(aws-sam-cli==1.170.0 cfn-lint==1.58.0 cargo-lambda==1.9.2 ziglang==0.17.1)
+CHECK_TOOLS=(aws-sam-cli==1.170.0 cfn-lint==1.58.0)
+BUILD_TOOLS=(cargo-lambda==1.9.2 ziglang==0.17.1)
+SAM_BUILD=${SAM_BUILD:-1}
 VENV=.local/sam-venv
 ARCHITECTURE=${SAM_ARCHITECTURE:-arm64}
 REGION=us-east-1 # any region: nothing is sent to AWS
@@ -42,17 +46,25 @@ x86_64) RUST_TARGET=x86_64-unknown-linux-gnu ELF_MACHINE=3e ;;
 *) fail "SAM_ARCHITECTURE must be arm64 or x86_64, not $ARCHITECTURE" ;;
 esac
 
+TOOLS=("${CHECK_TOOLS[@]}")
+[ "$SAM_BUILD" = 0 ] || TOOLS+=("${BUILD_TOOLS[@]}")
+
 step "tools in $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-if [ "$(cat "$VENV/.tools" 2>/dev/null)" != "${TOOLS[*]}" ]; then
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${TOOLS[@]}"
-    echo "${TOOLS[*]}" >"$VENV/.tools"
+# $VENV/.tools lists the tools installed, one a line; only the missing ones are installed.
+missing=()
+for tool in "${TOOLS[@]}"; do
+    grep -qxF "$tool" "$VENV/.tools" 2>/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+    printf '%s\n' "${missing[@]}" >>"$VENV/.tools"
 else
     echo "up to date: ${TOOLS[*]}"
 fi
-if ! rustup target list --installed | grep -qx "$RUST_TARGET"; then
+if [ "$SAM_BUILD" != 0 ] && ! rustup target list --installed | grep -qx "$RUST_TARGET"; then
     rustup target add "$RUST_TARGET"
 fi
 
@@ -65,7 +77,7 @@ sam validate --lint --region "$REGION"
 step "template tests"
 python infra/sam/test_template.py
 
-if [ "${SAM_BUILD:-1}" = "0" ]; then
+if [ "$SAM_BUILD" = "0" ]; then
     echo "sam build skipped (SAM_BUILD=0); run bash infra/sam/check.sh for the full check"
     exit 0
 fi

@@ -4,11 +4,14 @@
 #
 #   bash tests/browser/run.sh
 #
-# 1. Debian's chromium when /usr/bin/chromium is missing (as root; never a browser download);
+# 1. Node.js (infra/lib.sh's ensure_node) and Debian's chromium when /usr/bin/chromium is
+#    missing (as root; never a browser download);
 # 2. the npm packages of infra/ (oidc-provider, playwright-core) from package-lock.json;
 # 3. cargo build -p bff-local (debug; BFF_LOCAL_BIN points the tests at another binary);
-# 4. node --test on tests/browser/*.test.mjs. Each test starts nothing itself: the suite
-#    starts one provider and one bff-local on free ports and stops them when it ends.
+# 4. node --test on tests/browser/*.test.mjs (demo.test.mjs: the demo's flows;
+#    idle.test.mjs: no request left open, and what the page says after logging out).
+#    Each test starts nothing itself: each file starts one provider and one bff-local on
+#    free ports and stops them when it ends.
 #
 # On failure, screenshots are in target/browser-screenshots/, logs in target/browser-tests/.
 
