@@ -32,11 +32,15 @@ async fn log_to_a_pipe_has_no_colour_codes_and_error_lines_name_the_error_code()
     assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
     let access: Vec<&str> = log.lines().filter(|l| l.contains("request")).collect();
     assert!(
-        access.iter().any(|l| l.contains("status=403") && l.contains("error=\"csrf_header_missing\"")),
+        access
+            .iter()
+            .any(|l| l.contains("status=403") && l.contains("error=\"csrf_header_missing\"")),
         "{log}"
     );
     assert!(
-        access.iter().any(|l| l.contains("status=400") && l.contains("error=\"invalid_return_to\"")),
+        access
+            .iter()
+            .any(|l| l.contains("status=400") && l.contains("error=\"invalid_return_to\"")),
         "{log}"
     );
 }
