@@ -107,6 +107,11 @@ impl SessionStore for CountingStore {
         self.write();
         self.inner.delete_session(key).await
     }
+
+    async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError> {
+        self.write();
+        self.inner.delete_session_at(key, expected).await
+    }
 }
 
 #[async_trait]

@@ -95,6 +95,11 @@ impl SessionStore for CountingStore {
         self.counts.write();
         self.inner.delete_session(key).await
     }
+
+    async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError> {
+        self.counts.write();
+        self.inner.delete_session_at(key, expected).await
+    }
 }
 
 #[async_trait]

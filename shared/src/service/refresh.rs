@@ -23,8 +23,11 @@ use crate::domain::session::{RefreshLease, SessionRecord, refresh_due};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
-/// How long a refresh lease holds: one provider call and the write after it.
-pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + 2_000;
+/// Time kept on the lease after the grant for writing its tokens (with retries).
+const WRITE_BUDGET_MS: i64 = 6_000;
+/// How long a refresh lease holds: one provider call (bounded by the provider timeout and
+/// by the lease itself) and the write after it. Discovery and keys are ready before it.
+pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + WRITE_BUDGET_MS;
 /// How often a waiting caller re-reads the session.
 const WAIT_POLL: Duration = Duration::from_millis(100);
 /// Attempts at the final write when other updates (idle sliding) interleave.
@@ -59,6 +62,10 @@ pub enum RefreshError {
 /// token it may return.
 #[async_trait]
 pub trait RefreshGrant: Send + Sync {
+    /// Makes ready what the grant and the validation of its answer need (discovery, the
+    /// keys), so none of it happens under the lease.
+    async fn prepare(&self) -> Result<(), OidcError>;
+
     /// Uses `refresh_token`; the answer may rotate it.
     async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError>;
 
@@ -68,6 +75,15 @@ pub trait RefreshGrant: Send + Sync {
 
 #[async_trait]
 impl RefreshGrant for Oidc {
+    async fn prepare(&self) -> Result<(), OidcError> {
+        self.metadata().await?;
+        // Best effort: without keys now, the refreshed ID token's check fetches them later.
+        if let Err(e) = self.jwks(false).await {
+            tracing::warn!(error = %e, "JWKS not ready before a refresh");
+        }
+        Ok(())
+    }
+
     async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
         Oidc::refresh(self, refresh_token).await
     }
@@ -104,6 +120,7 @@ where
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
         let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
+        let mut prepared = false;
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
@@ -134,6 +151,16 @@ where
                 continue;
             }
 
+            // Whatever may be slow besides the grant (discovery, keys) is done before the
+            // lease is taken, so the lease covers the grant and the write only.
+            if !prepared {
+                if let Err(e) = self.provider.prepare().await {
+                    return self.unrefreshed(e, &session, still_valid);
+                }
+                prepared = true;
+                continue; // time passed: look at the session with a fresh clock
+            }
+
             let lease = RefreshLease {
                 owner: random_token(16),
                 until_ms: now_ms + LEASE_MS,
@@ -143,8 +170,16 @@ where
             leased.version = session.version + 1;
             match self.store.update_session(key, &leased, session.version).await {
                 Ok(()) => return self.refresh_under_lease(key, leased, &lease, still_valid).await,
-                // Another caller changed the session first (took the lease, or refreshed): look again.
-                Err(StoreError::Conflict) => session = self.reload(key).await?,
+                Err(StoreError::Conflict) => {
+                    session = self.reload(key).await?;
+                    // A write whose answer was lost and that the SDK retried reads as a
+                    // conflict: when the stored lease is ours, the first attempt landed.
+                    if session.refresh_lease.as_ref() == Some(&lease) {
+                        return self.refresh_under_lease(key, session, &lease, still_valid).await;
+                    }
+                    // Otherwise another caller changed it first (took the lease, or
+                    // refreshed): look again.
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -157,6 +192,21 @@ where
             .ok_or(RefreshError::SessionEnded)
     }
 
+    /// The answer when the provider failed: a still-valid token serves until it expires.
+    fn unrefreshed(
+        &self,
+        e: OidcError,
+        session: &SessionRecord,
+        still_valid: bool,
+    ) -> Result<AccessToken, RefreshError> {
+        if still_valid {
+            tracing::warn!(error = %e, "refresh failed; using the still-valid access token");
+            Ok(session.access_token.clone())
+        } else {
+            Err(RefreshError::Provider(e))
+        }
+    }
+
     async fn refresh_under_lease(
         &self,
         key: &StoreKey,
@@ -167,23 +217,32 @@ where
         let Some(refresh_token) = leased.refresh_token.clone() else {
             return Err(RefreshError::SessionEnded);
         };
-        match self.provider.refresh(&refresh_token).await {
+        // The grant must end while the lease holds, leaving time for the write.
+        let budget_ms = lease.until_ms - self.clock.now_ms() - WRITE_BUDGET_MS;
+        let grant = tokio::time::timeout(
+            Duration::from_millis(budget_ms.max(0) as u64),
+            self.provider.refresh(&refresh_token),
+        );
+        match grant.await.unwrap_or(Err(OidcError::Timeout)) {
             Ok(tokens) => self.save_refreshed(key, leased, lease, tokens).await,
             Err(e) if e.is_invalid_grant() => {
-                // The grant is gone at the provider (revoked, expired, or a rotated token reused).
-                self.end_session(key).await;
-                Err(RefreshError::SessionEnded)
+                // The grant is gone at the provider (revoked, expired, or a rotated token
+                // reused), unless another instance refreshed meanwhile: only the session
+                // as this caller read it is ended.
+                if self.store.delete_session_at(key, leased.version).await? {
+                    return Err(RefreshError::SessionEnded);
+                }
+                match self.reload(key).await? {
+                    fresh if fresh.refresh_token != leased.refresh_token => {
+                        tracing::warn!("refresh token refused, but another instance had refreshed; session kept");
+                        Ok(fresh.access_token)
+                    }
+                    _ => Err(RefreshError::SessionEnded),
+                }
             }
             Err(e) => {
-                let old_token = leased.access_token.clone();
-                self.release_lease(key, leased).await;
-                if still_valid {
-                    // The provider is down: the old token serves until it really expires.
-                    tracing::warn!(error = %e, "refresh failed; using the still-valid access token");
-                    Ok(old_token)
-                } else {
-                    Err(RefreshError::Provider(e))
-                }
+                self.release_lease(key, leased.clone()).await;
+                self.unrefreshed(e, &leased, still_valid)
             }
         }
     }
@@ -196,15 +255,6 @@ where
         tokens: TokenSet,
     ) -> Result<AccessToken, RefreshError> {
         let now = self.clock.now();
-        let mut claims = None;
-        if let Some(id_token) = tokens.id_token {
-            // A refreshed ID token is kept only if it validates and names the same user.
-            match self.provider.verify_refreshed_id_token(&id_token, now).await {
-                Ok(verified) if verified.sub == leased.sub => claims = Some((verified.claims, id_token)),
-                Ok(_) => tracing::warn!("refreshed ID token names another subject; ignored"),
-                Err(e) => tracing::warn!(error = %e, "refreshed ID token failed validation; ignored"),
-            }
-        }
         let access_token = tokens.access_token.clone();
         let apply = |current: &SessionRecord| {
             let mut next = current.clone();
@@ -214,10 +264,6 @@ where
             // Rotation: the new refresh token replaces the old in the same write.
             if let Some(rotated) = &tokens.refresh_token {
                 next.refresh_token = Some(rotated.clone());
-            }
-            if let Some((new_claims, id_token)) = &claims {
-                next.claims = new_claims.clone();
-                next.id_token = id_token.clone();
             }
             next.refresh_lease = None;
             next.version = current.version + 1;
@@ -230,9 +276,10 @@ where
         let mut backoff = WRITE_RETRY_FIRST;
         let mut current = leased;
         let mut conflicts = 0;
-        loop {
-            let failure = match self.store.update_session(key, &apply(&current), current.version).await {
-                Ok(()) => return Ok(access_token),
+        let saved = loop {
+            let next = apply(&current);
+            let failure = match self.store.update_session(key, &next, current.version).await {
+                Ok(()) => break next,
                 Err(StoreError::Conflict) if conflicts < WRITE_ATTEMPTS => {
                     conflicts += 1;
                     // An idle-expiry slide interleaved; keep our tokens on top of it, as
@@ -242,6 +289,8 @@ where
                             current = fresh;
                             continue;
                         }
+                        // A retried write that had landed: our tokens are there.
+                        Ok(Some(fresh)) if fresh.access_token == access_token => break fresh,
                         Ok(_) => {
                             tracing::warn!("refresh lease lost before the tokens were saved");
                             return Ok(access_token);
@@ -262,7 +311,52 @@ where
             tracing::warn!(error = %failure, "saving refreshed tokens failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(WRITE_RETRY_MAX);
+        };
+        match tokens.id_token {
+            Some(id_token) => self.adopt_id_token(key, saved, id_token).await.map(|()| access_token),
+            None => Ok(access_token),
         }
+    }
+
+    /// A refreshed ID token, checked after the tokens are safe in the store (its keys may
+    /// need a fetch): valid and naming the same user, its claims replace the session's;
+    /// otherwise the provider answered for someone else, and the session ends (OIDC Core
+    /// §12.2).
+    async fn adopt_id_token(
+        &self,
+        key: &StoreKey,
+        saved: SessionRecord,
+        id_token: IdToken,
+    ) -> Result<(), RefreshError> {
+        let verified = match self
+            .provider
+            .verify_refreshed_id_token(&id_token, self.clock.now())
+            .await
+        {
+            Ok(verified) if verified.sub == saved.sub => verified,
+            Ok(_) => return self.end_for_id_token(key, "names another subject").await,
+            Err(OidcError::InvalidIdToken(why)) => return self.end_for_id_token(key, &why).await,
+            Err(e) => {
+                // The keys could not be read: the token is not known bad; the claims wait.
+                tracing::warn!(error = %e, "refreshed ID token not checked; claims kept");
+                return Ok(());
+            }
+        };
+        let mut next = saved.clone();
+        next.claims = verified.claims;
+        next.id_token = id_token;
+        next.version = saved.version + 1;
+        if let Err(e) = self.store.update_session(key, &next, saved.version).await {
+            // The tokens are saved; only the profile claims stay as they were.
+            tracing::warn!(error = %e, "could not save the refreshed ID token's claims");
+        }
+        Ok(())
+    }
+
+    async fn end_for_id_token(&self, key: &StoreKey, why: &str) -> Result<(), RefreshError> {
+        tracing::warn!(reason = why, "refreshed ID token refused; session ended");
+        self.end_session(key).await;
+        Err(RefreshError::SessionEnded)
     }
 
     async fn release_lease(&self, key: &StoreKey, leased: SessionRecord) {

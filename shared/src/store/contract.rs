@@ -38,9 +38,35 @@ pub async fn run_all(store: &dyn Store) {
     update_of_a_deleted_session_conflicts(store).await;
     expired_session_reads_as_absent(store).await;
     delete_returns_the_session_once(store).await;
+    delete_at_a_version_spares_a_session_updated_since(store).await;
     transaction_and_session_keys_are_isolated(store).await;
     sessions_are_found_by_sid_and_by_sub(store).await;
     an_identifier_is_used_only_once(store).await;
+}
+
+/// A delete conditioned on the version read (ending a session after `invalid_grant`)
+/// spares a session someone updated since, and deletes one that is still as read.
+pub async fn delete_at_a_version_spares_a_session_updated_since(store: &dyn Store) {
+    let now = now();
+    let (key, _) = stored_session(store, now, 1).await;
+    store
+        .update_session(&key, &session(now, 2), 1)
+        .await
+        .expect("update succeeds");
+    assert!(
+        !store.delete_session_at(&key, 1).await.expect("delete call"),
+        "stale version"
+    );
+    assert!(read(store, &key, now).await.is_some(), "the updated session is kept");
+    assert!(
+        store.delete_session_at(&key, 2).await.expect("delete call"),
+        "current version"
+    );
+    assert!(read(store, &key, now).await.is_none(), "deleted");
+    assert!(
+        !store.delete_session_at(&key, 2).await.expect("delete call"),
+        "already gone"
+    );
 }
 
 /// Back-channel logout finds sessions through `sid` and through `sub`, and only those.

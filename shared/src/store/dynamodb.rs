@@ -142,7 +142,13 @@ impl DynamoStore {
     /// Deletes the item at `key` if it is of `kind` and returns what it held; `None` when
     /// there was no such item (absent, or of the other kind and therefore left alone).
     async fn delete_of_kind(&self, key: &StoreKey, kind: &str) -> Result<Option<Item>, StoreError> {
-        let result = self
+        self.delete_if(key, kind, None).await
+    }
+
+    /// Deletes the item of `kind` at `key` (only at `version`, when given) and returns it;
+    /// `None` when it is absent or the condition fails.
+    async fn delete_if(&self, key: &StoreKey, kind: &str, version: Option<u64>) -> Result<Option<Item>, StoreError> {
+        let mut delete = self
             .client
             .delete_item()
             .table_name(&self.table)
@@ -151,9 +157,14 @@ impl DynamoStore {
             .condition_expression("#kind = :kind")
             .expression_attribute_names("#kind", KIND)
             .expression_attribute_values(":kind", AttributeValue::S(kind.to_owned()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
+            .return_values(ReturnValue::AllOld);
+        if let Some(version) = version {
+            delete = delete
+                .condition_expression("#kind = :kind AND #version = :expected")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":expected", AttributeValue::N(version.to_string()));
+        }
+        let result = delete.send().await;
         match result {
             Ok(output) => Ok(output.attributes),
             Err(err) => match sdk_error("DeleteItem", err) {
@@ -218,6 +229,10 @@ impl SessionStore for DynamoStore {
             Some(item) => decode(&item, KIND_SESSION).map(Some),
             None => Ok(None),
         }
+    }
+
+    async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError> {
+        Ok(self.delete_if(key, KIND_SESSION, Some(expected)).await?.is_some())
     }
 }
 

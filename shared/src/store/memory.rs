@@ -102,6 +102,12 @@ impl SessionStore for MemoryStore {
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         Ok(self.lock()?.sessions.remove(key))
     }
+
+    async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let at_version = inner.sessions.get(key).is_some_and(|s| s.version == expected);
+        Ok(at_version && inner.sessions.remove(key).is_some())
+    }
 }
 
 #[async_trait]

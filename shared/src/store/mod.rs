@@ -102,6 +102,10 @@ pub trait SessionStore: Send + Sync {
 
     /// Deletes a session and returns what it held, `None` when there was nothing.
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Deletes a session only if its stored version is `expected`; `false` when the
+    /// version moved on (someone else updated it) or the session is gone.
+    async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError>;
 }
 
 /// Finding sessions for back-channel logout, through secondary indexes, never a scan.

@@ -114,6 +114,10 @@ impl SessionStore for SealedStore {
         let deleted = self.inner.delete_session(key).await?;
         Ok(self.opened_or_absent(key, deleted))
     }
+
+    async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError> {
+        self.inner.delete_session_at(key, expected).await
+    }
 }
 
 #[async_trait]

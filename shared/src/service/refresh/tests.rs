@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,12 +36,25 @@ impl Clock for TokioClock {
     }
 }
 
-/// A provider answering the refresh grant from a script, after `delay`.
+/// A provider answering the refresh grant from a script, after `delay`; its refreshed ID
+/// tokens validate as naming `id_token_sub` (or fail validation when `None`).
 #[derive(Default)]
 struct FakeProvider {
     answers: Mutex<VecDeque<Result<TokenSet, OidcError>>>,
     presented: Mutex<Vec<String>>,
     delay: Mutex<Duration>,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    id_token_sub: Mutex<Option<String>>,
+}
+
+/// Counts a grant in flight until dropped (a grant cut short by a timeout included).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FakeProvider {
@@ -56,6 +70,11 @@ impl FakeProvider {
         self
     }
 
+    fn with_id_tokens_for(self, sub: Option<&str>) -> Self {
+        *self.id_token_sub.lock().expect("lock") = sub.map(str::to_owned);
+        self
+    }
+
     fn grants(&self) -> Vec<String> {
         self.presented.lock().expect("lock").clone()
     }
@@ -63,11 +82,18 @@ impl FakeProvider {
 
 #[async_trait]
 impl RefreshGrant for FakeProvider {
+    async fn prepare(&self) -> Result<(), OidcError> {
+        Ok(())
+    }
+
     async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
         self.presented
             .lock()
             .expect("lock")
             .push(refresh_token.secret().to_owned());
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        let _counted = InFlight(&self.in_flight);
         let delay = *self.delay.lock().expect("lock");
         tokio::time::sleep(delay).await;
         self.answers
@@ -78,7 +104,17 @@ impl RefreshGrant for FakeProvider {
     }
 
     async fn verify_refreshed_id_token(&self, _: &IdToken, _: i64) -> Result<VerifiedClaims, OidcError> {
-        Err(OidcError::InvalidIdToken("the fake provider issues none".into()))
+        match self.id_token_sub.lock().expect("lock").clone() {
+            Some(sub) => Ok(VerifiedClaims {
+                claims: serde_json::json!({ "sub": sub, "name": "New Name" })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                sub,
+                sid: None,
+            }),
+            None => Err(OidcError::InvalidIdToken("bad signature".into())),
+        }
     }
 }
 
@@ -87,6 +123,9 @@ impl RefreshGrant for FakeProvider {
 struct FlakyStore {
     inner: MemoryStore,
     fail_until: Mutex<Option<Instant>>,
+    /// The next write lands, but its answer is lost and the retry finds the condition
+    /// failed: a conflict, as the SDK reports it.
+    lose_next_answer: AtomicBool,
 }
 
 impl FlakyStore {
@@ -114,11 +153,26 @@ impl SessionStore for FlakyStore {
         if failing {
             return Err(StoreError::Unavailable("injected write failure".into()));
         }
-        self.inner.update_session(key, session, expected).await
+        self.inner.update_session(key, session, expected).await?;
+        if self.lose_next_answer.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
     }
 
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         self.inner.delete_session(key).await
+    }
+
+    async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError> {
+        self.inner.delete_session_at(key, expected).await
+    }
+}
+
+fn tokens_with_id_token(access: &str, refresh: &str) -> TokenSet {
+    TokenSet {
+        id_token: Some(IdToken::new("refreshed-id-token")),
+        ..tokens(access, refresh)
     }
 }
 
@@ -376,30 +430,103 @@ async fn a_store_outage_longer_than_the_lease_answers_a_store_error_and_keeps_th
     );
 }
 
-/// Today: a lease that lapses while the provider is slow lets a second caller spend the
-/// same refresh token.
+/// A token endpoint slower than the lease: the holder gives up the grant while its lease
+/// still holds, so no two grants are ever in flight for one session, and the session stays.
 #[tokio::test(start_paused = true)]
-async fn today_a_lease_that_lapses_mid_call_lets_a_second_grant_through() {
+async fn a_token_endpoint_slower_than_the_lease_never_overlaps_two_grants() {
     let at = Fixture::new(-1, |_, _| {}).await;
-    let reused = Err(OidcError::Rejected {
-        error: "invalid_grant".into(),
-    });
-    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2")), reused])
-        .slowed(Duration::from_millis(LEASE_MS as u64 + 500));
+    let provider = FakeProvider::answering(vec![
+        Ok(tokens("access-2", "refresh-2")),
+        Ok(tokens("access-3", "refresh-3")),
+    ])
+    .slowed(Duration::from_millis(LEASE_MS as u64 + 500));
     let late = async {
-        tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 + 100)).await;
+        tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 - 100)).await;
         let current = at.stored().await.expect("still there");
         at.refresher(&provider)
             .usable_access_token(&at.key, current, None)
             .await
     };
-    let (_, b) = tokio::join!(at.usable(&provider, None), late);
-    assert_eq!(
-        provider.grants(),
-        ["refresh-1", "refresh-1"],
-        "the spent token went out twice"
+    let (first, _) = tokio::join!(at.usable(&provider, None), late);
+    assert!(
+        matches!(first, Err(RefreshError::Provider(OidcError::Timeout))),
+        "{first:?}"
     );
-    assert!(matches!(b, Err(RefreshError::SessionEnded)));
+    assert_eq!(
+        provider.most_in_flight.load(Ordering::SeqCst),
+        1,
+        "two grants overlapped"
+    );
+    assert!(at.stored().await.is_some(), "the session survives");
+}
+
+/// `invalid_grant` ends only the session as this caller read it: one another instance
+/// refreshed meanwhile is kept, and its token is used.
+#[tokio::test(start_paused = true)]
+async fn invalid_grant_spares_a_session_another_instance_refreshed() {
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let reused = Err(OidcError::Rejected {
+        error: "invalid_grant".into(),
+    });
+    let provider = FakeProvider::answering(vec![reused]).slowed(Duration::from_secs(1));
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let current = at.stored().await.expect("there");
+        let mut refreshed = current.clone();
+        refreshed.access_token = AccessToken::new("access-other");
+        refreshed.refresh_token = Some(RefreshToken::new("refresh-other"));
+        refreshed.access_expires_at = Some(at.clock.now() + 300);
+        refreshed.refresh_lease = None;
+        refreshed.version += 1;
+        at.store
+            .update_session(&at.key, &refreshed, current.version)
+            .await
+            .expect("other write");
+    };
+    let (token, ()) = tokio::join!(at.usable(&provider, None), other);
+    assert_eq!(token.expect("the other instance's token").secret(), "access-other");
+    let kept = at.stored().await.expect("session kept");
+    assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-other");
+}
+
+/// The answer to the lease write is lost and the retry reads as a conflict: the caller
+/// recognises its own lease and refreshes at once, without waiting it out.
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_to_the_lease_write_is_not_mistaken_for_another_holder() {
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    at.store.lose_next_answer.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    assert_eq!(at.usable(&provider, None).await.expect("token").secret(), "access-2");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(provider.grants(), ["refresh-1"]);
+    let saved = at.stored().await.expect("kept");
+    assert_eq!(saved.refresh_token.expect("rotated").secret(), "refresh-2");
+}
+
+/// A refreshed ID token that fails validation, or names another user, ends the session
+/// cleanly; a valid one updates the claims.
+#[tokio::test(start_paused = true)]
+async fn a_refreshed_id_token_must_validate_and_name_the_same_user() {
+    for (sub, ends) in [(None, true), (Some("mallory"), true), (Some("alice"), false)] {
+        let at = Fixture::new(-1, |_, _| {}).await;
+        let provider =
+            FakeProvider::answering(vec![Ok(tokens_with_id_token("access-2", "refresh-2"))]).with_id_tokens_for(sub);
+        let result = at.usable(&provider, None).await;
+        if ends {
+            assert!(matches!(result, Err(RefreshError::SessionEnded)), "{sub:?}: {result:?}");
+            assert!(at.stored().await.is_none(), "{sub:?}");
+        } else {
+            assert_eq!(result.expect("token").secret(), "access-2");
+            let saved = at.stored().await.expect("kept");
+            assert_eq!(saved.claims["name"], "New Name");
+            assert_eq!(saved.id_token.secret(), "refreshed-id-token");
+        }
+    }
 }
 
 /// Today: when the lease is taken over between the grant and the write, the new access
