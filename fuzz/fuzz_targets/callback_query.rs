@@ -112,6 +112,7 @@ fn check_callback(harness: &Harness, req: Request) {
             nonce: "fuzz-nonce".to_owned(),
             return_to: "/".to_owned(),
             expires_at: app.clock.now() + 600,
+            replaces_session: None,
         };
         let key = StoreKey::transaction(&hash(STARTED_STATE));
         let _ = app.store.put_transaction(&key, &tx).await;

@@ -269,4 +269,30 @@ describe('demo front end in Chromium', () => {
     });
     assert.deepEqual(refused, { unauthorized: true, status: 401, code: 'login_required' });
   }));
+  test('a second login in the same browser ends the first session, though the provider is on another site', LIMIT, (t) => run(t, async (context) => {
+    // The provider (127.0.0.1) and the BFF (localhost) are different sites to the browser:
+    // the callback is a cross-site navigation that carries no SameSite=Strict cookie.
+    assert.notEqual(new URL(stack.issuer).hostname, new URL(stack.baseUrl).hostname);
+    const page = await context.newPage();
+    await openDemo(page);
+    await logIn(page);
+    await expectLoggedIn(page);
+    const sessionCookie = async () => (await context.cookies(stack.baseUrl)).find((c) => c.name === 'bff-session')?.value;
+    const first = await sessionCookie();
+    assert.ok(first, 'a session cookie after the first login');
+
+    // Without the provider's own session its login page shows, so the callback is a
+    // navigation the provider's page starts: cross-site, as when a user signs in again.
+    await context.clearCookies({ domain: new URL(stack.issuer).hostname });
+    await page.goto(`${stack.baseUrl}/auth/login?returnTo=%2F`);
+    assert.match(page.url(), /\/interaction\//, 'the provider shows its login page again');
+    await completeLogin(page, stack.baseUrl);
+    await expectLoggedIn(page);
+    const second = await sessionCookie();
+    assert.ok(second && second !== first, 'a new session id after the second login');
+
+    const me = await fetch(`${stack.baseUrl}/auth/me`, { headers: { cookie: `bff-session=${first}` } });
+    await me.body?.cancel();
+    assert.equal(me.status, 401, 'the first session id no longer works');
+  }));
 });

@@ -22,6 +22,7 @@ on_both_stores!(
     open_redirect_return_to_values_are_refused,
     preset_session_cookie_is_never_adopted,
     new_login_ends_the_previous_session_in_the_store,
+    new_login_ends_the_previous_session_though_the_cross_site_callback_carries_no_session_cookie,
     access_token_is_refreshed_when_due,
     proxy_path_cannot_climb_out_of_the_upstream_base,
     upstream_failures_answer_502_and_504,
@@ -384,6 +385,38 @@ async fn preset_session_cookie_is_never_adopted(store: StoreKind) {
             .expect("store")
             .is_none()
     );
+}
+
+/// The callback is a cross-site navigation from the provider: a browser withholds its
+/// `SameSite=Strict` session cookie there. The session it held at `/auth/login` (a
+/// same-site request) still ends.
+async fn new_login_ends_the_previous_session_though_the_cross_site_callback_carries_no_session_cookie(
+    store: StoreKind,
+) {
+    let app = spawn_app(store).await;
+    let browser = app.browser();
+    browser.login("alice", "/").await;
+    let first = browser.cookie("bff-session").expect("first session");
+    let authorize = browser.start_login("/").await;
+    let callback = browser.authenticate(&authorize, "alice").await;
+    let tx = browser.cookie("bff-tx").expect("transaction cookie");
+    // Only what a browser sends on a cross-site navigation: the Lax transaction cookie.
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(&callback)
+        .header("cookie", format!("bff-tx={tx}"))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let old = app
+        .store
+        .get_session(&session_key(&SessionId::new(&first)), app.app.clock.now())
+        .await
+        .expect("store");
+    assert!(old.is_none(), "the session held at login is gone from the store");
 }
 
 async fn new_login_ends_the_previous_session_in_the_store(store: StoreKind) {

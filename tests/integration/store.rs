@@ -118,6 +118,7 @@ async fn item_past_its_ttl_that_dynamodb_still_returns_reads_as_absent() {
         nonce: random_token(16),
         return_to: "/".into(),
         expires_at: now - 60,
+        replaces_session: None,
     };
     let tx_key = StoreKey::transaction(&hash(&random_token(32)));
     put_raw(

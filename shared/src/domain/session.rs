@@ -26,6 +26,24 @@ pub struct LoginTransaction {
     pub return_to: String,
     /// Epoch seconds after which the transaction is void.
     pub expires_at: i64,
+    /// The hash of the session id the browser held when the login started: the callback
+    /// is a cross-site navigation, on which the browser withholds its `SameSite=Strict`
+    /// session cookie, so the session a new login replaces is recorded here.
+    #[serde(default)]
+    pub replaces_session: Option<String>,
+}
+
+impl LoginTransaction {
+    /// An explicit copy (the verifier is deliberately not `Clone`).
+    pub fn copy(&self) -> Self {
+        Self {
+            pkce_verifier: PkceVerifier::new(self.pkce_verifier.secret()),
+            nonce: self.nonce.clone(),
+            return_to: self.return_to.clone(),
+            expires_at: self.expires_at,
+            replaces_session: self.replaces_session.clone(),
+        }
+    }
 }
 
 /// Everything the BFF keeps about a logged-in user. Tokens never leave this record

@@ -79,8 +79,8 @@ pub fn provider_reported(error: &str, description: &str) -> CallbackError {
     }
 }
 
-/// Redeems `code` for the login `tx` and creates the session; ends `previous` (the
-/// browser's session before this login) in the store.
+/// Redeems `code` for the login `tx` and creates the session; ends the session the
+/// browser held when the login started, and `previous` (the one it presents now).
 pub async fn complete(
     deps: &Deps<'_>,
     tx: LoginTransaction,
@@ -114,10 +114,17 @@ pub async fn complete(
     let id = SessionId::generate();
     deps.store.put_session(&session_key(&id), &record).await?;
 
-    if let Some(old) = previous
-        && let Err(e) = deps.store.delete_session(&session_key(&old)).await
+    // The session the browser held at login (recorded then: this cross-site navigation
+    // carries no `SameSite=Strict` cookie), and any it presents now, end here.
+    let replaced = tx.replaces_session.as_deref().map(StoreKey::session);
+    let presented = previous.map(|old| session_key(&old));
+    for old in replaced
+        .iter()
+        .chain(presented.iter().filter(|k| Some(*k) != replaced.as_ref()))
     {
-        tracing::warn!(error = %e, "could not delete the previous session");
+        if let Err(e) = deps.store.delete_session(old).await {
+            tracing::warn!(error = %e, "could not delete the previous session");
+        }
     }
     tracing::info!(sub_hash = %hash(&record.sub), "session created");
     Ok(LoggedIn {

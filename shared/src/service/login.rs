@@ -3,7 +3,7 @@
 //! the hash of `state`, never under `state` itself.
 
 use super::Deps;
-use crate::domain::secret::{PkceVerifier, hash, random_token};
+use crate::domain::secret::{PkceVerifier, SessionId, hash, random_token};
 use crate::domain::session::LoginTransaction;
 use crate::oidc::OidcError;
 use crate::store::{StoreError, StoreKey};
@@ -32,8 +32,9 @@ pub enum LoginError {
     Store(#[from] StoreError),
 }
 
-/// Starts a login that returns to `return_to` (already validated).
-pub async fn start(deps: &Deps<'_>, return_to: String) -> Result<LoginStarted, LoginError> {
+/// Starts a login that returns to `return_to` (already validated) and replaces the
+/// browser's session `current`, if any, once it completes.
+pub async fn start(deps: &Deps<'_>, return_to: String, current: Option<SessionId>) -> Result<LoginStarted, LoginError> {
     let state = random_token(32);
     let nonce = random_token(32);
     let verifier = PkceVerifier::generate();
@@ -46,6 +47,7 @@ pub async fn start(deps: &Deps<'_>, return_to: String) -> Result<LoginStarted, L
         nonce,
         return_to,
         expires_at: deps.clock.now() + LOGIN_TX_SECS,
+        replaces_session: current.map(|id| id.hashed()),
     };
     deps.store
         .put_transaction(&StoreKey::transaction(&hash(&state)), &tx)

@@ -433,17 +433,13 @@ fn transaction(expires_at: i64) -> LoginTransaction {
         nonce: random_token(16),
         return_to: format!("/app/{}", random_token(6)),
         expires_at,
+        replaces_session: Some(random_token(8)),
     }
 }
 
 /// The verifier is deliberately not `Clone`; checks need a second copy to compare against.
 fn copy_transaction(tx: &LoginTransaction) -> LoginTransaction {
-    LoginTransaction {
-        pkce_verifier: PkceVerifier::new(tx.pkce_verifier.secret()),
-        nonce: tx.nonce.clone(),
-        return_to: tx.return_to.clone(),
-        expires_at: tx.expires_at,
-    }
+    tx.copy()
 }
 
 /// A session logged in at `now`, idle expiry before absolute expiry, every optional field
@@ -476,6 +472,10 @@ fn assert_same_transaction(actual: &LoginTransaction, expected: &LoginTransactio
     assert_eq!(actual.nonce, expected.nonce, "nonce differs");
     assert_eq!(actual.return_to, expected.return_to, "return_to differs");
     assert_eq!(actual.expires_at, expected.expires_at, "expires_at differs");
+    assert_eq!(
+        actual.replaces_session, expected.replaces_session,
+        "replaces_session differs"
+    );
 }
 
 fn assert_same_session(actual: &SessionRecord, expected: &SessionRecord) {

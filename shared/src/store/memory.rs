@@ -62,13 +62,7 @@ fn insert_new<V>(map: &mut HashMap<StoreKey, V>, key: &StoreKey, value: V) -> Re
 #[async_trait]
 impl TransactionStore for MemoryStore {
     async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
-        let copy = LoginTransaction {
-            pkce_verifier: crate::domain::secret::PkceVerifier::new(tx.pkce_verifier.secret()),
-            nonce: tx.nonce.clone(),
-            return_to: tx.return_to.clone(),
-            expires_at: tx.expires_at,
-        };
-        insert_new(&mut self.lock()?.transactions, key, copy)
+        insert_new(&mut self.lock()?.transactions, key, tx.copy())
     }
 
     async fn take_transaction(&self, key: &StoreKey, now: i64) -> Result<Option<LoginTransaction>, StoreError> {

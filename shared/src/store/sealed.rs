@@ -69,9 +69,7 @@ impl TransactionStore for SealedStore {
     async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
         let sealed = LoginTransaction {
             pkce_verifier: PkceVerifier::new(self.sealer.seal(tx.pkce_verifier.secret(), key.as_str())),
-            nonce: tx.nonce.clone(),
-            return_to: tx.return_to.clone(),
-            expires_at: tx.expires_at,
+            ..tx.copy()
         };
         self.inner.put_transaction(key, &sealed).await
     }
@@ -249,6 +247,7 @@ mod tests {
             nonce: "n".into(),
             return_to: "/".into(),
             expires_at: i64::MAX / 2,
+            replaces_session: None,
         };
         sealed.put_transaction(&key, &tx).await.expect("put");
         let copy = StoreKey::transaction("t2");

@@ -17,7 +17,7 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
     let query = query_pairs(req);
     let return_to = single_param(&query, "returnTo").map_err(RequestError::Invalid)?;
     let return_to = validate_return_to(return_to, &app.config.public_origin, &app.config.allowed_origins)?;
-    let started = login::start(&app.deps(), return_to).await?;
+    let started = login::start(&app.deps(), return_to, edge.session_id()).await?;
     let pending = with_state(edge.pending_states.clone(), started.state);
     let mut response = redirect(&started.location).map_err(|_| Unredirectable::AuthorizationEndpoint)?;
     set_cookie(&mut response, &app.cookies.tx_cookie(&pending));
