@@ -133,6 +133,11 @@ impl ReplayGuard for CountingStore {
         self.write();
         self.inner.first_use(key, expires_at).await
     }
+
+    async fn forget_use(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.write();
+        self.inner.forget_use(key).await
+    }
 }
 
 #[async_trait]

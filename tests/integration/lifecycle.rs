@@ -365,3 +365,67 @@ async fn back_channel_logout_from_the_provider_ends_the_session() {
         StatusCode::BAD_REQUEST
     );
 }
+
+static FAULTS: OnceLock<Arc<Counts>> = OnceLock::new();
+
+fn faulty(store: Arc<dyn Store>) -> Arc<dyn Store> {
+    Arc::new(CountingStore::new(store, FAULTS.get_or_init(Default::default).clone()))
+}
+
+/// A user with fifty sessions is logged out of all of them by one logout token; when a
+/// deletion fails half-way, the token's use is not recorded, so the provider's retry of
+/// the same token finishes the job instead of being refused as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logout_ends_fifty_sessions_and_a_retry_finishes_a_half_done_one() {
+    let mut options = Options::new(StoreKind::Dynamo);
+    options.backchannel = true;
+    options.wrap_store = Some(faulty);
+    let app = spawn_app_with(options).await;
+    let faults = FAULTS.get().expect("faulty store").clone();
+    let browser = app.browser();
+    browser.login("alice", "/").await;
+    let (key, session) = session_of(&app, &browser).await;
+    let mut keys = vec![key];
+    for _ in 1..50 {
+        let other = session_key(&SessionId::generate());
+        app.store.put_session(&other, &session).await.expect("plant");
+        keys.push(other);
+    }
+    let remaining = || async {
+        let mut left = 0;
+        for key in &keys {
+            if app
+                .store
+                .get_session(key, app.app.clock.now())
+                .await
+                .expect("store")
+                .is_some()
+            {
+                left += 1;
+            }
+        }
+        left
+    };
+    let sent_before = app.provider.sent_logout_tokens().await.len();
+
+    faults.fail_next_session_deletes(1);
+    browser.logout_at_provider(&browser.issuer).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remaining().await > 1 {
+        assert!(Instant::now() < deadline, "the back-channel logout never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(remaining().await, 1, "one deletion failed");
+
+    let token = app.provider.sent_logout_tokens().await;
+    assert!(token.len() > sent_before);
+    let retry = browser
+        .http
+        .post(format!("{}/auth/backchannel-logout", app.url))
+        .form(&[("logout_token", token.last().expect("token").clone())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(retry.status(), StatusCode::OK, "the retry is not a replay");
+    assert_eq!(remaining().await, 0, "every session of the user has ended");
+}

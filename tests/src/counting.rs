@@ -9,11 +9,12 @@ use bff::store::{
     StoreKey, TransactionStore,
 };
 
-/// Counts of store calls since the last reset.
+/// Counts of store calls since the last reset, and the faults to inject.
 #[derive(Debug, Default)]
 pub struct Counts {
     reads: AtomicUsize,
     writes: AtomicUsize,
+    deletes_to_fail: AtomicUsize,
 }
 
 impl Counts {
@@ -31,6 +32,17 @@ impl Counts {
     pub fn reset(&self) {
         self.reads.store(0, Ordering::SeqCst);
         self.writes.store(0, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` session deletes fail as unavailable.
+    pub fn fail_next_session_deletes(&self, n: usize) {
+        self.deletes_to_fail.store(n, Ordering::SeqCst);
+    }
+
+    fn failing_delete(&self) -> bool {
+        self.deletes_to_fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn read(&self) {
@@ -93,6 +105,9 @@ impl SessionStore for CountingStore {
 
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         self.counts.write();
+        if self.counts.failing_delete() {
+            return Err(StoreError::Unavailable("injected delete failure".into()));
+        }
         self.inner.delete_session(key).await
     }
 
@@ -120,6 +135,11 @@ impl ReplayGuard for CountingStore {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
         self.counts.write();
         self.inner.first_use(key, expires_at).await
+    }
+
+    async fn forget_use(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.counts.write();
+        self.inner.forget_use(key).await
     }
 }
 

@@ -4,10 +4,33 @@
 //! session ends: those with its `sid`, or, with only `sub`, every session of that user.
 //! Sessions are found through the store's secondary indexes, never a scan.
 
+use futures_util::stream::{self, StreamExt as _};
+
 use super::Deps;
 use crate::domain::secret::hash;
 use crate::oidc::{LOGOUT_TOKEN_MAX_AGE_SECS, MAX_CLOCK_SKEW_SECS, OidcError};
 use crate::store::{StoreError, StoreKey};
+
+/// How many sessions are deleted at once.
+const PARALLEL_DELETES: usize = 16;
+
+/// Ends the session at `key`: with both `sid` and `sub` in the token, only if it is
+/// `sub`'s (a session of another subject is not this logout's). `true` when it ended.
+async fn end_if_named(
+    deps: &Deps<'_>,
+    key: StoreKey,
+    sub: &Option<String>,
+    has_sid: bool,
+    now: i64,
+) -> Result<bool, StoreError> {
+    if let (Some(sub), true) = (sub, has_sid)
+        && let Some(session) = deps.store.get_session(&key, now).await?
+        && session.sub != *sub
+    {
+        return Ok(false);
+    }
+    Ok(deps.store.delete_session(&key).await?.is_some())
+}
 
 /// Why a back-channel logout was refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,21 +65,34 @@ pub async fn end_sessions(deps: &Deps<'_>, token: &str) -> Result<usize, Backcha
     }
 
     let keys = match (&claims.sid, &claims.sub) {
-        (Some(sid), _) => deps.store.sessions_with_sid(sid).await?,
-        (None, Some(sub)) => deps.store.sessions_of_sub(sub).await?,
-        (None, None) => Vec::new(),
+        (Some(sid), _) => deps.store.sessions_with_sid(sid).await,
+        (None, Some(sub)) => deps.store.sessions_of_sub(sub).await,
+        (None, None) => Ok(Vec::new()),
+    };
+    // Deleted a few at a time, so that a user with many sessions fits in the function's
+    // timeout. Should any deletion fail, the token's use is forgotten: the provider's
+    // retry then finishes the job instead of being refused as a replay.
+    let deleted = match keys {
+        Ok(keys) => {
+            stream::iter(keys)
+                .map(|key| end_if_named(deps, key, &claims.sub, claims.sid.is_some(), now))
+                .buffer_unordered(PARALLEL_DELETES)
+                .collect::<Vec<_>>()
+                .await
+        }
+        Err(e) => vec![Err(e)],
     };
     let mut ended = 0;
-    for key in keys {
-        // With both sid and sub, a session of another subject is not this logout's.
-        if let (Some(sub), Some(_)) = (&claims.sub, &claims.sid)
-            && let Some(session) = deps.store.get_session(&key, now).await?
-            && session.sub != *sub
-        {
-            continue;
-        }
-        if deps.store.delete_session(&key).await?.is_some() {
-            ended += 1;
+    for result in deleted {
+        match result {
+            Ok(true) => ended += 1,
+            Ok(false) => {}
+            Err(e) => {
+                if let Err(forget) = deps.store.forget_use(&replay_key).await {
+                    tracing::warn!(error = %forget, "could not forget a half-done logout token");
+                }
+                return Err(e.into());
+            }
         }
     }
     tracing::info!(sessions = ended, "back-channel logout");

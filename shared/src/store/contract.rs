@@ -109,6 +109,11 @@ pub async fn an_identifier_is_used_only_once(store: &dyn Store) {
         store.first_use(&other, until).await.expect("other"),
         "identifiers are independent"
     );
+    store.forget_use(&key).await.expect("forget");
+    assert!(
+        store.first_use(&key, until).await.expect("use after forgetting"),
+        "a forgotten use can be made again"
+    );
 }
 
 /// Put then take returns the transaction as written.

@@ -287,6 +287,10 @@ impl ReplayGuard for DynamoStore {
             Err(e) => Err(e),
         }
     }
+
+    async fn forget_use(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.delete_of_kind(key, KIND_USED).await.map(|_| ())
+    }
 }
 
 #[async_trait]

@@ -132,6 +132,11 @@ impl ReplayGuard for MemoryStore {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
         Ok(insert_new(&mut self.lock()?.used, key, expires_at).is_ok())
     }
+
+    async fn forget_use(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.lock()?.used.remove(key);
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -123,6 +123,9 @@ pub trait SessionIndex: Send + Sync {
 pub trait ReplayGuard: Send + Sync {
     /// Records `key` until `expires_at`; `false` when it was recorded already (a replay).
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError>;
+
+    /// Forgets `key`, so that a use whose work failed half-way can be retried.
+    async fn forget_use(&self, key: &StoreKey) -> Result<(), StoreError>;
 }
 
 /// Public documents shared by every instance (the provider's discovery and JWKS), so a

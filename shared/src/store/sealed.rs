@@ -134,6 +134,10 @@ impl ReplayGuard for SealedStore {
     async fn first_use(&self, key: &StoreKey, expires_at: i64) -> Result<bool, StoreError> {
         self.inner.first_use(key, expires_at).await
     }
+
+    async fn forget_use(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.inner.forget_use(key).await
+    }
 }
 
 #[async_trait]
