@@ -118,7 +118,9 @@ impl ErrorAnswer {
 }
 
 const BAD_REQUEST: StatusCode = StatusCode::BAD_REQUEST;
+const UNAUTHORIZED: StatusCode = StatusCode::UNAUTHORIZED;
 const BAD_GATEWAY: StatusCode = StatusCode::BAD_GATEWAY;
+const UNAVAILABLE: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 
 impl From<RequestError> for ErrorAnswer {
     fn from(e: RequestError) -> Self {
@@ -166,16 +168,10 @@ impl From<Unredirectable> for ErrorAnswer {
 impl From<SessionError> for ErrorAnswer {
     fn from(e: SessionError) -> Self {
         match e {
-            SessionError::LoginRequired => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "login_required",
-                "no valid session; log in again",
-            ),
-            SessionError::Expired => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
-                "the session has expired; log in again",
-            ),
+            SessionError::LoginRequired => Self::new(UNAUTHORIZED, "login_required", "no valid session; log in again"),
+            SessionError::Expired => {
+                Self::new(UNAUTHORIZED, "session_expired", "the session has expired; log in again")
+            }
         }
     }
 }
@@ -184,7 +180,7 @@ impl From<StoreError> for ErrorAnswer {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
             "store_unavailable",
             "session storage is unavailable; try again",
         )
@@ -260,7 +256,7 @@ impl From<RefreshError> for ErrorAnswer {
         match e {
             RefreshError::SessionEnded => SessionError::Expired.into(),
             RefreshError::InProgress => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE,
                 "refresh_in_progress",
                 "the session is being refreshed; try again",
             ),

@@ -25,10 +25,10 @@ pub struct LoginStarted {
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     /// The provider's discovery could not be read.
-    #[error(transparent)]
+    #[error("login could not start at the provider: {0}")]
     Provider(#[from] OidcError),
     /// The transaction could not be stored.
-    #[error(transparent)]
+    #[error("the login transaction was not stored: {0}")]
     Store(#[from] StoreError),
 }
 

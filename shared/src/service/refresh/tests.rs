@@ -244,6 +244,31 @@ impl Fixture {
         self.store.get_session(&self.key, self.clock.now()).await.expect("read")
     }
 
+    /// Another instance's write, `after` from now: the stored session changed by `change`.
+    async fn written_elsewhere(&self, after: Duration, change: impl FnOnce(&mut SessionRecord, &TokioClock)) {
+        tokio::time::sleep(after).await;
+        let current = self.stored().await.expect("there");
+        let mut next = current.clone();
+        change(&mut next, &self.clock);
+        next.version = current.version + 1;
+        self.store
+            .update_session(&self.key, &next, current.version)
+            .await
+            .expect("the other instance's write");
+    }
+
+    /// A refresh whose grant (100 ms) rotates the tokens, with every store write failing
+    /// for `outage` from the middle of the grant on.
+    async fn refresh_during_outage(&self, outage: Duration) -> Result<AccessToken, RefreshError> {
+        let provider =
+            FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_millis(100));
+        let fail = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.store.fail_writes_for(outage);
+        };
+        tokio::join!(self.usable(&provider, None), fail).0
+    }
+
     /// A lease another instance holds for `ms` from now.
     fn held_elsewhere(clock: &TokioClock, owner: &str, ms: i64) -> Option<RefreshLease> {
         Some(RefreshLease {
@@ -291,16 +316,12 @@ async fn a_caller_without_a_valid_token_waits_for_the_lease_holders_write() {
     })
     .await;
     let provider = FakeProvider::default();
-    let other = async {
-        tokio::time::sleep(Duration::from_millis(750)).await;
-        let mut done = at.record.clone();
-        done.access_token = AccessToken::new("access-other");
-        done.access_expires_at = Some(at.clock.now() + 300);
-        done.access_issued_at = at.clock.now();
-        done.refresh_lease = None;
-        done.version = 2;
-        at.store.update_session(&at.key, &done, 1).await.expect("other write");
-    };
+    let other = at.written_elsewhere(Duration::from_millis(750), |r, clock| {
+        r.access_token = AccessToken::new("access-other");
+        r.access_expires_at = Some(clock.now() + 300);
+        r.access_issued_at = clock.now();
+        r.refresh_lease = None;
+    });
     let (token, ()) = tokio::join!(at.usable(&provider, None), other);
     assert_eq!(token.expect("token").secret(), "access-other");
     assert!(
@@ -396,14 +417,8 @@ async fn without_a_refresh_token_an_expired_session_ends() {
 #[tokio::test(start_paused = true)]
 async fn a_store_outage_after_rotation_is_retried_and_the_rotated_token_kept() {
     let at = Fixture::new(-1, |_, _| {}).await;
-    let provider =
-        FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_millis(100));
     // The lease write succeeds; writes fail for 2 s from the middle of the grant on.
-    let outage = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        at.store.fail_writes_for(Duration::from_secs(2));
-    };
-    let (result, ()) = tokio::join!(at.usable(&provider, None), outage);
+    let result = at.refresh_during_outage(Duration::from_secs(2)).await;
     assert_eq!(result.expect("token").secret(), "access-2");
     let kept = at.stored().await.expect("session kept");
     assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-2");
@@ -414,14 +429,10 @@ async fn a_store_outage_after_rotation_is_retried_and_the_rotated_token_kept() {
 #[tokio::test(start_paused = true)]
 async fn a_store_outage_longer_than_the_lease_answers_a_store_error_and_keeps_the_session() {
     let at = Fixture::new(-1, |_, _| {}).await;
-    let provider =
-        FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_millis(100));
-    let outage = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        at.store.fail_writes_for(Duration::from_millis(2 * LEASE_MS as u64));
-    };
     let started = at.clock.now_ms();
-    let (result, ()) = tokio::join!(at.usable(&provider, None), outage);
+    let result = at
+        .refresh_during_outage(Duration::from_millis(2 * LEASE_MS as u64))
+        .await;
     assert!(matches!(result, Err(RefreshError::Store(_))), "{result:?}");
     assert!(at.stored().await.is_some(), "nobody deleted the session");
     assert!(
@@ -469,20 +480,12 @@ async fn invalid_grant_spares_a_session_another_instance_refreshed() {
         error: "invalid_grant".into(),
     });
     let provider = FakeProvider::answering(vec![reused]).slowed(Duration::from_secs(1));
-    let other = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let current = at.stored().await.expect("there");
-        let mut refreshed = current.clone();
-        refreshed.access_token = AccessToken::new("access-other");
-        refreshed.refresh_token = Some(RefreshToken::new("refresh-other"));
-        refreshed.access_expires_at = Some(at.clock.now() + 300);
-        refreshed.refresh_lease = None;
-        refreshed.version += 1;
-        at.store
-            .update_session(&at.key, &refreshed, current.version)
-            .await
-            .expect("other write");
-    };
+    let other = at.written_elsewhere(Duration::from_millis(500), |r, clock| {
+        r.access_token = AccessToken::new("access-other");
+        r.refresh_token = Some(RefreshToken::new("refresh-other"));
+        r.access_expires_at = Some(clock.now() + 300);
+        r.refresh_lease = None;
+    });
     let (token, ()) = tokio::join!(at.usable(&provider, None), other);
     assert_eq!(token.expect("the other instance's token").secret(), "access-other");
     let kept = at.stored().await.expect("session kept");
@@ -535,17 +538,9 @@ async fn a_refreshed_id_token_must_validate_and_name_the_same_user() {
 async fn today_a_lost_lease_drops_the_rotated_refresh_token() {
     let at = Fixture::new(-1, |_, _| {}).await;
     let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]).slowed(Duration::from_secs(1));
-    let thief = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let current = at.stored().await.expect("there");
-        let mut stolen = current.clone();
-        stolen.refresh_lease = Fixture::held_elsewhere(&at.clock, "thief", LEASE_MS);
-        stolen.version += 1;
-        at.store
-            .update_session(&at.key, &stolen, current.version)
-            .await
-            .expect("steal");
-    };
+    let thief = at.written_elsewhere(Duration::from_millis(500), |r, clock| {
+        r.refresh_lease = Fixture::held_elsewhere(clock, "thief", LEASE_MS);
+    });
     let (token, ()) = tokio::join!(at.usable(&provider, None), thief);
     assert_eq!(token.expect("token").secret(), "access-2");
     let kept = at.stored().await.expect("there");
