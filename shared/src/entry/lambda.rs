@@ -233,8 +233,12 @@ mod tests {
         builder.body(Body::Empty).expect("request")
     }
 
+    /// Held by the tests that write access lines: one of them reads what the log got.
+    static ACCESS_LOG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test]
     async fn the_handler_sees_only_verified_requests_and_never_the_header() {
+        let _alone = ACCESS_LOG.lock().await;
         let seen = Mutex::new(Vec::new());
         let handler = |_app: Arc<App>, req: Request| {
             if let Ok(mut seen) = seen.lock() {
@@ -278,6 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_invocation_writes_one_access_line_refused_ones_included() {
+        let _alone = ACCESS_LOG.lock().await;
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -285,6 +290,9 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Another test may have registered the access line's callsite while no subscriber
+        // was listening, caching "never"; look again now that this one listens.
+        tracing::callsite::rebuild_interest_cache();
 
         let handler = |_app: Arc<App>, _req: Request| async { Response::new(Body::Text("handled".into())) };
         let started = started(Some("edge-proof"));
