@@ -1,6 +1,7 @@
 //! The core grant end to end: login → provider login and consent → callback → session →
 //! API proxy → logout, and the ways each step must refuse.
 
+use crate::attack_kit::{header, set_cookies};
 use bff::domain::secret::{SessionId, hash, random_token};
 use bff::store::StoreKey;
 use bff::store::session_key;
@@ -29,19 +30,6 @@ on_both_stores!(
     request_and_response_bodies_are_binary_safe,
     cors_preflight_answers_only_allowed_origins,
 );
-
-fn set_cookies(response: &reqwest::Response) -> Vec<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .collect()
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
 
 async fn full_flow_login_me_api_logout(store: StoreKind) {
     let app = spawn_app(store).await;
