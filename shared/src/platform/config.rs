@@ -287,7 +287,7 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
 }
 
 /// An absolute http(s) URL; `http` only towards loopback hosts.
-fn check_http_url(name: &'static str, raw: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_http_url(name: &'static str, raw: &str) -> Result<(), ConfigError> {
     let url = Url::parse(raw).map_err(|e| invalid(name, e))?;
     let host = url.host().ok_or_else(|| invalid(name, "has no host"))?;
     if !url.username().is_empty() || url.password().is_some() {
