@@ -51,7 +51,7 @@ if (!verbose) {
   };
 }
 
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors } = await import('oidc-provider');
 
 function fail(message) {
   process.stderr.write(`provider: ${message}\n`);
@@ -241,6 +241,24 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     userinfo: { enabled: true },
+    clientCredentials: { enabled: true },
+    // RFC 8707: any `https://<name>.example` resource is an API here; its tokens are
+    // JWTs whose `aud` is the resource, so an upstream can tell which one it got.
+    resourceIndicators: {
+      enabled: true,
+      getResourceServerInfo: (_ctx, resource) => {
+        const url = URL.parse(resource);
+        if (url?.protocol !== 'https:' || !url.hostname.endsWith('.example')) {
+          throw new errors.InvalidTarget(`unknown resource ${resource}`);
+        }
+        return {
+          scope: 'api:read api:write',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: Number(accessTokenTtl),
+        };
+      },
+    },
   },
 };
 

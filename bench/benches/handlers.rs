@@ -22,8 +22,8 @@ use bff::platform::config::Config;
 use bff::store::memory::MemoryStore;
 use bff::store::session_key;
 use bff::store::{
-    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
-    StoreKey, TransactionStore,
+    ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
+    SessionStore, Store, StoreError, StoreKey, TransactionStore,
 };
 use bff_bench::delta;
 use bff_testkit::Browser;
@@ -152,6 +152,25 @@ impl DocumentCache for CountingStore {
         self.write();
         self.counts.document_writes.fetch_add(1, Ordering::SeqCst);
         self.inner.put_document(key, document, expires_at).await
+    }
+}
+
+#[async_trait]
+impl ClientTokenStore for CountingStore {
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+        self.read();
+        self.inner.get_client_token(key).await
+    }
+
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        self.write();
+        self.inner.put_client_token(key, record, expected, keep_until).await
     }
 }
 

@@ -111,6 +111,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("BFF_TOKEN_KEYS", TEST_TOKEN_KEYS.to_owned()),
     ]);
     env.extend(options.env);
+    // Several APIs replace the one upstream (the two may not be set together).
+    if env.contains_key("BFF_APIS") {
+        env.remove("BFF_UPSTREAM_URL");
+    }
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
 
     let (store, table): (Arc<dyn Store>, Option<String>) = match options.store {

@@ -23,7 +23,11 @@ async fn main() {
         init_tracing_pretty();
     }
     let config = Config::from_env().unwrap_or_else(|e| exit_on_startup_error(e));
-    if let Err(e) = config.require_upstream().and(config.require_client_secret()) {
+    if let Err(e) = config
+        .require_routes()
+        .map(|_| ())
+        .and(config.require_client_secret().map(|_| ()))
+    {
         exit_on_startup_error(e);
     }
     let listen = std::env::var("BFF_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());

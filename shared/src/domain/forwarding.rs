@@ -140,14 +140,20 @@ fn end_to_end(headers: &HeaderMap, stripped: impl Fn(&str) -> bool) -> HeaderMap
 /// The headers sent upstream: the browser's end-to-end headers minus its credentials and
 /// forwarding headers, plus `Authorization: Bearer <token>`.
 pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> HeaderMap {
-    let mut out = end_to_end(incoming, |n| {
-        STRIPPED_REQUEST.contains(&n) || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
-    });
+    let mut out = anonymous_request_headers(incoming);
     if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
         bearer.set_sensitive(true);
         out.insert(http::header::AUTHORIZATION, bearer);
     }
     out
+}
+
+/// The headers the upstream receives for the browser's `incoming` ones on a route that
+/// carries no token: the same filter, and no `Authorization` at all.
+pub fn anonymous_request_headers(incoming: &HeaderMap) -> HeaderMap {
+    end_to_end(incoming, |n| {
+        STRIPPED_REQUEST.contains(&n) || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
+    })
 }
 
 /// The upstream's response headers the browser may see.
@@ -263,6 +269,19 @@ mod tests {
         for kept in ["content-type", "accept", "x-request-id"] {
             assert!(names.contains(&kept), "{kept} dropped");
         }
+    }
+
+    #[test]
+    fn a_route_without_a_token_forwards_no_authorization_at_all() {
+        let incoming = header_map(&[
+            ("authorization", "Bearer attacker"),
+            ("cookie", "bff-session=abc"),
+            ("x-csrf", "1"),
+            ("accept", "application/json"),
+        ]);
+        let out = anonymous_request_headers(&incoming);
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
     }
 
     #[test]

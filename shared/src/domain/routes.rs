@@ -114,6 +114,21 @@ impl Routes {
         self.0.is_empty()
     }
 
+    /// The distinct RFC 8707 resources that routes obtain user tokens for, in route
+    /// order: the authorization request names them, since a refresh grant may only ask
+    /// for resources the grant covers (RFC 8707 §2).
+    pub fn user_resources(&self) -> Vec<&str> {
+        let mut resources: Vec<&str> = Vec::new();
+        for route in &self.0 {
+            if let (TokenKind::User | TokenKind::UserOrNone, Some(resource)) = (route.token, &route.target.resource)
+                && !resources.contains(&resource.as_str())
+            {
+                resources.push(resource);
+            }
+        }
+        resources
+    }
+
     /// The route serving the raw (still percent-encoded) request `path`, with the raw rest
     /// of the path after its prefix (no leading `/`).
     pub fn find<'p>(&self, path: &'p str) -> Option<(&ApiRoute, &'p str)> {
@@ -225,6 +240,28 @@ mod tests {
         assert!(routes.find("/api/billing").is_none());
         assert!(routes.find("/api").is_none());
         assert!(routes.find("/api/orders/1").is_some());
+    }
+
+    #[test]
+    fn the_login_asks_for_every_resource_of_user_routes_once() {
+        let with = |path: &str, token, resource: Option<&str>| ApiRoute {
+            token,
+            target: TokenTarget {
+                resource: resource.map(str::to_owned),
+                ..TokenTarget::default()
+            },
+            ..route(path, "https://x.example/")
+        };
+        let routes = Routes::new(vec![
+            with("/api/a", TokenKind::User, Some("https://a.example")),
+            with("/api/b", TokenKind::UserOrNone, Some("https://b.example")),
+            with("/api/a2", TokenKind::User, Some("https://a.example")),
+            with("/api/c", TokenKind::Client, Some("https://c.example")),
+            with("/api", TokenKind::User, None),
+        ]);
+        let mut got = routes.user_resources();
+        got.sort_unstable();
+        assert_eq!(got, ["https://a.example", "https://b.example"]);
     }
 
     #[test]

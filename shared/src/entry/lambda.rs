@@ -109,7 +109,7 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
 /// Whether `config` holds what a function with `needs` requires.
 fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
     if needs.upstream {
-        config.require_upstream()?;
+        config.require_routes()?;
     }
     if needs.client_secret {
         config.require_client_secret()?;
@@ -221,7 +221,7 @@ mod tests {
         let proxy = Needs::of(Function::Proxy);
         assert_eq!(
             check_needs(proxy, &load(Some("s3cret"))),
-            Err(ConfigError::Missing("BFF_UPSTREAM_URL"))
+            Err(ConfigError::Missing("BFF_UPSTREAM_URL (or BFF_APIS)"))
         );
     }
 

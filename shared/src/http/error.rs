@@ -38,6 +38,12 @@ pub enum RequestError {
     /// The proxy is called in a process without an upstream.
     #[error("no upstream configured")]
     UpstreamNotConfigured,
+    /// A path under `/api` that no configured route serves.
+    #[error("no API route")]
+    NoRoute,
+    /// The API route does not allow this method; holds the `Allow` header's value.
+    #[error("method not allowed on this route")]
+    RouteMethodNotAllowed(String),
 }
 
 /// The edge refused the request before any handler ran.
@@ -77,6 +83,8 @@ pub struct ErrorAnswer {
     pub code: &'static str,
     /// The `error_description`, safe to show.
     pub description: String,
+    /// The `Allow` header of a 405 that can name the allowed methods.
+    pub allow: Option<String>,
 }
 
 impl ErrorAnswer {
@@ -85,6 +93,7 @@ impl ErrorAnswer {
             status,
             code,
             description: description.into(),
+            allow: None,
         }
     }
 
@@ -113,6 +122,9 @@ impl ErrorAnswer {
     /// Marks `answer` with this error's code for the access log.
     fn coded(&self, mut answer: Response<Body>) -> Response<Body> {
         answer.extensions_mut().insert(ErrorCode(self.code));
+        if let Some(allow) = self.allow.as_deref().and_then(|a| http::HeaderValue::from_str(a).ok()) {
+            answer.headers_mut().insert(http::header::ALLOW, allow);
+        }
         answer
     }
 }
@@ -135,6 +147,15 @@ impl From<RequestError> for ErrorAnswer {
             RequestError::UpstreamNotConfigured => {
                 Self::new(BAD_GATEWAY, "upstream_not_configured", "no upstream API is configured")
             }
+            RequestError::NoRoute => Self::new(StatusCode::NOT_FOUND, "no_route", "no API route serves this path"),
+            RequestError::RouteMethodNotAllowed(allow) => Self {
+                allow: Some(allow),
+                ..Self::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this API route does not allow the method",
+                )
+            },
         }
     }
 }
@@ -270,6 +291,19 @@ impl From<RefreshError> for ErrorAnswer {
                 ),
                 answer => answer,
             },
+            RefreshError::TargetRefused { error } => {
+                // The provider's error code only, in the characters OAuth error codes use.
+                let code: String = error
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ' ')
+                    .take(64)
+                    .collect();
+                Self::new(
+                    BAD_GATEWAY,
+                    "api_token_refused",
+                    format!("the identity provider would not issue this API's token ({code})"),
+                )
+            }
             RefreshError::Store(e) => e.into(),
         }
     }

@@ -11,7 +11,9 @@ use url::Url;
 use std::sync::Arc;
 
 use crate::domain::return_to::validate_return_to;
+use crate::domain::routes::Routes;
 use crate::domain::secret::ClientSecret;
+use crate::platform::apis::parse_routes;
 use crate::platform::seal::Sealer;
 
 /// Default scopes requested at login.
@@ -67,8 +69,9 @@ pub struct Config {
     pub client_secret: Option<ClientSecret>,
     /// The origin the browser sees, without trailing slash (`https://app.example.com`).
     pub public_origin: String,
-    /// Base URL of the resource API, when this process serves the proxy.
-    pub upstream_url: Option<Url>,
+    /// The routes under `/api` (`BFF_APIS`, or `BFF_UPSTREAM_URL` as the one-route
+    /// shorthand); empty when this process does not serve the proxy.
+    pub routes: Routes,
     /// Scopes requested at login.
     pub scopes: Vec<String>,
     /// Extra authorize parameters (`audience`, `resource`, ...), in order.
@@ -81,7 +84,7 @@ pub struct Config {
     pub session_idle_secs: i64,
     /// Absolute session lifetime in seconds.
     pub session_max_secs: i64,
-    /// Timeout of one upstream API call.
+    /// Timeout of one upstream API call, for routes without their own.
     pub upstream_timeout: Duration,
     /// Provider logout URL template for providers without `end_session_endpoint`
     /// (Auth0's `/v2/logout`, Cognito's `/logout`), with `{client_id}`,
@@ -111,22 +114,7 @@ impl Config {
         let public_url = required("BFF_PUBLIC_URL")?;
         let public_origin = parse_origin("BFF_PUBLIC_URL", &public_url)?;
 
-        let upstream_url = match get("BFF_UPSTREAM_URL") {
-            Some(raw) => {
-                check_http_url("BFF_UPSTREAM_URL", &raw)?;
-                let mut url = Url::parse(&raw).map_err(|e| invalid("BFF_UPSTREAM_URL", e))?;
-                if url.query().is_some() || url.fragment().is_some() {
-                    return Err(invalid("BFF_UPSTREAM_URL", "must not have a query or fragment"));
-                }
-                // A base path always ends in `/`, so joining never drops its last segment.
-                if !url.path().ends_with('/') {
-                    let path = format!("{}/", url.path());
-                    url.set_path(&path);
-                }
-                Some(url)
-            }
-            None => None,
-        };
+        let routes = parse_routes(get("BFF_APIS").as_deref(), get("BFF_UPSTREAM_URL").as_deref())?;
 
         let scopes: Vec<String> = get("BFF_SCOPES")
             .unwrap_or_else(|| DEFAULT_SCOPES.to_owned())
@@ -196,7 +184,7 @@ impl Config {
             client_id: required("BFF_CLIENT_ID")?,
             client_secret: get("BFF_CLIENT_SECRET").map(ClientSecret::new),
             public_origin,
-            upstream_url,
+            routes,
             scopes,
             auth_params,
             allowed_origins,
@@ -225,11 +213,12 @@ impl Config {
         self.public_origin.starts_with("http://")
     }
 
-    /// The upstream base URL, required by the processes that serve the proxy.
-    pub fn require_upstream(&self) -> Result<&Url, ConfigError> {
-        self.upstream_url
-            .as_ref()
-            .ok_or(ConfigError::Missing("BFF_UPSTREAM_URL"))
+    /// The API routes, required by the processes that serve the proxy.
+    pub fn require_routes(&self) -> Result<&Routes, ConfigError> {
+        if self.routes.is_empty() {
+            return Err(ConfigError::Missing("BFF_UPSTREAM_URL (or BFF_APIS)"));
+        }
+        Ok(&self.routes)
     }
 
     /// The client secret, required by the processes that call the provider's token
@@ -460,15 +449,16 @@ mod tests {
     #[test]
     fn upstream_base_path_always_ends_with_a_slash() {
         let config = load(&[("BFF_UPSTREAM_URL", "https://api.example.com/v1")]).expect("ok");
-        assert_eq!(
-            config.require_upstream().expect("set").as_str(),
-            "https://api.example.com/v1/"
-        );
+        let (route, _) = config.require_routes().expect("set").find("/api/x").expect("catch-all");
+        assert_eq!(route.upstream.as_str(), "https://api.example.com/v1/");
         assert!(load(&[("BFF_UPSTREAM_URL", "https://api.example.com/v1?x=1")]).is_err());
         assert_eq!(
-            load(&[]).expect("ok").require_upstream().expect_err("unset"),
-            ConfigError::Missing("BFF_UPSTREAM_URL")
+            load(&[]).expect("ok").require_routes().expect_err("unset"),
+            ConfigError::Missing("BFF_UPSTREAM_URL (or BFF_APIS)")
         );
+        let apis = r#"[{"path": "/api/a", "upstream": "https://a.example.com"}]"#;
+        assert!(load(&[("BFF_APIS", apis)]).expect("ok").require_routes().is_ok());
+        assert!(load(&[("BFF_APIS", apis), ("BFF_UPSTREAM_URL", "https://b.example.com")]).is_err());
     }
 
     #[test]

@@ -11,7 +11,9 @@ use url::Url;
 
 use super::refresh::{RefreshError, Refresher};
 use super::{Deps, SessionError};
-use crate::domain::forwarding::upstream_request_headers;
+use crate::domain::forwarding::{anonymous_request_headers, upstream_request_headers};
+use crate::domain::routes::TokenTarget;
+use crate::domain::secret::AccessToken;
 use crate::domain::session::SessionRecord;
 use crate::store::{StoreError, StoreKey};
 use crate::upstream::{Upstream, UpstreamError};
@@ -56,16 +58,18 @@ pub struct Call<'a> {
     pub body: Bytes,
 }
 
-/// Sends `call` with the access token of the session `(key, session)`.
+/// Sends `call` with the session's `(key, session)` access token for `target` (the
+/// login's own for the empty target).
 pub async fn forward(
     deps: &Deps<'_>,
     upstream: &Upstream,
     key: &StoreKey,
     session: SessionRecord,
+    target: &TokenTarget,
     call: Call<'_>,
 ) -> Result<Forwarded, ForwardError> {
     let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
-    let token = refresher.usable_access_token(key, session, None).await?;
+    let token = refresher.usable_token_for(key, session, target, None).await?;
     let send = |token| {
         let headers = upstream_request_headers(call.headers, &token);
         upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
@@ -80,10 +84,45 @@ pub async fn forward(
             .await?
             .ok_or(SessionError::Expired)?;
         if session.refresh_token.is_some() {
-            let retry_token = refresher.usable_access_token(key, session, Some(&token)).await?;
+            let retry_token = refresher.usable_token_for(key, session, target, Some(&token)).await?;
             if retry_token != token {
                 (status, headers, body) = send(retry_token).await?;
             }
+        }
+    }
+    Ok(Forwarded { status, headers, body })
+}
+
+/// Sends `call` without any token, for routes whose token kind says so (or a
+/// `user_or_none` route called without a session).
+pub async fn forward_without_token(upstream: &Upstream, call: Call<'_>) -> Result<Forwarded, ForwardError> {
+    let headers = anonymous_request_headers(call.headers);
+    let (status, headers, body) = upstream.forward(call.method, call.url, headers, call.body).await?;
+    Ok(Forwarded { status, headers, body })
+}
+
+/// Sends `call` with the BFF's own client-credentials token for `target`; an upstream
+/// 401 renews a token that is not brand new and retries once.
+pub async fn forward_with_client_token(
+    deps: &Deps<'_>,
+    upstream: &Upstream,
+    target: &TokenTarget,
+    call: Call<'_>,
+) -> Result<Forwarded, ForwardError> {
+    let token_for = |rejected| {
+        deps.client_tokens
+            .token(deps.store, deps.oidc, deps.clock, target, rejected)
+    };
+    let send = |token: AccessToken| {
+        let headers = upstream_request_headers(call.headers, &token);
+        upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
+    };
+    let token = token_for(None).await?;
+    let (mut status, mut headers, mut body) = send(token.clone()).await?;
+    if status == StatusCode::UNAUTHORIZED {
+        let retry_token = token_for(Some(&token)).await?;
+        if retry_token != token {
+            (status, headers, body) = send(retry_token).await?;
         }
     }
     Ok(Forwarded { status, headers, body })

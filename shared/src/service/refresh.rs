@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::domain::clock::Clock;
+use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
-use crate::domain::session::{RefreshLease, SessionRecord, refresh_due};
+use crate::domain::session::{HeldToken, RefreshLease, SessionRecord};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
@@ -53,6 +54,14 @@ pub enum RefreshError {
     /// `invalid_grant`).
     #[error("refresh failed at the provider: {0}")]
     Provider(OidcError),
+    /// The provider would not issue a token for an API route's target
+    /// (`invalid_target`, `invalid_scope`, ...), or the session has no refresh token to
+    /// ask with; the session and its other tokens stay.
+    #[error("the provider refused the API route's token: {error}")]
+    TargetRefused {
+        /// The provider's OAuth error code (or why it could not be asked).
+        error: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,8 +75,8 @@ pub trait RefreshGrant: Send + Sync {
     /// keys), so none of it happens under the lease.
     async fn prepare(&self) -> Result<(), OidcError>;
 
-    /// Uses `refresh_token`; the answer may rotate it.
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError>;
+    /// Uses `refresh_token` for `target`'s access token; the answer may rotate it.
+    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError>;
 
     /// Validates an ID token returned by the refresh grant (no nonce) at `now`.
     async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError>;
@@ -84,8 +93,8 @@ impl RefreshGrant for Oidc {
         Ok(())
     }
 
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
-        Oidc::refresh(self, refresh_token).await
+    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
+        Oidc::refresh(self, refresh_token, target).await
     }
 
     async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError> {
@@ -116,7 +125,21 @@ where
     pub async fn usable_access_token(
         &self,
         key: &StoreKey,
+        session: SessionRecord,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken, RefreshError> {
+        self.usable_token_for(key, session, &TokenTarget::default(), rejected)
+            .await
+    }
+
+    /// Like [`Self::usable_access_token`], for `target`'s token: obtained with the refresh
+    /// grant when the session holds none yet. One lease per session covers all its
+    /// tokens, since every grant may rotate the one refresh token they share.
+    pub async fn usable_token_for(
+        &self,
+        key: &StoreKey,
         mut session: SessionRecord,
+        target: &TokenTarget,
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
         let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
@@ -124,15 +147,26 @@ where
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
-            let was_rejected = rejected.is_some_and(|r| *r == session.access_token);
-            if !was_rejected && !refresh_due(&session, now) {
-                return Ok(session.access_token);
+            let held = session.token_for(target);
+            let was_rejected = held.as_ref().is_some_and(|h| rejected == Some(&h.access_token));
+            if let Some(held) = &held
+                && !was_rejected
+                && !held.is_due(now)
+            {
+                return Ok(held.access_token.clone());
             }
             // A token the upstream refused is never "still valid", whatever its expiry says.
-            let still_valid = !was_rejected && session.access_expires_at.is_some_and(|exp| now < exp);
+            let valid = held
+                .filter(|h| !was_rejected && h.is_valid(now))
+                .map(|h| h.access_token);
             if session.refresh_token.is_none() {
-                if still_valid {
-                    return Ok(session.access_token);
+                if let Some(token) = valid {
+                    return Ok(token);
+                }
+                if !target.is_login() {
+                    return Err(RefreshError::TargetRefused {
+                        error: "no refresh token to ask with".into(),
+                    });
                 }
                 self.end_session(key).await;
                 return Err(RefreshError::SessionEnded);
@@ -140,8 +174,8 @@ where
 
             if session.refresh_lease.as_ref().is_some_and(|l| l.is_held(now_ms)) {
                 // Someone else is refreshing.
-                if still_valid {
-                    return Ok(session.access_token);
+                if let Some(token) = valid {
+                    return Ok(token);
                 }
                 if Instant::now() >= give_up {
                     return Err(RefreshError::InProgress);
@@ -155,7 +189,7 @@ where
             // lease is taken, so the lease covers the grant and the write only.
             if !prepared {
                 if let Err(e) = self.provider.prepare().await {
-                    return self.unrefreshed(e, &session, still_valid);
+                    return unrefreshed(e, valid);
                 }
                 prepared = true;
                 continue; // time passed: look at the session with a fresh clock
@@ -169,13 +203,13 @@ where
             leased.refresh_lease = Some(lease.clone());
             leased.version = session.version + 1;
             match self.store.update_session(key, &leased, session.version).await {
-                Ok(()) => return self.refresh_under_lease(key, leased, &lease, still_valid).await,
+                Ok(()) => return self.refresh_under_lease(key, leased, &lease, target, valid).await,
                 Err(StoreError::Conflict) => {
                     session = self.reload(key).await?;
                     // A write whose answer was lost and that the SDK retried reads as a
                     // conflict: when the stored lease is ours, the first attempt landed.
                     if session.refresh_lease.as_ref() == Some(&lease) {
-                        return self.refresh_under_lease(key, session, &lease, still_valid).await;
+                        return self.refresh_under_lease(key, session, &lease, target, valid).await;
                     }
                     // Otherwise another caller changed it first (took the lease, or
                     // refreshed): look again.
@@ -192,27 +226,13 @@ where
             .ok_or(RefreshError::SessionEnded)
     }
 
-    /// The answer when the provider failed: a still-valid token serves until it expires.
-    fn unrefreshed(
-        &self,
-        e: OidcError,
-        session: &SessionRecord,
-        still_valid: bool,
-    ) -> Result<AccessToken, RefreshError> {
-        if still_valid {
-            tracing::warn!(error = %e, "refresh failed; using the still-valid access token");
-            Ok(session.access_token.clone())
-        } else {
-            Err(RefreshError::Provider(e))
-        }
-    }
-
     async fn refresh_under_lease(
         &self,
         key: &StoreKey,
         leased: SessionRecord,
         lease: &RefreshLease,
-        still_valid: bool,
+        target: &TokenTarget,
+        valid: Option<AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
         let Some(refresh_token) = leased.refresh_token.clone() else {
             return Err(RefreshError::SessionEnded);
@@ -221,10 +241,10 @@ where
         let budget_ms = lease.until_ms - self.clock.now_ms() - WRITE_BUDGET_MS;
         let grant = tokio::time::timeout(
             Duration::from_millis(budget_ms.max(0) as u64),
-            self.provider.refresh(&refresh_token),
+            self.provider.refresh(&refresh_token, target),
         );
         match grant.await.unwrap_or(Err(OidcError::Timeout)) {
-            Ok(tokens) => self.save_refreshed(key, leased, lease, tokens).await,
+            Ok(tokens) => self.save_refreshed(key, leased, lease, target, tokens).await,
             Err(e) if e.is_invalid_grant() => {
                 // The grant is gone at the provider (revoked, expired, or a rotated token
                 // reused), unless another instance refreshed meanwhile: only the session
@@ -235,14 +255,24 @@ where
                 match self.reload(key).await? {
                     fresh if fresh.refresh_token != leased.refresh_token => {
                         tracing::warn!("refresh token refused, but another instance had refreshed; session kept");
-                        Ok(fresh.access_token)
+                        fresh
+                            .token_for(target)
+                            .map(|held| held.access_token)
+                            .ok_or(RefreshError::InProgress)
                     }
                     _ => Err(RefreshError::SessionEnded),
                 }
             }
+            Err(OidcError::Rejected { error }) if !target.is_login() => {
+                // The provider will not issue this route's token; the session and the
+                // other routes' tokens are not affected.
+                self.release_lease(key, leased).await;
+                tracing::warn!(error = %error, "the provider refused an API route's token");
+                Err(RefreshError::TargetRefused { error })
+            }
             Err(e) => {
-                self.release_lease(key, leased.clone()).await;
-                self.unrefreshed(e, &leased, still_valid)
+                self.release_lease(key, leased).await;
+                unrefreshed(e, valid)
             }
         }
     }
@@ -252,15 +282,21 @@ where
         key: &StoreKey,
         leased: SessionRecord,
         lease: &RefreshLease,
+        target: &TokenTarget,
         tokens: TokenSet,
     ) -> Result<AccessToken, RefreshError> {
         let now = self.clock.now();
         let access_token = tokens.access_token.clone();
         let apply = |current: &SessionRecord| {
             let mut next = current.clone();
-            next.access_token = tokens.access_token.clone();
-            next.access_issued_at = now;
-            next.access_expires_at = tokens.expires_in.map(|secs| now.saturating_add(secs));
+            next.set_token(
+                target,
+                HeldToken {
+                    access_token: tokens.access_token.clone(),
+                    expires_at: tokens.expires_in.map(|secs| now.saturating_add(secs)),
+                    issued_at: now,
+                },
+            );
             // Rotation: the new refresh token replaces the old in the same write.
             if let Some(rotated) = &tokens.refresh_token {
                 next.refresh_token = Some(rotated.clone());
@@ -290,7 +326,9 @@ where
                             continue;
                         }
                         // A retried write that had landed: our tokens are there.
-                        Ok(Some(fresh)) if fresh.access_token == access_token => break fresh,
+                        Ok(Some(fresh)) if fresh.token_for(target).is_some_and(|h| h.access_token == access_token) => {
+                            break fresh;
+                        }
                         Ok(_) => {
                             tracing::warn!("refresh lease lost before the tokens were saved");
                             return Ok(access_token);
@@ -373,6 +411,17 @@ where
         if let Err(e) = self.store.delete_session(key).await {
             tracing::warn!(error = %e, "could not delete an ended session");
         }
+    }
+}
+
+/// The answer when the provider failed: a still-valid token serves until it expires.
+fn unrefreshed(e: OidcError, valid: Option<AccessToken>) -> Result<AccessToken, RefreshError> {
+    match valid {
+        Some(token) => {
+            tracing::warn!(error = %e, "refresh failed; using the still-valid access token");
+            Ok(token)
+        }
+        None => Err(RefreshError::Provider(e)),
     }
 }
 

@@ -469,6 +469,7 @@ fn session(now: i64, version: u64) -> SessionRecord {
         idle_expires_at: now + LIFETIME,
         version,
         refresh_lease: None,
+        api_tokens: Vec::new(),
     }
 }
 

@@ -27,8 +27,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey,
-    TransactionStore,
+    ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
+    SessionStore, StoreError, StoreKey, TransactionStore,
 };
 
 /// Partition key attribute.
@@ -55,6 +55,7 @@ const KIND_TRANSACTION: &str = "tx";
 const KIND_USED: &str = "used";
 const KIND_DOCUMENT: &str = "doc";
 const KIND_SESSION: &str = "session";
+const KIND_CLIENT_TOKEN: &str = "client";
 
 /// The code DynamoDB answers when a condition expression is false.
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
@@ -316,6 +317,45 @@ impl DocumentCache for DynamoStore {
                 .expression_attribute_values(":kind", AttributeValue::S(KIND_DOCUMENT.to_owned()))
         })
         .await
+    }
+}
+
+#[async_trait]
+impl ClientTokenStore for DynamoStore {
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+        // Strongly consistent: a waiting instance must see the token the holder wrote.
+        // Expired items are returned too, so that their version chain continues.
+        match self.get_live(key, KIND_CLIENT_TOKEN, i64::MIN, true).await? {
+            Some(item) => decode(&item, KIND_CLIENT_TOKEN).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let mut item = item(key, KIND_CLIENT_TOKEN, keep_until);
+        item.extend([
+            (DATA.to_owned(), AttributeValue::S(encode(record, KIND_CLIENT_TOKEN)?)),
+            (VERSION.to_owned(), AttributeValue::N(record.version.to_string())),
+        ]);
+        match expected {
+            None => self.put_new(item).await,
+            Some(expected) => {
+                self.put_if(item, |put| {
+                    put.condition_expression("#kind = :kind AND #version = :expected")
+                        .expression_attribute_names("#kind", KIND)
+                        .expression_attribute_names("#version", VERSION)
+                        .expression_attribute_values(":kind", AttributeValue::S(KIND_CLIENT_TOKEN.to_owned()))
+                        .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+                })
+                .await
+            }
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
-    StoreKey, TransactionStore,
+    ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
+    SessionStore, Store, StoreError, StoreKey, TransactionStore,
 };
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
 use crate::platform::seal::{SealError, Sealer};
@@ -37,6 +37,9 @@ impl SealedStore {
             .as_ref()
             .map(|t| RefreshToken::new(self.sealer.seal(t.secret(), ctx)));
         sealed.id_token = IdToken::new(self.sealer.seal(s.id_token.secret(), ctx));
+        for api in &mut sealed.api_tokens {
+            api.access_token = AccessToken::new(self.sealer.seal(api.access_token.secret(), ctx));
+        }
         sealed
     }
 
@@ -49,6 +52,9 @@ impl SealedStore {
             None => None,
         };
         opened.id_token = IdToken::new(self.sealer.open(opened.id_token.secret(), ctx)?);
+        for api in &mut opened.api_tokens {
+            api.access_token = AccessToken::new(self.sealer.open(api.access_token.secret(), ctx)?);
+        }
         Ok(opened)
     }
 
@@ -152,6 +158,41 @@ impl DocumentCache for SealedStore {
     }
 }
 
+#[async_trait]
+impl ClientTokenStore for SealedStore {
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+        let Some(mut record) = self.inner.get_client_token(key).await? else {
+            return Ok(None);
+        };
+        if let Some(token) = &record.access_token {
+            match self.sealer.open(token.secret(), key.as_str()) {
+                Ok(opened) => record.access_token = Some(AccessToken::new(opened)),
+                Err(e) => {
+                    // Unusable, but its version chain continues: the next renewal replaces it.
+                    tracing::warn!(error = %e, "a stored client token does not open; treated as expired");
+                    record.access_token = None;
+                }
+            }
+        }
+        Ok(Some(record))
+    }
+
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let mut sealed = record.clone();
+        sealed.access_token = record
+            .access_token
+            .as_ref()
+            .map(|t| AccessToken::new(self.sealer.seal(t.secret(), key.as_str())));
+        self.inner.put_client_token(key, &sealed, expected, keep_until).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +219,15 @@ mod tests {
             idle_expires_at: i64::MAX / 2,
             version: 1,
             refresh_lease: None,
+            api_tokens: vec![crate::domain::session::ApiToken {
+                target: crate::domain::routes::TokenTarget {
+                    resource: Some("https://orders.example".into()),
+                    ..Default::default()
+                },
+                access_token: AccessToken::new("api-token-plain"),
+                expires_at: None,
+                issued_at: 0,
+            }],
         }
     }
 
@@ -213,6 +263,7 @@ mod tests {
         let opened = sealed.get_session(&key, 0).await.expect("get").expect("opens");
         assert_eq!(opened.access_token.secret(), "access-token-plain");
         assert_eq!(opened.refresh_token.expect("refresh").secret(), "refresh-token-plain");
+        assert_eq!(opened.api_tokens[0].access_token.secret(), "api-token-plain");
     }
 
     #[tokio::test]

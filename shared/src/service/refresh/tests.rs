@@ -12,29 +12,9 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::domain::secret::SessionId;
+use crate::service::tokio_clock::TokioClock;
 use crate::store::memory::MemoryStore;
 use crate::store::session_key;
-
-/// Wall-clock milliseconds at the start, advancing with tokio's (paused) time.
-struct TokioClock {
-    base_ms: i64,
-    start: Instant,
-}
-
-impl TokioClock {
-    fn new() -> Self {
-        Self {
-            base_ms: 1_700_000_000_000,
-            start: Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> i64 {
-        self.base_ms + self.start.elapsed().as_millis() as i64
-    }
-}
 
 /// A provider answering the refresh grant from a script, after `delay`; its refreshed ID
 /// tokens validate as naming `id_token_sub` (or fail validation when `None`).
@@ -42,6 +22,7 @@ impl Clock for TokioClock {
 struct FakeProvider {
     answers: Mutex<VecDeque<Result<TokenSet, OidcError>>>,
     presented: Mutex<Vec<String>>,
+    targets: Mutex<Vec<TokenTarget>>,
     delay: Mutex<Duration>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
@@ -86,7 +67,8 @@ impl RefreshGrant for FakeProvider {
         Ok(())
     }
 
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
+    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
+        self.targets.lock().expect("lock").push(target.clone());
         self.presented
             .lock()
             .expect("lock")
@@ -213,6 +195,7 @@ impl Fixture {
             idle_expires_at: now + 86_400,
             version: 1,
             refresh_lease: None,
+            api_tokens: Vec::new(),
         };
         edit(&mut record, &clock);
         let key = session_key(&SessionId::generate());
@@ -545,4 +528,67 @@ async fn today_a_lost_lease_drops_the_rotated_refresh_token() {
     assert_eq!(token.expect("token").secret(), "access-2");
     let kept = at.stored().await.expect("there");
     assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-1");
+}
+
+fn orders() -> TokenTarget {
+    TokenTarget {
+        resource: Some("https://orders.example".into()),
+        ..TokenTarget::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_token_comes_from_the_refresh_grant_for_its_target_beside_the_login_token() {
+    let f = Fixture::new(3_000, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("orders-1", "refresh-2"))]);
+    let token = f
+        .refresher(&provider)
+        .usable_token_for(&f.key, f.record.clone(), &orders(), None)
+        .await
+        .expect("route token");
+    assert_eq!(token.secret(), "orders-1");
+    assert_eq!(*provider.targets.lock().expect("lock"), vec![orders()]);
+    let stored = f.stored().await.expect("kept");
+    assert_eq!(
+        stored.access_token.secret(),
+        "access-1",
+        "the login's token is untouched"
+    );
+    assert_eq!(
+        stored.refresh_token.as_ref().expect("rt").secret(),
+        "refresh-2",
+        "rotation kept"
+    );
+    assert_eq!(
+        stored.token_for(&orders()).expect("held").access_token.secret(),
+        "orders-1"
+    );
+    // Steady state: the stored route token serves without another grant.
+    let again = f
+        .refresher(&provider)
+        .usable_token_for(&f.key, stored, &orders(), None)
+        .await
+        .expect("again");
+    assert_eq!((again.secret(), provider.grants().len()), ("orders-1", 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_route_token_leaves_the_session_and_its_other_tokens_alone() {
+    let f = Fixture::new(3_000, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Err(OidcError::Rejected {
+        error: "invalid_target".into(),
+    })]);
+    let refused = f
+        .refresher(&provider)
+        .usable_token_for(&f.key, f.record.clone(), &orders(), None)
+        .await;
+    assert!(
+        matches!(&refused, Err(RefreshError::TargetRefused { error }) if error == "invalid_target"),
+        "{refused:?}"
+    );
+    let stored = f.stored().await.expect("the session stays");
+    assert_eq!(stored.access_token.secret(), "access-1");
+    assert_eq!(stored.refresh_token.as_ref().expect("rt").secret(), "refresh-1");
+    assert!(stored.refresh_lease.is_none(), "the lease is released");
+    assert!(stored.api_tokens.is_empty());
 }
