@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::domain::clock::Clock;
 use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
-use crate::domain::session::{RefreshLease, SessionRecord, refresh_due};
+use crate::domain::session::{RefreshLease, SessionRecord, forced_refresh_allowed, refresh_due};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
@@ -112,7 +112,8 @@ where
 
     /// The access token to send for `session`: the stored one, or a refreshed one when
     /// it is due or when `rejected` (the token the upstream just refused) is still the
-    /// stored one.
+    /// stored one and no refresh is throttled ([`forced_refresh_allowed`]): a throttled
+    /// refusal answers the stored token, the one refused.
     pub async fn usable_access_token(
         &self,
         key: &StoreKey,
@@ -124,7 +125,10 @@ where
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
-            let was_rejected = rejected.is_some_and(|r| *r == session.access_token);
+            // Throttled per session in the store, so across every instance: the upstream's
+            // 401 then stands, and no token request follows it.
+            let was_rejected =
+                rejected.is_some_and(|r| *r == session.access_token) && forced_refresh_allowed(&session, now);
             if !was_rejected && !refresh_due(&session, now) {
                 return Ok(session.access_token);
             }
@@ -167,6 +171,7 @@ where
             };
             let mut leased = session.clone();
             leased.refresh_lease = Some(lease.clone());
+            leased.refresh_started_at = Some(now);
             leased.version = session.version + 1;
             match self.store.update_session(key, &leased, session.version).await {
                 Ok(()) => return self.refresh_under_lease(key, leased, &lease, still_valid).await,

@@ -178,6 +178,7 @@ mod tests {
             idle_expires_at: i64::MAX / 2,
             version: 1,
             refresh_lease: None,
+            refresh_started_at: None,
         }
     }
 
