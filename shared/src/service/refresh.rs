@@ -24,20 +24,23 @@ use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
 /// Time kept on the lease after the grant for writing its tokens (with retries).
-const WRITE_BUDGET_MS: i64 = 6_000;
+pub const WRITE_BUDGET_MS: i64 = 6_000;
 /// How long a refresh lease holds: one provider call (bounded by the provider timeout and
 /// by the lease itself) and the write after it. Discovery and keys are ready before it.
 pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + WRITE_BUDGET_MS;
 /// How often a waiting caller re-reads the session.
-const WAIT_POLL: Duration = Duration::from_millis(100);
+pub const WAIT_POLL: Duration = Duration::from_millis(100);
+/// How long past a lease's own length a caller waits for another holder before it gives
+/// up (the whole wait: [`LEASE_MS`] plus this).
+pub const WAIT_BEYOND_LEASE: Duration = Duration::from_secs(2);
 /// Attempts at the final write when other updates (idle sliding) interleave.
-const WRITE_ATTEMPTS: usize = 3;
+pub const WRITE_ATTEMPTS: usize = 3;
 /// First and longest pause between retries of the final write after a store failure.
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(1);
 /// The final write gives up this long before the lease lapses, so no other instance can
 /// take the lease while a write of ours may still land.
-const WRITE_MARGIN_MS: i64 = 500;
+pub const WRITE_MARGIN_MS: i64 = 500;
 
 /// Why no usable access token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +123,7 @@ where
         mut session: SessionRecord,
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
-        let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
+        let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + WAIT_BEYOND_LEASE;
         let mut prepared = false;
         loop {
             let now_ms = self.clock.now_ms();
