@@ -24,7 +24,7 @@ use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
 /// Time kept on the lease after the grant for writing its tokens (with retries).
-pub const WRITE_BUDGET_MS: i64 = 6_000;
+const WRITE_BUDGET_MS: i64 = 6_000;
 /// How long a refresh lease holds: one provider call (bounded by the provider timeout and
 /// by the lease itself) and the write after it. Discovery and keys are ready before it.
 pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + WRITE_BUDGET_MS;
