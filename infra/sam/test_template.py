@@ -435,6 +435,11 @@ def security_headers_are_set():
 
 @check
 def timeouts_cover_the_code_s_outbound_calls():
+    # The whole worst path of each function, summed from the code's own constants, is
+    # checked by shared/tests/template_timeouts.rs; these are the plain lower bounds.
+    # A function's timeout may exceed CloudFront's wait for its origin: the browser then
+    # gets CloudFront's 504 first, but the function is never stopped between the
+    # provider's answer and the store write that keeps it (a rotated refresh token).
     assert prop("CallbackFunction", "Timeout") >= 3 * PROVIDER_CALL_SECS, "discovery, token and JWKS"
     assert prop("LoginFunction", "Timeout") >= PROVIDER_CALL_SECS
     assert prop("SessionFunction", "Timeout") >= 2 * PROVIDER_CALL_SECS
@@ -446,13 +451,15 @@ def timeouts_cover_the_code_s_outbound_calls():
     proxy_origin = origins()["proxy"]["CustomOriginConfig"]["OriginReadTimeout"]
     for value in upstream["AllowedValues"]:
         seconds = template["Mappings"]["ProxyTimeout"][value]["Seconds"]
-        assert seconds >= 3 * PROVIDER_CALL_SECS + int(value), f"upstream {value}: proxy timeout {seconds}"
-        assert seconds <= proxy_origin <= CLOUDFRONT_MAX_ORIGIN_READ_SECS, f"upstream {value}: CloudFront gives up first"
+        assert seconds >= 3 * PROVIDER_CALL_SECS + 2 * int(value), f"upstream {value}: proxy timeout {seconds}"
+        # CloudFront waits at least for one upstream call and at most its own limit.
+        assert int(value) < proxy_origin <= CLOUDFRONT_MAX_ORIGIN_READ_SECS, f"upstream {value}: origin read timeout"
     assert environment("ProxyFunction")["BFF_UPSTREAM_TIMEOUT_SECS"] == {"Ref": "UpstreamTimeoutSecs"}
     for origin_id in ("login", "callback", "session", "backchannel-logout"):
         read = origins()[origin_id]["CustomOriginConfig"]["OriginReadTimeout"]
         function = origin_function(origins()[origin_id])
-        assert prop(function, "Timeout") <= read, f"{origin_id}: CloudFront gives up first"
+        assert PROVIDER_CALL_SECS < read <= CLOUDFRONT_MAX_ORIGIN_READ_SECS, f"{origin_id}: origin read timeout"
+        assert prop(function, "Timeout") >= PROVIDER_CALL_SECS, f"{origin_id}: {function}"
 
 
 @check

@@ -132,9 +132,10 @@ async function stopChild(child) {
 
 /**
  * Starts the provider, the demo API, bff-local and the front end on another origin.
+ * `upstreamUrl` puts another API behind /api/* in place of the demo API.
  * Resolves to `{ baseUrl, otherOrigin, issuer, api, stop() }`.
  */
-export async function startStack() {
+export async function startStack({ upstreamUrl } = {}) {
   mkdirSync(LOG_DIR, { recursive: true });
   const bffPort = await freePort();
   const baseUrl = `http://localhost:${bffPort}`;
@@ -184,7 +185,7 @@ export async function startStack() {
         BFF_CLIENT_ID: clientId,
         BFF_CLIENT_SECRET: clientSecret,
         BFF_PUBLIC_URL: baseUrl,
-        BFF_UPSTREAM_URL: ready.api,
+        BFF_UPSTREAM_URL: upstreamUrl ?? ready.api,
         BFF_LISTEN: `127.0.0.1:${bffPort}`,
         BFF_STATIC_DIR: path.join(ROOT, 'infra/demo'),
         BFF_ALLOWED_ORIGINS: otherOrigin,

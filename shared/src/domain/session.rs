@@ -15,6 +15,10 @@ use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
 pub const REFRESH_LEAD_SECS: i64 = 60;
 /// The idle expiry is moved forward once this fraction (1/n) of the idle window has passed.
 pub const TOUCH_FRACTION: i64 = 8;
+/// An upstream's refusal of the access token forces a refresh only once this long has
+/// passed since the token was obtained and since the last refresh started, so a stream of
+/// upstream 401s never becomes a stream of token requests.
+pub const FORCED_REFRESH_INTERVAL_SECS: i64 = 30;
 
 /// A pending login: what the callback needs to finish the grant this browser started.
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,6 +82,10 @@ pub struct SessionRecord {
     /// A refresh in progress somewhere: the one caller allowed to use the refresh token.
     #[serde(default)]
     pub refresh_lease: Option<RefreshLease>,
+    /// Epoch seconds when a refresh last started (its lease was taken), whatever came of
+    /// it: a failed refresh counts against the forced-refresh interval too.
+    #[serde(default)]
+    pub refresh_started_at: Option<i64>,
     /// Access tokens for API routes that need another resource, audience or scope than
     /// the login's token, one per distinct target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -235,6 +243,23 @@ pub fn token_due(expires_at: Option<i64>, issued_at: i64, now: i64) -> bool {
     now >= expires_at - lead
 }
 
+/// Whether an upstream's refusal of the access token at `now` may force a refresh: more
+/// than [`FORCED_REFRESH_INTERVAL_SECS`] after the token was obtained and after the last
+/// refresh started. Whole seconds on both sides, so "more than" keeps the real gap at or
+/// above the interval.
+pub fn forced_refresh_allowed(session: &SessionRecord, now: i64) -> bool {
+    forced_refresh_of_allowed(session, session.access_issued_at, now)
+}
+
+/// [`forced_refresh_allowed`] for a token of `session` obtained at `issued_at` (a route's
+/// own token, say): the session's last refresh counts whichever token it was for.
+pub fn forced_refresh_of_allowed(session: &SessionRecord, issued_at: i64, now: i64) -> bool {
+    let last = session
+        .refresh_started_at
+        .map_or(issued_at, |started| started.max(issued_at));
+    now - last > FORCED_REFRESH_INTERVAL_SECS
+}
+
 /// Whether activity at `now` should move the idle expiry (throttled, see module docs).
 pub fn touch_due(session: &SessionRecord, now: i64, idle_secs: i64) -> bool {
     let last_touch = session.idle_expires_at - idle_secs;
@@ -267,6 +292,7 @@ mod tests {
             idle_expires_at,
             version: 1,
             refresh_lease: None,
+            refresh_started_at: None,
             api_tokens: Vec::new(),
         }
     }
@@ -304,6 +330,24 @@ mod tests {
             !refresh_due(&session(0, None), 1_000_000),
             "unknown expiry is never due"
         );
+    }
+
+    #[test]
+    fn an_upstream_refusal_forces_at_most_one_refresh_per_interval() {
+        let mut s = session(1000, Some(3600));
+        let just_after = 1000 + FORCED_REFRESH_INTERVAL_SECS;
+        assert!(!forced_refresh_allowed(&s, 1000), "a token just obtained");
+        assert!(
+            !forced_refresh_allowed(&s, just_after),
+            "the whole interval, not one second less"
+        );
+        assert!(forced_refresh_allowed(&s, just_after + 1));
+        s.refresh_started_at = Some(2000);
+        assert!(
+            !forced_refresh_allowed(&s, 2000 + FORCED_REFRESH_INTERVAL_SECS),
+            "a refresh that started (and failed) counts too"
+        );
+        assert!(forced_refresh_allowed(&s, 2001 + FORCED_REFRESH_INTERVAL_SECS));
     }
 
     #[test]

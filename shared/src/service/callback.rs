@@ -110,6 +110,7 @@ pub async fn complete(
         idle_expires_at,
         version: 1,
         refresh_lease: None,
+        refresh_started_at: None,
         api_tokens: Vec::new(),
     };
     let id = SessionId::generate();

@@ -2,8 +2,11 @@
 //!
 //! When the upstream answers 401 to a token the BFF believed valid, the token is
 //! refreshed once and the call retried once; the second answer stands, so this never
-//! loops. Request bodies are always buffered (Lambda delivers them whole), so every call
-//! can be replayed.
+//! loops. Such a forced refresh happens at most once per session in
+//! [`FORCED_REFRESH_INTERVAL_SECS`](crate::domain::session::FORCED_REFRESH_INTERVAL_SECS):
+//! within it the upstream's 401 goes to the browser as it is, so a stream of upstream 401s
+//! never becomes a stream of token requests. Request bodies are always buffered (Lambda
+//! delivers them whole), so every call can be replayed.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -84,6 +87,7 @@ pub async fn forward(
             .await?
             .ok_or(SessionError::Expired)?;
         if session.refresh_token.is_some() {
+            // The same token back means the refresh is throttled: the upstream's 401 stands.
             let retry_token = refresher.usable_token_for(key, session, target, Some(&token)).await?;
             if retry_token != token {
                 (status, headers, body) = send(retry_token).await?;

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::domain::clock::Clock;
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
-use crate::domain::session::{HeldToken, RefreshLease, SessionRecord};
+use crate::domain::session::{HeldToken, RefreshLease, SessionRecord, forced_refresh_of_allowed};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
@@ -30,15 +30,18 @@ const WRITE_BUDGET_MS: i64 = 6_000;
 /// by the lease itself) and the write after it. Discovery and keys are ready before it.
 pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + WRITE_BUDGET_MS;
 /// How often a waiting caller re-reads the session.
-const WAIT_POLL: Duration = Duration::from_millis(100);
+pub const WAIT_POLL: Duration = Duration::from_millis(100);
+/// How long past a lease's own length a caller waits for another holder before it gives
+/// up (the whole wait: [`LEASE_MS`] plus this).
+pub const WAIT_BEYOND_LEASE: Duration = Duration::from_secs(2);
 /// Attempts at the final write when other updates (idle sliding) interleave.
-const WRITE_ATTEMPTS: usize = 3;
+pub const WRITE_ATTEMPTS: usize = 3;
 /// First and longest pause between retries of the final write after a store failure.
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(1);
 /// The final write gives up this long before the lease lapses, so no other instance can
 /// take the lease while a write of ours may still land.
-const WRITE_MARGIN_MS: i64 = 500;
+pub const WRITE_MARGIN_MS: i64 = 500;
 
 /// Why no usable access token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +124,8 @@ where
 
     /// The access token to send for `session`: the stored one, or a refreshed one when
     /// it is due or when `rejected` (the token the upstream just refused) is still the
-    /// stored one.
+    /// stored one and no refresh is throttled ([`forced_refresh_allowed`]): a throttled
+    /// refusal answers the stored token, the one refused.
     pub async fn usable_access_token(
         &self,
         key: &StoreKey,
@@ -142,13 +146,17 @@ where
         target: &TokenTarget,
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
-        let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
+        let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + WAIT_BEYOND_LEASE;
         let mut prepared = false;
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
             let held = session.token_for(target);
-            let was_rejected = held.as_ref().is_some_and(|h| rejected == Some(&h.access_token));
+            // Throttled per session in the store, so across every instance: the upstream's
+            // 401 then stands, and no token request follows it.
+            let was_rejected = held.as_ref().is_some_and(|h| {
+                rejected == Some(&h.access_token) && forced_refresh_of_allowed(&session, h.issued_at, now)
+            });
             if let Some(held) = &held
                 && !was_rejected
                 && !held.is_due(now)
@@ -201,6 +209,7 @@ where
             };
             let mut leased = session.clone();
             leased.refresh_lease = Some(lease.clone());
+            leased.refresh_started_at = Some(now);
             leased.version = session.version + 1;
             match self.store.update_session(key, &leased, session.version).await {
                 Ok(()) => return self.refresh_under_lease(key, leased, &lease, target, valid).await,

@@ -60,6 +60,10 @@ const KIND_CLIENT_TOKEN: &str = "client";
 /// The code DynamoDB answers when a condition expression is false.
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
 
+/// The longest one store call takes, its retries included: the unit of the functions'
+/// time budgets (template.yaml, checked by `shared/tests/template_timeouts.rs`).
+pub const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// How long [`create_table`] waits for the table to become `ACTIVE`.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 const TABLE_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -475,7 +479,7 @@ pub fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
     aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(800))
         .operation_attempt_timeout(Duration::from_millis(1500))
-        .operation_timeout(Duration::from_secs(4))
+        .operation_timeout(STORE_CALL_TIMEOUT)
         .build()
 }
 

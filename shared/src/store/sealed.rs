@@ -219,6 +219,7 @@ mod tests {
             idle_expires_at: i64::MAX / 2,
             version: 1,
             refresh_lease: None,
+            refresh_started_at: None,
             api_tokens: vec![crate::domain::session::ApiToken {
                 target: crate::domain::routes::TokenTarget {
                     resource: Some("https://orders.example".into()),

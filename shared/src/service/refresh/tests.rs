@@ -195,6 +195,7 @@ impl Fixture {
             idle_expires_at: now + 86_400,
             version: 1,
             refresh_lease: None,
+            refresh_started_at: None,
             api_tokens: Vec::new(),
         };
         edit(&mut record, &clock);
@@ -384,6 +385,55 @@ async fn an_upstream_rejection_refreshes_even_a_token_that_is_not_due() {
     assert_eq!(
         at.usable(&provider, Some(&rejected)).await.expect("token").secret(),
         "access-2"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_rejection_of_a_token_obtained_moments_ago_forces_no_refresh() {
+    let at = Fixture::new(200, |r, clock| r.access_issued_at = clock.now() - 10).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    let rejected = AccessToken::new("access-1");
+    assert_eq!(
+        at.usable(&provider, Some(&rejected)).await.expect("token").secret(),
+        "access-1",
+        "the refused token comes back: the caller's 401 stands"
+    );
+    assert!(provider.grants().is_empty(), "no token request");
+}
+
+/// A forced refresh that failed at the provider counts against the interval too: the
+/// next refusal, from any instance, reads its start from the store.
+#[tokio::test(start_paused = true)]
+async fn a_failed_forced_refresh_throttles_the_next_one() {
+    let at = Fixture::new(200, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![
+        Err(OidcError::Unreachable("down".into())),
+        Ok(tokens("access-2", "refresh-2")),
+    ]);
+    let rejected = AccessToken::new("access-1");
+    assert!(matches!(
+        at.usable(&provider, Some(&rejected)).await,
+        Err(RefreshError::Provider(_))
+    ));
+    let stored = at.stored().await.expect("kept");
+    assert_eq!(stored.refresh_started_at, Some(at.clock.now()));
+    let again = at
+        .refresher(&provider)
+        .usable_access_token(&at.key, stored, Some(&rejected))
+        .await;
+    assert_eq!(again.expect("token").secret(), "access-1");
+    assert_eq!(provider.grants(), ["refresh-1"], "one token request in the interval");
+
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let stored = at.stored().await.expect("kept");
+    let later = at
+        .refresher(&provider)
+        .usable_access_token(&at.key, stored, Some(&rejected))
+        .await;
+    assert_eq!(
+        later.expect("token").secret(),
+        "access-2",
+        "allowed again after the interval"
     );
 }
 
