@@ -469,7 +469,11 @@ def configuration_comes_from_validated_parameters():
         for key in ("BFF_ISSUER", "BFF_CLIENT_ID", "BFF_PUBLIC_URL", "BFF_SCOPES", "BFF_AUTH_PARAMS",
                     "BFF_ALLOWED_ORIGINS", "BFF_SESSION_IDLE_SECS", "BFF_SESSION_MAX_SECS", "BFF_TABLE"):
             assert key in env, f"{name}: {key} missing"
-    assert environment("ProxyFunction")["BFF_UPSTREAM_URL"] == {"Ref": "UpstreamUrl"}
+    proxy = environment("ProxyFunction")
+    # One API or several, never both: the other variable is left out.
+    assert proxy["BFF_UPSTREAM_URL"] == {"Fn::If": ["HasApiRoutes", {"Ref": "AWS::NoValue"}, {"Ref": "UpstreamUrl"}]}
+    assert proxy["BFF_APIS"] == {"Fn::If": ["HasApiRoutes", {"Ref": "ApiRoutes"}, {"Ref": "AWS::NoValue"}]}
+    assert "OneWayToNameTheApis" in template["Rules"]
     for name, parameter in PARAMETERS.items():
         if parameter["Type"] == "String" and "AllowedValues" not in parameter:
             assert "AllowedPattern" in parameter, f"parameter {name} has no AllowedPattern"
