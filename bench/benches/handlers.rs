@@ -188,12 +188,24 @@ impl World {
             ("BFF_CLIENT_ID", self.client.client_id.clone()),
             ("BFF_CLIENT_SECRET", self.client.client_secret.clone()),
             ("BFF_PUBLIC_URL", PUBLIC_URL.to_owned()),
-            ("BFF_UPSTREAM_URL", self.upstream.clone()),
+            // Several APIs: the catch-all uses the login's token, `/api/billing` its own
+            // (RFC 8707 resource), `/api/reports` the BFF's client-credentials token.
+            ("BFF_APIS", self.routes()),
             ("BFF_TOKEN_KEYS", bff_bench::BENCH_TOKEN_KEYS.to_owned()),
         ]
         .into_iter()
         .collect();
         Config::from_lookup(|name| values.get(name).cloned()).expect("bench configuration")
+    }
+
+    /// `BFF_APIS`: three routes to the one echo upstream.
+    fn routes(&self) -> String {
+        serde_json::json!([
+            {"path": "/api/billing", "upstream": self.upstream, "resource": "https://billing.example"},
+            {"path": "/api/reports", "upstream": self.upstream, "token": "client", "resource": "https://reports.example"},
+            {"path": "/api", "upstream": self.upstream},
+        ])
+        .to_string()
     }
 
     /// A new `App` (empty discovery and JWKS caches) on `store`.
@@ -287,9 +299,13 @@ async fn login(app: &App, user: &str) -> String {
 }
 
 fn api(cookie: &str) -> Request {
+    api_at("/api/orders?status=open", cookie)
+}
+
+fn api_at(path_and_query: &str, cookie: &str) -> Request {
     request(
         "GET",
-        "/api/orders?status=open",
+        path_and_query,
         &[("cookie", cookie), ("x-csrf", "1")],
         Body::Empty,
     )
@@ -417,6 +433,50 @@ async fn count_calls(world: &World) {
             assert_eq!(router::handle(&warm, Function::Proxy, api(&cookie)).await.status(), 200);
         }
     });
+    measure!(
+        "`/api/billing/*` (the route's own token), first call: refresh grant for it, warm instance",
+        1,
+        assert_eq!(
+            router::handle(&warm, Function::Proxy, api_at("/api/billing/1", &cookie))
+                .await
+                .status(),
+            200
+        )
+    );
+    measure!(
+        "`/api/billing/*` (the route's own token), warm instance (per call, 100 calls)",
+        100,
+        for _ in 0..100 {
+            assert_eq!(
+                router::handle(&warm, Function::Proxy, api_at("/api/billing/1", &cookie))
+                    .await
+                    .status(),
+                200
+            );
+        }
+    );
+    measure!(
+        "`/api/reports/*` (client-credentials token), first call in the deployment",
+        1,
+        assert_eq!(
+            router::handle(&warm, Function::Proxy, api_at("/api/reports/1", &cookie))
+                .await
+                .status(),
+            200
+        )
+    );
+    measure!(
+        "`/api/reports/*` (client-credentials token), warm instance (per call, 100 calls)",
+        100,
+        for _ in 0..100 {
+            assert_eq!(
+                router::handle(&warm, Function::Proxy, api_at("/api/reports/1", &cookie))
+                    .await
+                    .status(),
+                200
+            );
+        }
+    );
     let fresh = world.app(store.clone());
     measure!(
         "`/api/*`, valid token, new instance",

@@ -82,6 +82,9 @@ impl Apis {
              "resource": "https://reports.example", "scope": "api:read"},
             // A scope the login never asked for: the provider refuses the route's token.
             {"path": "/api/refused", "upstream": self.refused.base, "scope": "openid admin:all"},
+            // A resource the provider does not know: it refuses the client token.
+            {"path": "/api/unknown", "upstream": self.refused.base, "token": "client",
+             "resource": "https://unknown.test"},
             {"path": "/api", "upstream": self.rest.base},
         ])
         .to_string()
@@ -284,6 +287,16 @@ async fn a_refused_route_token_answers_502_and_leaves_the_session_and_other_rout
         body["error_description"]
             .as_str()
             .is_some_and(|d| d.contains("invalid_scope")),
+        "{body}"
+    );
+    let unknown = browser.api(Method::GET, "/api/unknown/x").await;
+    assert_eq!(unknown.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = unknown.json().await.expect("json");
+    assert_eq!(body["error"], "api_token_refused");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("invalid_target")),
         "{body}"
     );
     assert!(
