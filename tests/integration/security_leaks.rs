@@ -100,7 +100,7 @@ async fn harvest(client: &aws_sdk_dynamodb::Client, table: &str, sealer: &Sealer
             ("pkce_verifier", "PKCE verifier"),
         ] {
             if let Some(stored) = record.get(field).and_then(Value::as_str) {
-                match sealer.open(stored, pk) {
+                match sealer.open(stored, pk, field) {
                     Ok(plain) => secrets.add(kind, &plain),
                     Err(_) => secrets.add(kind, stored),
                 }
@@ -392,7 +392,7 @@ async fn no_token_leaves_the_bff(log_format: &str) {
         };
         let record: Value = serde_json::from_str(data).expect("json");
         sealer
-            .open(record["id_token"].as_str().expect("id_token"), pk)
+            .open(record["id_token"].as_str().expect("id_token"), pk, "id_token")
             .expect("opens")
     };
     let (status, _, body) = seen.record("logout", browser.logout().await).await;

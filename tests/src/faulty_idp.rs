@@ -816,6 +816,8 @@ pub async fn spawn_app_against(scenario: Scenario) -> FaultyApp {
         ("BFF_CLIENT_ID", CLIENT_ID.to_owned()),
         ("BFF_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
         ("BFF_PUBLIC_URL", url.clone()),
+        // Shared by every instance of one test, so they trust each other's cached documents.
+        ("BFF_TOKEN_KEYS", crate::app::TEST_TOKEN_KEYS.to_owned()),
     ]);
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
     let store = Arc::new(MemoryStore::new());

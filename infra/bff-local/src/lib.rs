@@ -61,7 +61,14 @@ async fn dispatch(State(shared): State<Shared>, req: Request) -> Response {
     } else {
         lambda_http::Body::Binary(bytes.to_vec())
     };
-    let response = bff::route(&shared.app, http::Request::from_parts(parts, body)).await;
+    // Run to completion even when the client hangs up, as a Lambda invocation does: a
+    // caller that gives up (a provider delivering a logout token, say) must not cut the
+    // request's work in half.
+    let app = shared.app.clone();
+    let request = http::Request::from_parts(parts, body);
+    let Ok(response) = tokio::spawn(async move { bff::route(&app, request).await }).await else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    };
     let (parts, body) = response.into_parts();
     let body = match body {
         lambda_http::Body::Text(text) => AxumBody::from(text),

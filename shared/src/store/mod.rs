@@ -135,7 +135,8 @@ pub trait ReplayGuard: Send + Sync {
 }
 
 /// Public documents shared by every instance (the provider's discovery and JWKS), so a
-/// cold start need not fetch them from the provider.
+/// cold start need not fetch them from the provider. [`sealed::SealedStore`] tags them,
+/// and reads one without a valid tag as absent.
 #[async_trait]
 pub trait DocumentCache: Send + Sync {
     /// The document at `key`, `None` when absent or expired at `now`.
