@@ -408,6 +408,20 @@ def each_path_reaches_its_function_uncached_with_all_viewer_headers_but_host():
 
 
 @check
+def the_operator_probes_of_bff_local_are_never_routed_to_a_function():
+    from fnmatch import fnmatchcase
+
+    for path in ("/healthz", "/readyz", "/metrics"):
+        matched = [p for p in behaviors() if fnmatchcase(path, p)]
+        assert not matched, f"{path} is routed by {matched}"
+    # The default behaviour serves the front end, or answers 404 at the edge.
+    default = DISTRIBUTION["DefaultCacheBehavior"]["Fn::If"]
+    assert default[1]["TargetOriginId"] == "frontend", default[1]
+    associations = default[2].get("FunctionAssociations", [])
+    assert [ref_name(a["FunctionARN"]) for a in associations] == ["NotFoundFunction"], associations
+
+
+@check
 def the_front_end_is_optional_and_read_through_origin_access_control():
     condition = template["Conditions"]["HasFrontendBucket"]
     assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "FrontendBucket"}, ""]}]}

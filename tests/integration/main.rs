@@ -9,6 +9,7 @@ mod faults;
 mod flow;
 mod lifecycle;
 mod logs;
+mod ops;
 mod security_forgery;
 mod security_id_token;
 mod security_leaks;

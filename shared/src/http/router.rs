@@ -31,6 +31,10 @@ pub enum Route {
     BackchannelLogout,
     /// `/api/*`
     Api,
+    /// `GET /healthz` (`bff-local` only)
+    Health,
+    /// `GET /readyz` (`bff-local` only)
+    Ready,
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -47,6 +51,8 @@ impl Route {
             "/auth/logout" => Self::Logout,
             "/auth/backchannel-logout" => Self::BackchannelLogout,
             p if p == "/api" || p.starts_with("/api/") => Self::Api,
+            "/healthz" => Self::Health,
+            "/readyz" => Self::Ready,
             _ => return None,
         })
     }
@@ -60,6 +66,8 @@ impl Route {
             Self::Logout => "logout",
             Self::BackchannelLogout => "backchannel_logout",
             Self::Api => "api",
+            Self::Health => "healthz",
+            Self::Ready => "readyz",
         }
     }
 
@@ -109,6 +117,11 @@ impl Route {
                 no_store: false,
                 ..auth
             },
+            // Probes: no browser calls them, no cookie matters.
+            Self::Health | Self::Ready => Policy {
+                methods: Some(GET_HEAD),
+                ..auth
+            },
         }
     }
 }
@@ -126,12 +139,13 @@ pub enum Function {
     Proxy,
     /// `/auth/backchannel-logout`
     Backchannel,
-    /// Every route (`bff-local`, the tests).
+    /// Every route (`bff-local`, the tests), the operator's probes included.
     All,
 }
 
 impl Function {
-    /// Whether this unit serves `route`.
+    /// Whether this unit serves `route`. The probes are `bff-local`'s only: in AWS,
+    /// Lambda and CloudFront watch the functions.
     pub fn serves(self, route: Route) -> bool {
         matches!(
             (self, route),
@@ -162,6 +176,8 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
             Route::Logout => handlers::session::logout(app, &edge).await.into(),
             Route::BackchannelLogout => handlers::backchannel::handle(app, &req).await.into(),
             Route::Api => handlers::proxy::handle(app, &req, &edge).await.into(),
+            Route::Health => handlers::ops::healthz().into(),
+            Route::Ready => handlers::ops::readyz(app).await.into(),
         },
     };
     let mut response = handled.reply.unwrap_or_else(|error| policy.error_answer(&error, &edge));
@@ -202,5 +218,15 @@ mod tests {
         assert!(!Function::Login.serves(Route::Api));
         assert!(!Function::Proxy.serves(Route::Callback));
         assert!(Function::All.serves(Route::BackchannelLogout));
+        // The probes are never a Lambda function's.
+        for function in [
+            Function::Login,
+            Function::Callback,
+            Function::Session,
+            Function::Proxy,
+            Function::Backchannel,
+        ] {
+            assert!(!function.serves(Route::Health) && !function.serves(Route::Ready));
+        }
     }
 }
