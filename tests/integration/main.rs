@@ -9,6 +9,7 @@ mod faults;
 mod flow;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod ops;
 mod security_forgery;
 mod security_id_token;
@@ -19,6 +20,7 @@ mod security_proxy;
 mod security_redirect;
 mod security_session;
 mod store;
+mod traces;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
 #[macro_export]

@@ -9,3 +9,4 @@ pub mod forwarding;
 pub mod return_to;
 pub mod secret;
 pub mod session;
+pub mod trace;

@@ -12,6 +12,7 @@ use crate::domain::session::SessionRecord;
 use crate::oidc::{Oidc, OidcError};
 use crate::platform::clock::SystemClock;
 use crate::platform::config::{Config, ConfigError};
+use crate::platform::metrics::Registry;
 use crate::platform::seal::Sealer;
 use crate::service::Deps;
 use crate::service::current_session::current_session;
@@ -47,6 +48,11 @@ pub struct App {
     pub upstream: Option<Upstream>,
     /// The clock every expiry decision reads, the document cache's included.
     pub clock: Arc<dyn Clock>,
+    /// This process's counters (`bff-local`'s `/metrics`).
+    pub metrics: Arc<Registry>,
+    /// Whether each request also writes its CloudWatch EMF line to standard output (the
+    /// Lambda functions do when `BFF_METRICS` is on).
+    pub emf_lines: bool,
 }
 
 impl App {
@@ -79,6 +85,8 @@ impl App {
             oidc,
             upstream,
             clock,
+            metrics: Arc::new(Registry::new()),
+            emf_lines: false,
         })
     }
 

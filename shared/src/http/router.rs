@@ -15,6 +15,7 @@ use super::error::{ErrorAnswer, RequestError};
 use super::handlers::{self, Handled};
 use super::policy::{Admission, EdgeRequest, ErrorFormat, Guard, Policy};
 use super::response::set_cookie;
+use crate::platform::metrics;
 
 /// An endpoint group of the BFF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub enum Route {
     Health,
     /// `GET /readyz` (`bff-local` only)
     Ready,
+    /// `GET /metrics` (`bff-local` only)
+    Metrics,
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -53,6 +56,7 @@ impl Route {
             p if p == "/api" || p.starts_with("/api/") => Self::Api,
             "/healthz" => Self::Health,
             "/readyz" => Self::Ready,
+            "/metrics" => Self::Metrics,
             _ => return None,
         })
     }
@@ -68,6 +72,7 @@ impl Route {
             Self::Api => "api",
             Self::Health => "healthz",
             Self::Ready => "readyz",
+            Self::Metrics => "metrics",
         }
     }
 
@@ -118,7 +123,7 @@ impl Route {
                 ..auth
             },
             // Probes: no browser calls them, no cookie matters.
-            Self::Health | Self::Ready => Policy {
+            Self::Health | Self::Ready | Self::Metrics => Policy {
                 methods: Some(GET_HEAD),
                 ..auth
             },
@@ -178,6 +183,7 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
             Route::Api => handlers::proxy::handle(app, &req, &edge).await.into(),
             Route::Health => handlers::ops::healthz().into(),
             Route::Ready => handlers::ops::readyz(app).await.into(),
+            Route::Metrics => handlers::ops::metrics(app).into(),
         },
     };
     let mut response = handled.reply.unwrap_or_else(|error| policy.error_answer(&error, &edge));
@@ -194,10 +200,20 @@ pub fn route_name(path: &str) -> &'static str {
 
 /// Answers `req` on every route and writes its access-log line: the one entry point of
 /// `bff-local` and of the integration tests.
-pub async fn route(app: &App, req: Request) -> Response<Body> {
-    let started = access_log::Started::new(&req, route_name(req.uri().path()));
-    let response = handle(app, Function::All, req).await;
-    started.finish(&response);
+pub async fn route(app: &App, mut req: Request) -> Response<Body> {
+    let route = route_name(req.uri().path());
+    let started = access_log::Started::new(&mut req, route);
+    let (response, invocation) = metrics::measure(
+        &app.metrics,
+        route,
+        handle(app, Function::All, req),
+        access_log::answered,
+    )
+    .await;
+    let emf = app
+        .emf_lines
+        .then_some((&invocation, app.config.metrics_namespace.as_str()));
+    started.finish(&response, emf);
     response
 }
 
@@ -227,6 +243,7 @@ mod tests {
             Function::Backchannel,
         ] {
             assert!(!function.serves(Route::Health) && !function.serves(Route::Ready));
+            assert!(!function.serves(Route::Metrics));
         }
     }
 }

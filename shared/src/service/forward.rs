@@ -5,6 +5,8 @@
 //! loops. Request bodies are always buffered (Lambda delivers them whole), so every call
 //! can be replayed.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use url::Url;
@@ -13,6 +15,8 @@ use super::refresh::{RefreshError, Refresher};
 use super::{Deps, SessionError};
 use crate::domain::forwarding::upstream_request_headers;
 use crate::domain::session::SessionRecord;
+use crate::domain::trace::TraceContext;
+use crate::platform::metrics::{self, Event};
 use crate::store::{StoreError, StoreKey};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -54,6 +58,10 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     /// The body, byte for byte.
     pub body: Bytes,
+    /// The BFF's span in the browser's trace (or a new one).
+    pub trace: &'a TraceContext,
+    /// The route's name, for the metrics.
+    pub route: &'static str,
 }
 
 /// Sends `call` with the access token of the session `(key, session)`.
@@ -67,8 +75,21 @@ pub async fn forward(
     let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
     let token = refresher.usable_access_token(key, session, None).await?;
     let send = |token| {
-        let headers = upstream_request_headers(call.headers, &token);
-        upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
+        let headers = upstream_request_headers(call.headers, &token, call.trace);
+        let sent = upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone());
+        async move {
+            let started = Instant::now();
+            let answer = sent.await;
+            metrics::upstream_latency(call.route, started.elapsed().as_secs_f64() * 1000.0);
+            metrics::record(match &answer {
+                Ok((status, _, _)) => Event::UpstreamAnswer {
+                    route: call.route,
+                    status: status.as_u16(),
+                },
+                Err(_) => Event::UpstreamFailed { route: call.route },
+            });
+            answer
+        }
     };
     let (mut status, mut headers, mut body) = send(token.clone()).await?;
 

@@ -5,6 +5,7 @@
 
 use super::Deps;
 use crate::domain::secret::SessionId;
+use crate::platform::metrics::{self, EndReason, Event};
 use crate::store::{StoreError, session_key};
 
 /// A logout done.
@@ -22,6 +23,9 @@ pub async fn logout(deps: &Deps<'_>, id: Option<SessionId>) -> Result<LoggedOut,
         Some(id) => deps.store.delete_session(&session_key(&id)).await?,
         None => None,
     };
+    if ended.is_some() {
+        metrics::record(Event::SessionsEnded(EndReason::Logout, 1));
+    }
     if let Some(refresh_token) = ended.as_ref().and_then(|s| s.refresh_token.as_ref()) {
         // RFC 7009: the provider forgets the grant too, so a copy of the token is worthless.
         deps.oidc.revoke(refresh_token).await;

@@ -21,6 +21,7 @@ use crate::domain::clock::Clock;
 use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
 use crate::domain::session::{RefreshLease, SessionRecord, refresh_due};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
+use crate::platform::metrics::{self, EndReason, Event, RefreshOutcome};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
 /// Time kept on the lease after the grant for writing its tokens (with retries).
@@ -121,11 +122,15 @@ where
     ) -> Result<AccessToken, RefreshError> {
         let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
         let mut prepared = false;
+        let mut waited = false;
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
             let was_rejected = rejected.is_some_and(|r| *r == session.access_token);
             if !was_rejected && !refresh_due(&session, now) {
+                if waited {
+                    metrics::record(Event::Refresh(RefreshOutcome::Waited));
+                }
                 return Ok(session.access_token);
             }
             // A token the upstream refused is never "still valid", whatever its expiry says.
@@ -135,6 +140,7 @@ where
                     return Ok(session.access_token);
                 }
                 self.end_session(key).await;
+                metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
                 return Err(RefreshError::SessionEnded);
             }
 
@@ -147,6 +153,7 @@ where
                     return Err(RefreshError::InProgress);
                 }
                 tokio::time::sleep(WAIT_POLL).await;
+                waited = true;
                 session = self.reload(key).await?;
                 continue;
             }
@@ -155,6 +162,7 @@ where
             // lease is taken, so the lease covers the grant and the write only.
             if !prepared {
                 if let Err(e) = self.provider.prepare().await {
+                    metrics::record(Event::Refresh(RefreshOutcome::ProviderFailure));
                     return self.unrefreshed(e, &session, still_valid);
                 }
                 prepared = true;
@@ -180,7 +188,10 @@ where
                     // Otherwise another caller changed it first (took the lease, or
                     // refreshed): look again.
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -226,10 +237,12 @@ where
         match grant.await.unwrap_or(Err(OidcError::Timeout)) {
             Ok(tokens) => self.save_refreshed(key, leased, lease, tokens).await,
             Err(e) if e.is_invalid_grant() => {
+                metrics::record(Event::Refresh(RefreshOutcome::InvalidGrant));
                 // The grant is gone at the provider (revoked, expired, or a rotated token
                 // reused), unless another instance refreshed meanwhile: only the session
                 // as this caller read it is ended.
                 if self.store.delete_session_at(key, leased.version).await? {
+                    metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
                     return Err(RefreshError::SessionEnded);
                 }
                 match self.reload(key).await? {
@@ -241,6 +254,7 @@ where
                 }
             }
             Err(e) => {
+                metrics::record(Event::Refresh(RefreshOutcome::ProviderFailure));
                 self.release_lease(key, leased.clone()).await;
                 self.unrefreshed(e, &leased, still_valid)
             }
@@ -293,6 +307,7 @@ where
                         Ok(Some(fresh)) if fresh.access_token == access_token => break fresh,
                         Ok(_) => {
                             tracing::warn!("refresh lease lost before the tokens were saved");
+                            metrics::record(Event::Refresh(RefreshOutcome::Done));
                             return Ok(access_token);
                         }
                         Err(e) => e,
@@ -300,18 +315,21 @@ where
                 }
                 Err(StoreError::Conflict) => {
                     tracing::warn!("could not save refreshed tokens after retries");
+                    metrics::record(Event::Refresh(RefreshOutcome::Done));
                     return Ok(access_token);
                 }
                 Err(e) => e,
             };
             if self.clock.now_ms() + backoff.as_millis() as i64 >= deadline_ms {
                 tracing::error!(error = %failure, "refreshed tokens not saved before the lease lapsed");
+                metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
                 return Err(failure.into());
             }
             tracing::warn!(error = %failure, "saving refreshed tokens failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(WRITE_RETRY_MAX);
         };
+        metrics::record(Event::Refresh(RefreshOutcome::Done));
         match tokens.id_token {
             Some(id_token) => self.adopt_id_token(key, saved, id_token).await.map(|()| access_token),
             None => Ok(access_token),
@@ -356,6 +374,7 @@ where
     async fn end_for_id_token(&self, key: &StoreKey, why: &str) -> Result<(), RefreshError> {
         tracing::warn!(reason = why, "refreshed ID token refused; session ended");
         self.end_session(key).await;
+        metrics::record(Event::SessionsEnded(EndReason::InvalidIdToken, 1));
         Err(RefreshError::SessionEnded)
     }
 

@@ -1,4 +1,5 @@
-//! `GET /healthz` and `GET /readyz`: the operator's probes, served by `bff-local` only.
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`: the operator's probes and counters,
+//! served by `bff-local` only.
 //!
 //! In AWS no Lambda function serves these paths (the router answers 404) and no
 //! CloudFront behaviour routes them to one: Lambda and CloudFront report the functions'
@@ -9,10 +10,13 @@
 use std::time::Duration;
 
 use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use lambda_http::{Body, Response};
 use serde_json::json;
 
 use super::Reply;
 use crate::http::app::App;
+use crate::http::error::RequestError;
 use crate::http::response::json;
 use crate::store::StoreKey;
 
@@ -22,6 +26,20 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Handles `GET /healthz`: 200 as long as the process serves.
 pub fn healthz() -> Reply {
     Ok(json(StatusCode::OK, &json!({ "status": "ok" })))
+}
+
+/// Handles `GET /metrics`: the process's counters in the Prometheus text format; 404
+/// with `BFF_METRICS=off`.
+pub fn metrics(app: &App) -> Reply {
+    if !app.config.metrics {
+        return Err(RequestError::NotFound.into());
+    }
+    let mut response = Response::new(Body::Text(app.metrics.prometheus()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 /// Handles `GET /readyz`: 200 when the store and the provider's discovery answer within

@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, Response};
 
 use super::Reply;
 use crate::domain::forwarding::upstream_url;
+use crate::domain::trace::TraceContext;
 use crate::http::access_log;
 use crate::http::app::App;
 use crate::http::error::RequestError;
@@ -24,11 +25,20 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
 
     let (key, session) = app.current_session(edge).await?.ok_or(SessionError::LoginRequired)?;
     let sub = session.sub.clone();
+    // Attached by the access log when the request came in; a fresh trace otherwise.
+    let trace = req
+        .extensions()
+        .get::<TraceContext>()
+        .cloned()
+        .unwrap_or_else(TraceContext::start);
     let call = Call {
         method: req.method().clone(),
         url,
         headers: req.headers(),
         body: Bytes::copy_from_slice(body_bytes(req.body())),
+        trace: &trace,
+        // The name `router::Route::Api` logs under (the router imports this module).
+        route: "api",
     };
     let answer = forward(&app.deps(), upstream, &key, session, call).await?;
     Ok(access_log::for_user(browser_response(answer), &sub))
