@@ -11,6 +11,7 @@ Prints one line per failed check and a last line "N passed, N failed"; exits non
 when any check failed.
 """
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -333,9 +334,46 @@ def every_function_has_error_and_throttle_alarms():
         metrics = {
             a["Properties"]["MetricName"]
             for a in alarms
-            if a["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": name}}]
+            if a["Properties"].get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": name}}]
         }
         assert metrics == {"Errors", "Throttles"}, f"{name}: alarms on {sorted(metrics)}"
+
+
+@check
+def the_bff_metrics_have_alarms_notifying_the_topic_and_a_dashboard():
+    namespace = {"Fn::Sub": "BFF/${AWS::StackName}"}
+    for name in FUNCTIONS:
+        assert environment(name).get("BFF_METRICS_NAMESPACE") == namespace, f"{name}: metrics namespace"
+    topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    watched = set()
+    for alarm in resources_of("AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        stats = [props] + [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        names = {s["MetricName"] for s in stats if s.get("Namespace") == namespace}
+        if names:
+            assert props["AlarmActions"] == topic and props["OKActions"] == topic, sorted(names)
+            for stat in stats:
+                if stat.get("Namespace") == namespace:
+                    assert stat["Dimensions"] == [{"Name": "Service", "Value": "bff"}], sorted(names)
+            watched.add(frozenset(names))
+    expected = {
+        frozenset({"Errors5xx", "Requests"}),
+        frozenset({"RefreshFailures"}),
+        frozenset({"StoreErrors"}),
+        frozenset({"LoginsFailed", "LoginsCompleted"}),
+    }
+    assert expected <= watched, f"alarms on {sorted(map(sorted, watched))}"
+    dashboards = resources_of("AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1, sorted(dashboards)
+    body = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body[0].replace("${AWS::Region}", "us-east-1").replace("${Namespace}", "BFF/x"))["widgets"]
+    shown = {
+        m[1]
+        for w in widgets
+        for m in w["properties"]["metrics"]
+        if len(m) > 1 and isinstance(m[1], str) and m[1] not in (".", "...")
+    }
+    assert {"Requests", "Errors5xx", "LoginsFailed", "StoreErrors", "UpstreamLatency"} <= shown, shown
 
 
 @check
