@@ -43,6 +43,9 @@ FUNCTIONS = {
     "SessionFunction": {
         "binary": "bff-session",
         "table_actions": {"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
+        # sessions_of_sub only: logout of every session of the user.
+        "index_actions": {"dynamodb:Query"},
+        "indexes": ["sub-index"],
         "secrets": {"ClientSecretArn", "TokenKeysArn", "OriginVerifySecret"},
     },
     "ProxyFunction": {
@@ -265,9 +268,9 @@ def table_actions_apply_to_this_table_and_queries_only_to_its_indexes():
             if actions <= spec["table_actions"]:
                 assert resources == [{"Fn::GetAtt": ["Table", "Arn"]}], f"{name}: table resource {resources}"
             elif actions <= spec.get("index_actions", set()):
+                indexes = spec.get("indexes", ["sid-index", "sub-index"])
                 assert resources == [
-                    {"Fn::Sub": "${Table.Arn}/index/sid-index"},
-                    {"Fn::Sub": "${Table.Arn}/index/sub-index"},
+                    {"Fn::Sub": "${Table.Arn}/index/" + index} for index in indexes
                 ], f"{name}: index resources {resources}"
             else:
                 assert not any(a.startswith("dynamodb:") for a in actions), f"{name}: mixed statement {actions}"

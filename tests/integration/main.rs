@@ -8,6 +8,7 @@ mod cold_start;
 mod faults;
 mod flow;
 mod lifecycle;
+mod logout_all;
 mod logs;
 mod metrics;
 mod ops;

@@ -178,7 +178,7 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
             Route::Login => handlers::login::handle(app, &req, &edge).await.into(),
             Route::Callback => handlers::callback::handle(app, &req, &edge).await,
             Route::Me => handlers::session::me(app, &edge).await.into(),
-            Route::Logout => handlers::session::logout(app, &edge).await.into(),
+            Route::Logout => handlers::session::logout(app, &req, &edge).await.into(),
             Route::BackchannelLogout => handlers::backchannel::handle(app, &req).await.into(),
             Route::Api => handlers::proxy::handle(app, &req, &edge).await.into(),
             Route::Health => handlers::ops::healthz().into(),

@@ -12,8 +12,8 @@ use crate::domain::secret::hash;
 use crate::oidc::{LOGOUT_TOKEN_MAX_AGE_SECS, MAX_CLOCK_SKEW_SECS, OidcError};
 use crate::store::{StoreError, StoreKey};
 
-/// How many sessions are deleted at once.
-const PARALLEL_DELETES: usize = 16;
+/// How many sessions are deleted at once (logout of every session uses it too).
+pub(super) const PARALLEL_DELETES: usize = 16;
 
 /// Ends the session at `key`: with both `sid` and `sub` in the token, only if it is
 /// `sub`'s (a session of another subject is not this logout's). `true` when it ended.
