@@ -149,3 +149,31 @@ async fn the_access_line_names_the_trace_the_upstream_got() {
         .collect();
     assert_eq!(traces, [BROWSER_TRACE, new_trace.as_str()], "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_exchange_at_the_provider_continues_the_callback_s_trace() {
+    let faulty = bff_tests::faulty_idp::spawn_app_against(bff_tests::faulty_idp::Scenario::honest()).await;
+    let browser = faulty.browser();
+    let login = browser.get("/auth/login?returnTo=/").await;
+    assert_eq!(login.status(), StatusCode::FOUND);
+    let authorize = bff_testkit::browser::location(&login);
+    let back = browser.get(&authorize).await;
+    let callback = bff_testkit::browser::location(&back);
+    let sent = format!("00-{BROWSER_TRACE}-{BROWSER_SPAN}-01");
+    let done = browser
+        .http
+        .get(&callback)
+        .header("traceparent", &sent)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(done.status(), StatusCode::FOUND, "{:?}", done.text().await);
+
+    let seen = faulty.idp.token_traceparents();
+    let [Some(traceparent)] = seen.as_slice() else {
+        panic!("one token request with a traceparent expected: {seen:?}");
+    };
+    let (trace, span) = parse(traceparent).unwrap_or_else(|| panic!("invalid: {traceparent}"));
+    assert_eq!(trace, BROWSER_TRACE);
+    assert_ne!(span, BROWSER_SPAN);
+}

@@ -21,8 +21,8 @@ use crate::http::router::{self, Function, route_name};
 use crate::platform::aws;
 use crate::platform::config::{Config, ConfigError};
 use crate::platform::logging::{exit_on_startup_error, init_tracing_json};
-use crate::platform::metrics;
 use crate::platform::secrets_manager::{self, SECRET_VARIABLES, SecretsManager};
+use crate::platform::{metrics, trace_scope};
 use crate::store::dynamodb::{self, DynamoStore};
 
 /// The error a Lambda function's `main` may return.
@@ -160,10 +160,11 @@ where
     let route = route_name(req.uri().path());
     let logged = access_log::Started::new(&mut req, route);
     let verdict = origin_verify::verify(req.headers_mut(), started.origin_verify.as_ref());
+    let trace = access_log::trace_of(&req);
     let pending = verdict.passes().then(|| handler(started.app.clone(), req));
     let app = started.app.clone();
     async move {
-        let work = async {
+        let work = trace_scope::within(trace, async {
             match pending {
                 Some(response) => response.await,
                 None => {
@@ -171,7 +172,7 @@ where
                     origin_verify::origin_not_verified()
                 }
             }
-        };
+        });
         let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
         let emf = app
             .emf_lines

@@ -115,6 +115,14 @@ impl Started {
     }
 }
 
+/// The trace context [`Started::new`] attached to `req` (a new trace if none was).
+pub fn trace_of(req: &Request) -> TraceContext {
+    req.extensions()
+        .get::<TraceContext>()
+        .cloned()
+        .unwrap_or_else(TraceContext::start)
+}
+
 /// The status of `response`, and whether the BFF made it as an error answer (rather than
 /// passing on an upstream's).
 pub fn answered(response: &Response<Body>) -> (u16, bool) {

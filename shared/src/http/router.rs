@@ -15,7 +15,7 @@ use super::error::{ErrorAnswer, RequestError};
 use super::handlers::{self, Handled};
 use super::policy::{Admission, EdgeRequest, ErrorFormat, Guard, Policy};
 use super::response::set_cookie;
-use crate::platform::metrics;
+use crate::platform::{metrics, trace_scope};
 
 /// An endpoint group of the BFF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,13 +203,9 @@ pub fn route_name(path: &str) -> &'static str {
 pub async fn route(app: &App, mut req: Request) -> Response<Body> {
     let route = route_name(req.uri().path());
     let started = access_log::Started::new(&mut req, route);
-    let (response, invocation) = metrics::measure(
-        &app.metrics,
-        route,
-        handle(app, Function::All, req),
-        access_log::answered,
-    )
-    .await;
+    let trace = access_log::trace_of(&req);
+    let work = trace_scope::within(trace, handle(app, Function::All, req));
+    let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
     let emf = app
         .emf_lines
         .then_some((&invocation, app.config.metrics_namespace.as_str()));

@@ -10,7 +10,9 @@ use url::Url;
 
 use super::{Oidc, OidcError, transport_error};
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::trace::TRACEPARENT;
 use crate::platform::config::Config;
+use crate::platform::trace_scope::current_traceparent;
 
 /// Tokens from one token-endpoint answer.
 #[derive(Debug)]
@@ -61,7 +63,7 @@ impl Oidc {
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.secret().to_owned()))
-            .request_async(&self.http)
+            .request_async(&Traced(&self.http))
             .await
             .map_err(token_error)?;
         token_set(&response)
@@ -74,10 +76,26 @@ impl Oidc {
         let response = discovered
             .client
             .exchange_refresh_token(&token)
-            .request_async(&self.http)
+            .request_async(&Traced(&self.http))
             .await
             .map_err(token_error)?;
         token_set(&response)
+    }
+}
+
+/// The shared client, sending token requests with the current request's `traceparent`
+/// so the provider's logs join the same trace.
+struct Traced<'a>(&'a reqwest::Client);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for Traced<'_> {
+    type Error = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Error;
+    type Future = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Future;
+
+    fn call(&'c self, mut request: openidconnect::HttpRequest) -> Self::Future {
+        if let Some(value) = current_traceparent().and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+            request.headers_mut().insert(TRACEPARENT, value);
+        }
+        self.0.call(request)
     }
 }
 

@@ -11,3 +11,4 @@ pub mod logging;
 pub mod metrics;
 pub mod seal;
 pub mod secrets_manager;
+pub mod trace_scope;

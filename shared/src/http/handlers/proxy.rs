@@ -7,7 +7,6 @@ use lambda_http::{Body, Request, Response};
 
 use super::Reply;
 use crate::domain::forwarding::upstream_url;
-use crate::domain::trace::TraceContext;
 use crate::http::access_log;
 use crate::http::app::App;
 use crate::http::error::RequestError;
@@ -26,11 +25,7 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
     let (key, session) = app.current_session(edge).await?.ok_or(SessionError::LoginRequired)?;
     let sub = session.sub.clone();
     // Attached by the access log when the request came in; a fresh trace otherwise.
-    let trace = req
-        .extensions()
-        .get::<TraceContext>()
-        .cloned()
-        .unwrap_or_else(TraceContext::start);
+    let trace = access_log::trace_of(req);
     let call = Call {
         method: req.method().clone(),
         url,
