@@ -285,3 +285,24 @@ async fn every_emf_line_is_well_formed_and_names_no_user_token_session_or_path()
     assert!(log.contains(r#""target":"access""#), "{log}");
     assert!(emf_lines(&log).is_empty(), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_channel_logout_counts_the_session_it_ends() {
+    let mut options = Options::new(StoreKind::Memory);
+    options.backchannel = true;
+    let app = spawn_app_with(options).await;
+    let browser = app.browser();
+    browser.login("alice", "/").await;
+    let series = r#"bff_sessions_ended_total{reason="backchannel"}"#;
+    let before = counters(&app.url).await;
+    browser.logout_at_provider(&browser.issuer).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while browser.get("/auth/me").await.status() == StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the back-channel logout never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(grew(&before, &counters(&app.url).await, series), 1.0);
+}
