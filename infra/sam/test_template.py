@@ -11,6 +11,7 @@ Prints one line per failed check and a last line "N passed, N failed"; exits non
 when any check failed.
 """
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -42,6 +43,9 @@ FUNCTIONS = {
     "SessionFunction": {
         "binary": "bff-session",
         "table_actions": {"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
+        # sessions_of_sub only: logout of every session of the user.
+        "index_actions": {"dynamodb:Query"},
+        "indexes": ["sub-index"],
         "secrets": {"ClientSecretArn", "TokenKeysArn", "OriginVerifySecret"},
     },
     "ProxyFunction": {
@@ -264,9 +268,9 @@ def table_actions_apply_to_this_table_and_queries_only_to_its_indexes():
             if actions <= spec["table_actions"]:
                 assert resources == [{"Fn::GetAtt": ["Table", "Arn"]}], f"{name}: table resource {resources}"
             elif actions <= spec.get("index_actions", set()):
+                indexes = spec.get("indexes", ["sid-index", "sub-index"])
                 assert resources == [
-                    {"Fn::Sub": "${Table.Arn}/index/sid-index"},
-                    {"Fn::Sub": "${Table.Arn}/index/sub-index"},
+                    {"Fn::Sub": "${Table.Arn}/index/" + index} for index in indexes
                 ], f"{name}: index resources {resources}"
             else:
                 assert not any(a.startswith("dynamodb:") for a in actions), f"{name}: mixed statement {actions}"
@@ -333,9 +337,46 @@ def every_function_has_error_and_throttle_alarms():
         metrics = {
             a["Properties"]["MetricName"]
             for a in alarms
-            if a["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": name}}]
+            if a["Properties"].get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": name}}]
         }
         assert metrics == {"Errors", "Throttles"}, f"{name}: alarms on {sorted(metrics)}"
+
+
+@check
+def the_bff_metrics_have_alarms_notifying_the_topic_and_a_dashboard():
+    namespace = {"Fn::Sub": "BFF/${AWS::StackName}"}
+    for name in FUNCTIONS:
+        assert environment(name).get("BFF_METRICS_NAMESPACE") == namespace, f"{name}: metrics namespace"
+    topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    watched = set()
+    for alarm in resources_of("AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        stats = [props] + [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        names = {s["MetricName"] for s in stats if s.get("Namespace") == namespace}
+        if names:
+            assert props["AlarmActions"] == topic and props["OKActions"] == topic, sorted(names)
+            for stat in stats:
+                if stat.get("Namespace") == namespace:
+                    assert stat["Dimensions"] == [{"Name": "Service", "Value": "bff"}], sorted(names)
+            watched.add(frozenset(names))
+    expected = {
+        frozenset({"Errors5xx", "Requests"}),
+        frozenset({"RefreshFailures"}),
+        frozenset({"StoreErrors"}),
+        frozenset({"LoginsFailed", "LoginsCompleted"}),
+    }
+    assert expected <= watched, f"alarms on {sorted(map(sorted, watched))}"
+    dashboards = resources_of("AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1, sorted(dashboards)
+    body = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body[0].replace("${AWS::Region}", "us-east-1").replace("${Namespace}", "BFF/x"))["widgets"]
+    shown = {
+        m[1]
+        for w in widgets
+        for m in w["properties"]["metrics"]
+        if len(m) > 1 and isinstance(m[1], str) and m[1] not in (".", "...")
+    }
+    assert {"Requests", "Errors5xx", "LoginsFailed", "StoreErrors", "UpstreamLatency"} <= shown, shown
 
 
 @check
@@ -405,6 +446,20 @@ def each_path_reaches_its_function_uncached_with_all_viewer_headers_but_host():
     assert policies["CachingDisabled"] == CACHING_DISABLED
     assert policies["AllViewerExceptHostHeader"] == ALL_VIEWER_EXCEPT_HOST
     assert "/auth/*" in found, "a catch-all keeps other /auth paths off the cached default"
+
+
+@check
+def the_operator_probes_of_bff_local_are_never_routed_to_a_function():
+    from fnmatch import fnmatchcase
+
+    for path in ("/healthz", "/readyz", "/metrics"):
+        matched = [p for p in behaviors() if fnmatchcase(path, p)]
+        assert not matched, f"{path} is routed by {matched}"
+    # The default behaviour serves the front end, or answers 404 at the edge.
+    default = DISTRIBUTION["DefaultCacheBehavior"]["Fn::If"]
+    assert default[1]["TargetOriginId"] == "frontend", default[1]
+    associations = default[2].get("FunctionAssociations", [])
+    assert [ref_name(a["FunctionARN"]) for a in associations] == ["NotFoundFunction"], associations
 
 
 @check

@@ -9,7 +9,10 @@ mod cold_start;
 mod faults;
 mod flow;
 mod lifecycle;
+mod logout_all;
 mod logs;
+mod metrics;
+mod ops;
 mod security_forgery;
 mod security_id_token;
 mod security_leaks;
@@ -19,6 +22,7 @@ mod security_proxy;
 mod security_redirect;
 mod security_session;
 mod store;
+mod traces;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
 #[macro_export]

@@ -45,6 +45,9 @@ pub struct Options {
     pub backchannel: bool,
     /// Wraps the store (e.g. to count calls) before the BFF gets it.
     pub wrap_store: Option<StoreWrapper>,
+    /// A store of the test's own instead of the one `store` names (a dedicated DynamoDB
+    /// Local the test stops, say).
+    pub own_store: Option<Arc<dyn Store>>,
 }
 
 impl Options {
@@ -57,6 +60,7 @@ impl Options {
             provider: None,
             backchannel: false,
             wrap_store: None,
+            own_store: None,
         }
     }
 }
@@ -117,9 +121,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
 
-    let (store, table): (Arc<dyn Store>, Option<String>) = match options.store {
-        StoreKind::Memory => (Arc::new(MemoryStore::new()), None),
-        StoreKind::Dynamo => {
+    let (store, table): (Arc<dyn Store>, Option<String>) = match (options.own_store, options.store) {
+        (Some(own), _) => (own, None),
+        (None, StoreKind::Memory) => (Arc::new(MemoryStore::new()), None),
+        (None, StoreKind::Dynamo) => {
             let (store, _, table) = crate::dynamodb::fresh_store().await;
             (Arc::new(store), Some(table))
         }

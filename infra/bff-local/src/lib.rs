@@ -1,8 +1,8 @@
 //! The local server: every BFF endpoint on one origin, as CloudFront presents the Lambda
 //! functions in AWS, running the very same router through [`bff::route`].
 //!
-//! Paths outside `/auth/*` and `/api/*` are served from an optional static folder (the
-//! front end), as the S3 origin is in AWS.
+//! Paths outside `/auth/*`, `/api/*` and the operator's probes (`/healthz`, `/readyz`)
+//! are served from an optional static folder (the front end), as the S3 origin is in AWS.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub async fn serve(
 
 async fn dispatch(State(shared): State<Shared>, req: Request) -> Response {
     let path = req.uri().path();
-    let is_bff = path.starts_with("/auth/") || path == "/api" || path.starts_with("/api/");
+    let is_bff = path.starts_with("/auth/") || bff::http::router::Route::of(path).is_some();
     if !is_bff {
         return match &shared.static_dir {
             Some(dir) => static_file(dir, path).await,

@@ -4,8 +4,9 @@
 //! the upstream's base path: `.`/`..` segments, encoded slashes or backslashes, empty
 //! segments and control characters are refused, not normalised. The browser's
 //! credentials (`Cookie`, `Authorization`, `X-CSRF`), hop-by-hop headers and
-//! client-supplied forwarding headers never reach the upstream; the upstream's
-//! `Set-Cookie` never reaches the browser. Pure functions: this module sends nothing and
+//! client-supplied forwarding headers never reach the upstream; the browser's
+//! `traceparent` is replaced by the BFF's span (its `tracestate` follows only when the
+//! trace was continued); the upstream's `Set-Cookie` never reaches the browser. Pure functions: this module sends nothing and
 //! never logs a token.
 
 use http::header::{HeaderMap, HeaderValue};
@@ -13,6 +14,7 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_enco
 use url::Url;
 
 use crate::domain::secret::AccessToken;
+use crate::domain::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 
 /// Characters re-encoded in a path segment: everything a URL parser would read as
 /// structure, plus `%` (segments are re-encoded from their decoded form).
@@ -138,9 +140,10 @@ fn end_to_end(headers: &HeaderMap, stripped: impl Fn(&str) -> bool) -> HeaderMap
 }
 
 /// The headers sent upstream: the browser's end-to-end headers minus its credentials and
-/// forwarding headers, plus `Authorization: Bearer <token>`.
-pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> HeaderMap {
-    let mut out = anonymous_request_headers(incoming);
+/// forwarding headers, plus `Authorization: Bearer <token>` and the `traceparent` of the
+/// BFF's span in `trace`.
+pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken, trace: &TraceContext) -> HeaderMap {
+    let mut out = anonymous_request_headers(incoming, trace);
     if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
         bearer.set_sensitive(true);
         out.insert(http::header::AUTHORIZATION, bearer);
@@ -149,11 +152,18 @@ pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> He
 }
 
 /// The headers the upstream receives for the browser's `incoming` ones on a route that
-/// carries no token: the same filter, and no `Authorization` at all.
-pub fn anonymous_request_headers(incoming: &HeaderMap) -> HeaderMap {
-    end_to_end(incoming, |n| {
-        STRIPPED_REQUEST.contains(&n) || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
-    })
+/// carries no token: the same filter and trace headers, and no `Authorization` at all.
+pub fn anonymous_request_headers(incoming: &HeaderMap, trace: &TraceContext) -> HeaderMap {
+    let mut out = end_to_end(incoming, |n| {
+        STRIPPED_REQUEST.contains(&n)
+            || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
+            || n == TRACEPARENT
+            || (n == TRACESTATE && !trace.continued())
+    });
+    if let Ok(traceparent) = HeaderValue::from_str(&trace.traceparent()) {
+        out.insert(TRACEPARENT, traceparent);
+    }
+    out
 }
 
 /// The upstream's response headers the browser may see.
@@ -248,7 +258,7 @@ mod tests {
             ("accept", "application/json"),
             ("x-request-id", "r1"),
         ]);
-        let out = upstream_request_headers(&incoming, &AccessToken::new("at-123"));
+        let out = upstream_request_headers(&incoming, &AccessToken::new("at-123"), &TraceContext::start());
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(out["authorization"], "Bearer at-123");
         assert_eq!(out.get_all("authorization").iter().count(), 1);
@@ -279,9 +289,25 @@ mod tests {
             ("x-csrf", "1"),
             ("accept", "application/json"),
         ]);
-        let out = anonymous_request_headers(&incoming);
+        let out = anonymous_request_headers(&incoming, &TraceContext::start());
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["accept"]);
+        assert_eq!(names, ["accept", "traceparent"]);
+    }
+
+    #[test]
+    fn the_browser_s_trace_headers_are_replaced_by_the_bff_s_span() {
+        let browser = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let incoming = header_map(&[("traceparent", browser), ("tracestate", "vendor=1")]);
+        let token = AccessToken::new("at");
+        let continued = TraceContext::continue_or_start(Some(browser));
+        let out = upstream_request_headers(&incoming, &token, &continued);
+        assert_eq!(out.get_all("traceparent").iter().count(), 1);
+        assert_eq!(out["traceparent"], continued.traceparent().as_str());
+        assert_eq!(out["tracestate"], "vendor=1");
+        // A new trace carries no state of another.
+        let out = upstream_request_headers(&incoming, &token, &TraceContext::start());
+        assert_ne!(out["traceparent"], browser);
+        assert!(!out.contains_key("tracestate"));
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod return_to;
 pub mod routes;
 pub mod secret;
 pub mod session;
+pub mod trace;

@@ -22,6 +22,7 @@ use crate::platform::aws;
 use crate::platform::config::{Config, ConfigError};
 use crate::platform::logging::{exit_on_startup_error, init_tracing_json};
 use crate::platform::secrets_manager::{self, SECRET_VARIABLES, SecretsManager};
+use crate::platform::{metrics, trace_scope};
 use crate::store::dynamodb::{self, DynamoStore};
 
 /// The error a Lambda function's `main` may return.
@@ -102,8 +103,13 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
         tracing::warn!("origin verification is off: BFF_ORIGIN_VERIFY is not set, direct calls are served");
     }
     let store = DynamoStore::new(dynamodb::client(&sdk), config.table.clone());
-    let app = Arc::new(App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e)));
-    ColdStart { app, origin_verify }
+    let mut app = App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e));
+    // One EMF line per invocation: CloudWatch Logs turns them into metrics.
+    app.emf_lines = app.config.metrics;
+    ColdStart {
+        app: Arc::new(app),
+        origin_verify,
+    }
 }
 
 /// Whether `config` holds what a function with `needs` requires.
@@ -151,18 +157,27 @@ where
     Fut: Future<Output = Response<Body>> + Send,
 {
     // The same access-log line `bff-local` writes: one per invocation.
-    let logged = access_log::Started::new(&req, route_name(req.uri().path()));
+    let route = route_name(req.uri().path());
+    let logged = access_log::Started::new(&mut req, route);
     let verdict = origin_verify::verify(req.headers_mut(), started.origin_verify.as_ref());
+    let trace = access_log::trace_of(&req);
     let pending = verdict.passes().then(|| handler(started.app.clone(), req));
+    let app = started.app.clone();
     async move {
-        let response = match pending {
-            Some(response) => response.await,
-            None => {
-                tracing::warn!(status = 403, "request refused: it did not come through CloudFront");
-                origin_verify::origin_not_verified()
+        let work = trace_scope::within(trace, async {
+            match pending {
+                Some(response) => response.await,
+                None => {
+                    tracing::warn!(status = 403, "request refused: it did not come through CloudFront");
+                    origin_verify::origin_not_verified()
+                }
             }
-        };
-        logged.finish(&response);
+        });
+        let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
+        let emf = app
+            .emf_lines
+            .then_some((&invocation, app.config.metrics_namespace.as_str()));
+        logged.finish(&response, emf);
         response
     }
 }

@@ -13,6 +13,7 @@ use crate::domain::session::SessionRecord;
 use crate::oidc::{Oidc, OidcError};
 use crate::platform::clock::SystemClock;
 use crate::platform::config::{Config, ConfigError};
+use crate::platform::metrics::Registry;
 use crate::platform::seal::Sealer;
 use crate::service::Deps;
 use crate::service::client_token::ClientTokens;
@@ -51,6 +52,11 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// The BFF's own client-credentials tokens remembered by this process.
     pub client_tokens: ClientTokens,
+    /// This process's counters (`bff-local`'s `/metrics`).
+    pub metrics: Arc<Registry>,
+    /// Whether each request also writes its CloudWatch EMF line to standard output (the
+    /// Lambda functions do when `BFF_METRICS` is on).
+    pub emf_lines: bool,
 }
 
 impl App {
@@ -88,6 +94,8 @@ impl App {
             upstreams,
             clock,
             client_tokens: ClientTokens::new(),
+            metrics: Arc::new(Registry::new()),
+            emf_lines: false,
         })
     }
 

@@ -15,6 +15,7 @@ use super::error::{ErrorAnswer, RequestError};
 use super::handlers::{self, Handled};
 use super::policy::{Admission, EdgeRequest, ErrorFormat, Guard, Policy};
 use super::response::set_cookie;
+use crate::platform::{metrics, trace_scope};
 
 /// An endpoint group of the BFF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,12 @@ pub enum Route {
     BackchannelLogout,
     /// `/api/*`
     Api,
+    /// `GET /healthz` (`bff-local` only)
+    Health,
+    /// `GET /readyz` (`bff-local` only)
+    Ready,
+    /// `GET /metrics` (`bff-local` only)
+    Metrics,
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -47,6 +54,9 @@ impl Route {
             "/auth/logout" => Self::Logout,
             "/auth/backchannel-logout" => Self::BackchannelLogout,
             p if p == "/api" || p.starts_with("/api/") => Self::Api,
+            "/healthz" => Self::Health,
+            "/readyz" => Self::Ready,
+            "/metrics" => Self::Metrics,
             _ => return None,
         })
     }
@@ -60,6 +70,9 @@ impl Route {
             Self::Logout => "logout",
             Self::BackchannelLogout => "backchannel_logout",
             Self::Api => "api",
+            Self::Health => "healthz",
+            Self::Ready => "readyz",
+            Self::Metrics => "metrics",
         }
     }
 
@@ -109,6 +122,11 @@ impl Route {
                 no_store: false,
                 ..auth
             },
+            // Probes: no browser calls them, no cookie matters.
+            Self::Health | Self::Ready | Self::Metrics => Policy {
+                methods: Some(GET_HEAD),
+                ..auth
+            },
         }
     }
 }
@@ -126,12 +144,13 @@ pub enum Function {
     Proxy,
     /// `/auth/backchannel-logout`
     Backchannel,
-    /// Every route (`bff-local`, the tests).
+    /// Every route (`bff-local`, the tests), the operator's probes included.
     All,
 }
 
 impl Function {
-    /// Whether this unit serves `route`.
+    /// Whether this unit serves `route`. The probes are `bff-local`'s only: in AWS,
+    /// Lambda and CloudFront watch the functions.
     pub fn serves(self, route: Route) -> bool {
         matches!(
             (self, route),
@@ -159,9 +178,12 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
             Route::Login => handlers::login::handle(app, &req, &edge).await.into(),
             Route::Callback => handlers::callback::handle(app, &req, &edge).await,
             Route::Me => handlers::session::me(app, &edge).await.into(),
-            Route::Logout => handlers::session::logout(app, &edge).await.into(),
+            Route::Logout => handlers::session::logout(app, &req, &edge).await.into(),
             Route::BackchannelLogout => handlers::backchannel::handle(app, &req).await.into(),
             Route::Api => handlers::proxy::handle(app, &req, &edge).await.into(),
+            Route::Health => handlers::ops::healthz().into(),
+            Route::Ready => handlers::ops::readyz(app).await.into(),
+            Route::Metrics => handlers::ops::metrics(app).into(),
         },
     };
     let mut response = handled.reply.unwrap_or_else(|error| policy.error_answer(&error, &edge));
@@ -178,10 +200,16 @@ pub fn route_name(path: &str) -> &'static str {
 
 /// Answers `req` on every route and writes its access-log line: the one entry point of
 /// `bff-local` and of the integration tests.
-pub async fn route(app: &App, req: Request) -> Response<Body> {
-    let started = access_log::Started::new(&req, route_name(req.uri().path()));
-    let response = handle(app, Function::All, req).await;
-    started.finish(&response);
+pub async fn route(app: &App, mut req: Request) -> Response<Body> {
+    let route = route_name(req.uri().path());
+    let started = access_log::Started::new(&mut req, route);
+    let trace = access_log::trace_of(&req);
+    let work = trace_scope::within(trace, handle(app, Function::All, req));
+    let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
+    let emf = app
+        .emf_lines
+        .then_some((&invocation, app.config.metrics_namespace.as_str()));
+    started.finish(&response, emf);
     response
 }
 
@@ -202,5 +230,16 @@ mod tests {
         assert!(!Function::Login.serves(Route::Api));
         assert!(!Function::Proxy.serves(Route::Callback));
         assert!(Function::All.serves(Route::BackchannelLogout));
+        // The probes are never a Lambda function's.
+        for function in [
+            Function::Login,
+            Function::Callback,
+            Function::Session,
+            Function::Proxy,
+            Function::Backchannel,
+        ] {
+            assert!(!function.serves(Route::Health) && !function.serves(Route::Ready));
+            assert!(!function.serves(Route::Metrics));
+        }
     }
 }

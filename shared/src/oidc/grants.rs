@@ -11,7 +11,9 @@ use url::Url;
 use super::{Oidc, OidcError, transport_error};
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::trace::TRACEPARENT;
 use crate::platform::config::Config;
+use crate::platform::trace_scope::current_traceparent;
 
 /// Tokens from one token-endpoint answer.
 #[derive(Debug)]
@@ -69,7 +71,7 @@ impl Oidc {
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.secret().to_owned()))
-            .request_async(&self.http)
+            .request_async(&Traced(&self.http))
             .await
             .map_err(token_error)?;
         token_set(&response)
@@ -85,7 +87,7 @@ impl Oidc {
         for (name, value) in target.grant_params() {
             request = request.add_extra_param(name, value.to_owned());
         }
-        let response = request.request_async(&self.http).await.map_err(token_error)?;
+        let response = request.request_async(&Traced(&self.http)).await.map_err(token_error)?;
         token_set(&response)
     }
 }
@@ -98,8 +100,24 @@ impl Oidc {
         for (name, value) in target.grant_params() {
             request = request.add_extra_param(name, value.to_owned());
         }
-        let response = request.request_async(&self.http).await.map_err(token_error)?;
+        let response = request.request_async(&Traced(&self.http)).await.map_err(token_error)?;
         token_set(&response)
+    }
+}
+
+/// The shared client, sending token requests with the current request's `traceparent`
+/// so the provider's logs join the same trace.
+struct Traced<'a>(&'a reqwest::Client);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for Traced<'_> {
+    type Error = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Error;
+    type Future = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Future;
+
+    fn call(&'c self, mut request: openidconnect::HttpRequest) -> Self::Future {
+        if let Some(value) = current_traceparent().and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+            request.headers_mut().insert(TRACEPARENT, value);
+        }
+        self.0.call(request)
     }
 }
 

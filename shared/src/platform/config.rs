@@ -95,6 +95,11 @@ pub struct Config {
     /// The keys sealing tokens at rest, parsed once; without them a process seals with
     /// a key of its own.
     pub token_keys: Option<Arc<Sealer>>,
+    /// Whether metrics are kept (`BFF_METRICS`, `on` by default): `bff-local`'s
+    /// `/metrics` and the functions' EMF lines.
+    pub metrics: bool,
+    /// The CloudWatch namespace of the EMF metrics (`BFF_METRICS_NAMESPACE`, default `BFF`).
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -179,6 +184,26 @@ impl Config {
             None => None,
         };
 
+        let metrics = match get("BFF_METRICS").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(_) => return Err(invalid("BFF_METRICS", "must be `on` or `off`")),
+        };
+        let metrics_namespace = get("BFF_METRICS_NAMESPACE").unwrap_or_else(|| "BFF".to_owned());
+        // CloudWatch's rules for a namespace; `AWS/` is reserved for AWS's own.
+        if metrics_namespace.is_empty()
+            || metrics_namespace.len() > 255
+            || metrics_namespace.starts_with("AWS/")
+            || !metrics_namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
+        {
+            return Err(invalid(
+                "BFF_METRICS_NAMESPACE",
+                "must be 1 to 255 letters, digits or . - _ / # : and space, not starting with AWS/",
+            ));
+        }
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
@@ -195,6 +220,8 @@ impl Config {
             logout_url,
             post_logout_redirect_url,
             token_keys,
+            metrics,
+            metrics_namespace,
         })
     }
 
@@ -365,6 +392,24 @@ mod tests {
         assert_eq!(config.redirect_uri(), "https://app.example.com/auth/callback");
         assert_eq!(config.session_idle_secs, DEFAULT_IDLE_SECS);
         assert!(!config.is_loopback_dev());
+    }
+
+    #[test]
+    fn metrics_are_on_by_default_and_their_settings_are_checked() {
+        let config = load(&[]).expect("valid");
+        assert!(config.metrics);
+        assert_eq!(config.metrics_namespace, "BFF");
+        assert!(!load(&[("BFF_METRICS", "off")]).expect("off").metrics);
+        let custom = load(&[("BFF_METRICS_NAMESPACE", "BFF/prod-eu")]).expect("valid");
+        assert_eq!(custom.metrics_namespace, "BFF/prod-eu");
+        for (name, value) in [
+            ("BFF_METRICS", "yes"),
+            ("BFF_METRICS_NAMESPACE", "AWS/Lambda"),
+            ("BFF_METRICS_NAMESPACE", "bff\nx"),
+        ] {
+            let err = load(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! never becomes a stream of token requests. Request bodies are always buffered (Lambda
 //! delivers them whole), so every call can be replayed.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use url::Url;
@@ -18,6 +20,8 @@ use crate::domain::forwarding::{anonymous_request_headers, upstream_request_head
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::AccessToken;
 use crate::domain::session::SessionRecord;
+use crate::domain::trace::TraceContext;
+use crate::platform::metrics::{self, Event};
 use crate::store::{StoreError, StoreKey};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -59,6 +63,10 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     /// The body, byte for byte.
     pub body: Bytes,
+    /// The BFF's span in the browser's trace (or a new one).
+    pub trace: &'a TraceContext,
+    /// The route's name, for the metrics.
+    pub route: &'static str,
 }
 
 /// Sends `call` with the session's `(key, session)` access token for `target` (the
@@ -73,10 +81,7 @@ pub async fn forward(
 ) -> Result<Forwarded, ForwardError> {
     let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
     let token = refresher.usable_token_for(key, session, target, None).await?;
-    let send = |token| {
-        let headers = upstream_request_headers(call.headers, &token);
-        upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
-    };
+    let send = |token: AccessToken| send(upstream, &call, Some(token));
     let (mut status, mut headers, mut body) = send(token.clone()).await?;
 
     if status == StatusCode::UNAUTHORIZED {
@@ -100,8 +105,7 @@ pub async fn forward(
 /// Sends `call` without any token, for routes whose token kind says so (or a
 /// `user_or_none` route called without a session).
 pub async fn forward_without_token(upstream: &Upstream, call: Call<'_>) -> Result<Forwarded, ForwardError> {
-    let headers = anonymous_request_headers(call.headers);
-    let (status, headers, body) = upstream.forward(call.method, call.url, headers, call.body).await?;
+    let (status, headers, body) = send(upstream, &call, None).await?;
     Ok(Forwarded { status, headers, body })
 }
 
@@ -117,17 +121,38 @@ pub async fn forward_with_client_token(
         deps.client_tokens
             .token(deps.store, deps.oidc, deps.clock, target, rejected)
     };
-    let send = |token: AccessToken| {
-        let headers = upstream_request_headers(call.headers, &token);
-        upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
-    };
     let token = token_for(None).await?;
-    let (mut status, mut headers, mut body) = send(token.clone()).await?;
+    let (mut status, mut headers, mut body) = send(upstream, &call, Some(token.clone())).await?;
     if status == StatusCode::UNAUTHORIZED {
         let retry_token = token_for(Some(&token)).await?;
         if retry_token != token {
-            (status, headers, body) = send(retry_token).await?;
+            (status, headers, body) = send(upstream, &call, Some(retry_token)).await?;
         }
     }
     Ok(Forwarded { status, headers, body })
+}
+
+/// One upstream call of `call` with `token` (or none), timed and counted.
+async fn send(
+    upstream: &Upstream,
+    call: &Call<'_>,
+    token: Option<AccessToken>,
+) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
+    let headers = match &token {
+        Some(token) => upstream_request_headers(call.headers, token, call.trace),
+        None => anonymous_request_headers(call.headers, call.trace),
+    };
+    let started = Instant::now();
+    let answer = upstream
+        .forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
+        .await;
+    metrics::upstream_latency(call.route, started.elapsed().as_secs_f64() * 1000.0);
+    metrics::record(match &answer {
+        Ok((status, _, _)) => Event::UpstreamAnswer {
+            route: call.route,
+            status: status.as_u16(),
+        },
+        Err(_) => Event::UpstreamFailed { route: call.route },
+    });
+    answer
 }

@@ -22,6 +22,7 @@ use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
 use crate::domain::session::{HeldToken, RefreshLease, SessionRecord, forced_refresh_of_allowed};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
+use crate::platform::metrics::{self, EndReason, Event, RefreshOutcome};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
 /// Time kept on the lease after the grant for writing its tokens (with retries).
@@ -148,6 +149,7 @@ where
     ) -> Result<AccessToken, RefreshError> {
         let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + WAIT_BEYOND_LEASE;
         let mut prepared = false;
+        let mut waited = false;
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
@@ -161,6 +163,9 @@ where
                 && !was_rejected
                 && !held.is_due(now)
             {
+                if waited {
+                    metrics::record(Event::Refresh(RefreshOutcome::Waited));
+                }
                 return Ok(held.access_token.clone());
             }
             // A token the upstream refused is never "still valid", whatever its expiry says.
@@ -177,6 +182,7 @@ where
                     });
                 }
                 self.end_session(key).await;
+                metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
                 return Err(RefreshError::SessionEnded);
             }
 
@@ -189,6 +195,7 @@ where
                     return Err(RefreshError::InProgress);
                 }
                 tokio::time::sleep(WAIT_POLL).await;
+                waited = true;
                 session = self.reload(key).await?;
                 continue;
             }
@@ -197,6 +204,7 @@ where
             // lease is taken, so the lease covers the grant and the write only.
             if !prepared {
                 if let Err(e) = self.provider.prepare().await {
+                    metrics::record(Event::Refresh(RefreshOutcome::ProviderFailure));
                     return unrefreshed(e, valid);
                 }
                 prepared = true;
@@ -223,7 +231,10 @@ where
                     // Otherwise another caller changed it first (took the lease, or
                     // refreshed): look again.
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -255,10 +266,12 @@ where
         match grant.await.unwrap_or(Err(OidcError::Timeout)) {
             Ok(tokens) => self.save_refreshed(key, leased, lease, target, tokens).await,
             Err(e) if e.is_invalid_grant() => {
+                metrics::record(Event::Refresh(RefreshOutcome::InvalidGrant));
                 // The grant is gone at the provider (revoked, expired, or a rotated token
                 // reused), unless another instance refreshed meanwhile: only the session
                 // as this caller read it is ended.
                 if self.store.delete_session_at(key, leased.version).await? {
+                    metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
                     return Err(RefreshError::SessionEnded);
                 }
                 match self.reload(key).await? {
@@ -280,6 +293,7 @@ where
                 Err(RefreshError::TargetRefused { error })
             }
             Err(e) => {
+                metrics::record(Event::Refresh(RefreshOutcome::ProviderFailure));
                 self.release_lease(key, leased).await;
                 unrefreshed(e, valid)
             }
@@ -340,6 +354,7 @@ where
                         }
                         Ok(_) => {
                             tracing::warn!("refresh lease lost before the tokens were saved");
+                            metrics::record(Event::Refresh(RefreshOutcome::Done));
                             return Ok(access_token);
                         }
                         Err(e) => e,
@@ -347,18 +362,21 @@ where
                 }
                 Err(StoreError::Conflict) => {
                     tracing::warn!("could not save refreshed tokens after retries");
+                    metrics::record(Event::Refresh(RefreshOutcome::Done));
                     return Ok(access_token);
                 }
                 Err(e) => e,
             };
             if self.clock.now_ms() + backoff.as_millis() as i64 >= deadline_ms {
                 tracing::error!(error = %failure, "refreshed tokens not saved before the lease lapsed");
+                metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
                 return Err(failure.into());
             }
             tracing::warn!(error = %failure, "saving refreshed tokens failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(WRITE_RETRY_MAX);
         };
+        metrics::record(Event::Refresh(RefreshOutcome::Done));
         match tokens.id_token {
             Some(id_token) => self.adopt_id_token(key, saved, id_token).await.map(|()| access_token),
             None => Ok(access_token),
@@ -403,6 +421,7 @@ where
     async fn end_for_id_token(&self, key: &StoreKey, why: &str) -> Result<(), RefreshError> {
         tracing::warn!(reason = why, "refreshed ID token refused; session ended");
         self.end_session(key).await;
+        metrics::record(Event::SessionsEnded(EndReason::InvalidIdToken, 1));
         Err(RefreshError::SessionEnded)
     }
 

@@ -12,6 +12,7 @@
 //! the caller's `now` itself. This module never logs, and no error it returns carries item
 //! contents: SDK and JSON errors are reduced to an operation name and an error code.
 
+use crate::platform::metrics::{self, Event};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -562,7 +563,18 @@ fn sdk_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata,
 {
-    match &err {
+    let error = classify(operation, &err);
+    if !matches!(error, StoreError::Conflict) {
+        metrics::record(Event::StoreError);
+    }
+    error
+}
+
+fn classify<E, R>(operation: &str, err: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
         SdkError::ServiceError(service) => match service.err().code() {
             Some(CONDITIONAL_CHECK_FAILED) => StoreError::Conflict,
             Some(code) => StoreError::Unavailable(format!("DynamoDB {operation}: {code}")),

@@ -8,6 +8,7 @@
 pub mod backchannel;
 pub mod callback;
 pub mod login;
+pub mod ops;
 pub mod proxy;
 pub mod session;
 

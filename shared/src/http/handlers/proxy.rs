@@ -32,11 +32,16 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
         .upstreams
         .get(&route.path)
         .ok_or(RequestError::UpstreamNotConfigured)?;
+    // Attached by the access log when the request came in; a fresh trace otherwise.
+    let trace = access_log::trace_of(req);
     let call = Call {
         method: req.method().clone(),
         url: upstream_url(&upstream.base, rest, req.uri().query())?,
         headers: req.headers(),
         body: Bytes::copy_from_slice(body_bytes(req.body())),
+        trace: &trace,
+        // The name `router::Route::Api` logs under (the router imports this module).
+        route: "api",
     };
 
     if route.token == TokenKind::None {

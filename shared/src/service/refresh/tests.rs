@@ -642,3 +642,67 @@ async fn a_refused_route_token_leaves_the_session_and_its_other_tokens_alone() {
     assert!(stored.refresh_lease.is_none(), "the lease is released");
     assert!(stored.api_tokens.is_empty());
 }
+
+/// The registry's count of refreshes that ended with `outcome`.
+fn refreshes(registry: &crate::platform::metrics::Registry, outcome: RefreshOutcome) -> f64 {
+    registry.value("bff_refreshes_total", &[("outcome", outcome.as_str())])
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_refresh_outcome_is_counted() {
+    use std::sync::Arc;
+
+    use crate::platform::metrics::{Registry, measure};
+
+    let registry = Arc::new(Registry::new());
+    let counted = |run| measure(&registry, "api", run, |_| (200, false));
+
+    let at = Fixture::new(10, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    counted(at.usable(&provider, None)).await.0.expect("refreshed");
+    assert_eq!(refreshes(&registry, RefreshOutcome::Done), 1.0);
+
+    let at = Fixture::new(-1, |r, clock| {
+        r.refresh_lease = Fixture::held_elsewhere(clock, "other", LEASE_MS)
+    })
+    .await;
+    let other = at.written_elsewhere(Duration::from_millis(750), |r, clock| {
+        r.access_token = AccessToken::new("access-other");
+        r.access_expires_at = Some(clock.now() + 300);
+        r.refresh_lease = None;
+    });
+    let provider = FakeProvider::default();
+    let ((waited, _), ()) = tokio::join!(counted(at.usable(&provider, None)), other);
+    waited.expect("the other's token");
+    assert_eq!(refreshes(&registry, RefreshOutcome::Waited), 1.0);
+
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Err(OidcError::Rejected {
+        error: "invalid_grant".into(),
+    })]);
+    counted(at.usable(&provider, None)).await.0.expect_err("ended");
+    assert_eq!(refreshes(&registry, RefreshOutcome::InvalidGrant), 1.0);
+    assert_eq!(
+        registry.value("bff_sessions_ended_total", &[("reason", "refresh_ended")]),
+        1.0
+    );
+
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Err(OidcError::Timeout)]);
+    counted(at.usable(&provider, None)).await.0.expect_err("provider down");
+    assert_eq!(refreshes(&registry, RefreshOutcome::ProviderFailure), 1.0);
+
+    let at = Fixture::new(-1, |_, _| {}).await;
+    measure(
+        &registry,
+        "api",
+        at.refresh_during_outage(Duration::from_secs(60)),
+        |_| (200, false),
+    )
+    .await
+    .0
+    .expect_err("store down");
+    assert_eq!(refreshes(&registry, RefreshOutcome::StoreFailure), 1.0);
+    // Each outcome was counted once, and only its own.
+    assert_eq!(refreshes(&registry, RefreshOutcome::Done), 1.0);
+}
