@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use lambda_http::{Body, Request, RequestExt as _, Response};
+use lambda_http::{Request, RequestExt as _, Response};
 
 use super::response::header_str;
 use crate::domain::secret::{hash, random_token};
@@ -17,7 +17,7 @@ use crate::domain::secret::{hash, random_token};
 pub struct UserHash(pub String);
 
 /// Marks `response` as served to the user `sub`; the access log shows only the hash.
-pub fn for_user(mut response: Response<Body>, sub: &str) -> Response<Body> {
+pub fn for_user<B>(mut response: Response<B>, sub: &str) -> Response<B> {
     response.extensions_mut().insert(UserHash(hash(sub)));
     response
 }
@@ -59,8 +59,9 @@ impl Started {
         }
     }
 
-    /// Writes the line for `response`.
-    pub fn finish(self, response: &Response<Body>) {
+    /// Writes the line for `response`, once its status and headers are known (a streamed
+    /// body may still be on its way).
+    pub fn finish<B>(self, response: &Response<B>) {
         let latency_ms = self.at.elapsed().as_secs_f64() * 1000.0;
         let user = response
             .extensions()
@@ -84,6 +85,8 @@ impl Started {
 
 #[cfg(test)]
 mod tests {
+    use lambda_http::Body;
+
     use super::*;
 
     #[test]

@@ -6,7 +6,8 @@
 //! [`FORCED_REFRESH_INTERVAL_SECS`](crate::domain::session::FORCED_REFRESH_INTERVAL_SECS):
 //! within it the upstream's 401 goes to the browser as it is, so a stream of upstream 401s
 //! never becomes a stream of token requests. Request bodies are always buffered (Lambda
-//! delivers them whole), so every call can be replayed.
+//! delivers them whole), so every call can be replayed. Answers are not: the refused
+//! answer's body is dropped unread, and the one that stands streams to the browser.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -19,18 +20,11 @@ use crate::domain::routes::TokenTarget;
 use crate::domain::secret::AccessToken;
 use crate::domain::session::SessionRecord;
 use crate::store::{StoreError, StoreKey};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamAnswer, UpstreamError};
 
-/// The upstream's answer, as the browser may see it.
-#[derive(Debug)]
-pub struct Forwarded {
-    /// The upstream's status.
-    pub status: StatusCode,
-    /// The upstream's headers, filtered for the browser.
-    pub headers: HeaderMap,
-    /// The upstream's body, byte for byte.
-    pub body: Bytes,
-}
+/// The upstream's answer, as the browser may see it: status and filtered headers, and
+/// the body still streaming from the upstream.
+pub type Forwarded = UpstreamAnswer;
 
 /// Why a call was not forwarded, or its answer not returned.
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +71,9 @@ pub async fn forward(
         let headers = upstream_request_headers(call.headers, &token);
         upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
     };
-    let (mut status, mut headers, mut body) = send(token.clone()).await?;
+    let mut answer = send(token.clone()).await?;
 
-    if status == StatusCode::UNAUTHORIZED {
+    if answer.status == StatusCode::UNAUTHORIZED {
         // The upstream refused a token we believed valid (revoked, or clocks disagree).
         let session = deps
             .store
@@ -90,19 +84,18 @@ pub async fn forward(
             // The same token back means the refresh is throttled: the upstream's 401 stands.
             let retry_token = refresher.usable_token_for(key, session, target, Some(&token)).await?;
             if retry_token != token {
-                (status, headers, body) = send(retry_token).await?;
+                answer = send(retry_token).await?;
             }
         }
     }
-    Ok(Forwarded { status, headers, body })
+    Ok(answer)
 }
 
 /// Sends `call` without any token, for routes whose token kind says so (or a
 /// `user_or_none` route called without a session).
 pub async fn forward_without_token(upstream: &Upstream, call: Call<'_>) -> Result<Forwarded, ForwardError> {
     let headers = anonymous_request_headers(call.headers);
-    let (status, headers, body) = upstream.forward(call.method, call.url, headers, call.body).await?;
-    Ok(Forwarded { status, headers, body })
+    Ok(upstream.forward(call.method, call.url, headers, call.body).await?)
 }
 
 /// Sends `call` with the BFF's own client-credentials token for `target`; an upstream
@@ -122,12 +115,12 @@ pub async fn forward_with_client_token(
         upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
     };
     let token = token_for(None).await?;
-    let (mut status, mut headers, mut body) = send(token.clone()).await?;
-    if status == StatusCode::UNAUTHORIZED {
+    let mut answer = send(token.clone()).await?;
+    if answer.status == StatusCode::UNAUTHORIZED {
         let retry_token = token_for(Some(&token)).await?;
         if retry_token != token {
-            (status, headers, body) = send(retry_token).await?;
+            answer = send(retry_token).await?;
         }
     }
-    Ok(Forwarded { status, headers, body })
+    Ok(answer)
 }

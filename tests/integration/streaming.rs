@@ -1,0 +1,237 @@
+//! Upstream answers stream through a `bff-local` process: bytes reach the browser as the
+//! upstream sends them, memory stays flat whatever the answer's size, an upstream that
+//! breaks off breaks the browser's answer off, and lengths, ranges and validators behave
+//! as against the upstream directly.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bff_tests::capture::{self, CapturedBff, StoreBackend};
+use bff_tests::upstream::{self, Upstream};
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+
+/// The largest peak resident set `bff-local` may reach while a 1 GiB answer passes.
+const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+/// A `bff-local` process whose one API route (no token) leads to `upstream`.
+async fn bff_for(upstream: &Upstream) -> CapturedBff {
+    let listen = capture::free_listen_addr();
+    let url = format!("http://{listen}");
+    let apis = serde_json::json!([{ "path": "/api", "upstream": upstream.base, "token": "none" }]);
+    let env: HashMap<&'static str, String> = HashMap::from([
+        // Never contacted: a route without a token needs no provider.
+        ("BFF_ISSUER", "http://127.0.0.1:9".to_owned()),
+        ("BFF_CLIENT_ID", "streaming".to_owned()),
+        ("BFF_CLIENT_SECRET", "streaming-secret".to_owned()),
+        ("BFF_PUBLIC_URL", url),
+        ("BFF_APIS", apis.to_string()),
+        // Up to the response head only: longer transfers and pauses must still pass.
+        ("BFF_UPSTREAM_TIMEOUT_SECS", "1".to_owned()),
+        ("BFF_TOKEN_KEYS", bff_tests::app::TEST_TOKEN_KEYS.to_owned()),
+    ]);
+    capture::spawn(&env, StoreBackend::Memory, listen, "warn").await
+}
+
+fn api(bff: &CapturedBff, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .get(format!("{}/api/{path}", bff.url))
+        .header("X-CSRF", "1")
+}
+
+/// A field of `/proc/<pid>/status` in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in the status of {pid}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_gib_answer_arrives_intact_while_bff_local_memory_stays_flat() {
+    const SIZE: u64 = 1024 * 1024 * 1024;
+    let upstream = Upstream::start().await;
+    let bff = bff_for(&upstream).await;
+    let expected = tokio::spawn(upstream::big_body_sha256(SIZE));
+
+    let started = Instant::now();
+    let response = api(&bff, &format!("big/{SIZE}")).send().await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("content-length").and_then(|v| v.to_str().ok()),
+        Some(SIZE.to_string().as_str()),
+        "the upstream's length passes through"
+    );
+    let mut received = 0u64;
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.expect("the body arrives whole");
+        received += chunk.len() as u64;
+        hash.update(&chunk);
+    }
+    let elapsed = started.elapsed();
+    let peak = status_kib(bff.pid(), "VmHWM:");
+    let expected = expected.await.expect("expected hash");
+
+    assert_eq!(received, SIZE);
+    assert_eq!(hash.finish().as_ref(), expected, "the bytes arrive unchanged");
+    assert!(
+        peak < PEAK_RSS_LIMIT_KIB,
+        "bff-local's peak RSS was {peak} KiB for a 1 GiB answer (limit {PEAK_RSS_LIMIT_KIB} KiB)"
+    );
+    eprintln!("1 GiB through bff-local in {elapsed:?}, peak RSS {peak} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_chunk_reaches_the_browser_before_the_upstream_pause_ends() {
+    let upstream = Upstream::start().await;
+    let bff = bff_for(&upstream).await;
+
+    let started = Instant::now();
+    let response = api(&bff, "pause").send().await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.bytes_stream();
+    let mut first = Vec::new();
+    while first.len() < upstream::PAUSE_FIRST.len() {
+        let chunk = body.next().await.expect("more").expect("chunk");
+        first.extend_from_slice(&chunk);
+    }
+    let first_at = started.elapsed();
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.expect("the rest arrives after the pause"));
+    }
+
+    assert_eq!(first, upstream::PAUSE_FIRST);
+    assert_eq!(rest, upstream::PAUSE_REST);
+    assert!(
+        first_at < upstream::PAUSE - Duration::from_secs(1),
+        "the first chunk came after {first_at:?}, not before the {:?} pause ended",
+        upstream::PAUSE
+    );
+    // The pause is longer than the upstream timeout (1 s): it bounds the head, not the body.
+    assert!(started.elapsed() >= upstream::PAUSE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_breaks_off_mid_body_breaks_the_browsers_answer_off() {
+    let upstream = Upstream::start().await;
+    let bff = bff_for(&upstream).await;
+
+    // With a length, the short body is detectable; chunked, the terminating chunk is missing.
+    for (path, length) in [("broken", Some(upstream::BROKEN_LENGTH)), ("broken-chunked", None)] {
+        let response = api(&bff, path).send().await.expect("the head arrives");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let announced = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        assert_eq!(announced, length, "{path}: the upstream's length passes through");
+        let mut body = response.bytes_stream();
+        let mut received = 0;
+        let outcome = loop {
+            match body.next().await {
+                Some(Ok(chunk)) => received += chunk.len(),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        assert!(
+            outcome.is_err(),
+            "{path}: the body ended cleanly after {received} bytes, as if complete"
+        );
+        assert!(received <= upstream::BROKEN_SENT, "{path}: {received} bytes");
+    }
+    // The process keeps serving.
+    let after = api(&bff, "pause").send().await.expect("still serving");
+    assert_eq!(after.status(), StatusCode::OK);
+}
+
+/// What a client sees of one answer: status, the length, range and validator headers, and
+/// the body.
+async fn seen(request: reqwest::RequestBuilder) -> (StatusCode, Vec<(&'static str, Option<String>)>, Vec<u8>) {
+    let response = request.send().await.expect("answer");
+    let status = response.status();
+    let headers = [
+        "content-length",
+        "content-range",
+        "accept-ranges",
+        "etag",
+        "last-modified",
+    ]
+    .into_iter()
+    .map(|name| {
+        let value = response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (name, value)
+    })
+    .collect();
+    let body = response.bytes().await.expect("body").to_vec();
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_range_and_not_modified_answers_are_the_upstreams_own() {
+    let upstream = Upstream::start().await;
+    let bff = bff_for(&upstream).await;
+    let client = reqwest::Client::new();
+    let direct = format!("{}file", upstream.base);
+    let proxied = format!("{}/api/file", bff.url);
+
+    let get = reqwest::Method::GET;
+    let cases = [
+        ("GET", get.clone(), None, StatusCode::OK),
+        ("HEAD", reqwest::Method::HEAD, None, StatusCode::OK),
+        (
+            "Range",
+            get.clone(),
+            Some(("range", "bytes=100-199")),
+            StatusCode::PARTIAL_CONTENT,
+        ),
+        (
+            "If-None-Match",
+            get,
+            Some(("if-none-match", upstream::FILE_ETAG)),
+            StatusCode::NOT_MODIFIED,
+        ),
+    ];
+    for (name, method, header, status) in cases {
+        let build = |url: &str| {
+            let request = client.request(method.clone(), url).header("X-CSRF", "1");
+            match header {
+                Some((n, v)) => request.header(n, v),
+                None => request,
+            }
+        };
+        let through_bff = seen(build(&proxied)).await;
+        let against_upstream = seen(build(&direct)).await;
+        assert_eq!(through_bff.0, status, "{name}");
+        assert_eq!(
+            through_bff, against_upstream,
+            "{name}: the BFF answers as the upstream does"
+        );
+    }
+
+    let (_, headers, body) = seen(
+        client
+            .get(&proxied)
+            .header("X-CSRF", "1")
+            .header("range", "bytes=100-199"),
+    )
+    .await;
+    assert_eq!(body.len(), 100);
+    assert!(headers.contains(&(
+        "content-range",
+        Some(format!("bytes 100-199/{}", upstream::FILE_LENGTH))
+    )));
+    assert!(headers.contains(&("content-length", Some("100".to_owned()))));
+    let (_, headers, body) = seen(client.head(&proxied).header("X-CSRF", "1")).await;
+    assert!(body.is_empty());
+    assert!(headers.contains(&("content-length", Some(upstream::FILE_LENGTH.to_string()))));
+}
