@@ -183,7 +183,7 @@ async fn seen(request: reqwest::RequestBuilder) -> (StatusCode, Vec<(&'static st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn head_range_and_not_modified_answers_are_the_upstreams_own() {
+async fn head_range_not_modified_and_no_content_answers_are_the_upstreams_own() {
     let upstream = Upstream::start().await;
     let bff = bff_for(&upstream).await;
     let client = reqwest::Client::new();
@@ -230,6 +230,11 @@ async fn head_range_and_not_modified_answers_are_the_upstreams_own() {
             against_upstream.2.len()
         );
     }
+
+    let no_content = |base: &str| client.get(format!("{base}no-content")).header("X-CSRF", "1");
+    let through_bff = seen(no_content(&format!("{}/api/", bff.url))).await;
+    assert_eq!(through_bff.0, StatusCode::NO_CONTENT);
+    assert_eq!(through_bff, seen(no_content(&upstream.base)).await, "204");
 
     let (_, headers, body) = seen(
         client

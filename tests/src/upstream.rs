@@ -8,7 +8,8 @@
 //! - `/broken` and `/broken-chunked`: [`BROKEN_SENT`] bytes of a longer body, then the
 //!   connection breaks (with a `Content-Length` of [`BROKEN_LENGTH`], or chunked);
 //! - `/file`: [`FILE_LENGTH`] bytes with an `ETag` and `Last-Modified`, answering `HEAD`,
-//!   `Range: bytes=a-b` (206) and `If-None-Match` (304) as a file server does.
+//!   `Range: bytes=a-b` (206) and `If-None-Match` (304) as a file server does;
+//! - `/no-content`: 204 with an `ETag`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,6 +268,9 @@ fn streaming(parts: &Parts) -> Option<Response> {
     }
     if path.ends_with("/file") {
         return Some(file(parts));
+    }
+    if path.ends_with("/no-content") {
+        return Some((StatusCode::NO_CONTENT, [("etag", FILE_ETAG)]).into_response());
     }
     None
 }
