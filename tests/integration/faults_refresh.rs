@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bff::domain::secret::SessionId;
 use bff::store::{SessionRecord, StoreKey, session_key};
 use bff_testkit::browser::BffBrowser;
+use bff_testkit::fault_proxy::{Fault, FaultProxy};
 use bff_tests::app::{Instance, Options, StoreKind, TestApp, spawn_app_with};
-use bff_tests::fault_proxy::{Fault, FaultProxy};
 use reqwest::{Method, StatusCode};
 
 /// Moves the BFF's clock past the access token's expiry (the provider's default lifetime

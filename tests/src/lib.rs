@@ -8,8 +8,8 @@
 //!   recording upstream, with the store of the test's choice.
 //! - `bff_testkit::browser`: a headless "browser" (cookie jar, no automatic redirects)
 //!   that walks the provider's real login and consent pages.
-//! - [`fault_proxy`]: a TCP proxy in front of DynamoDB Local that drops, delays or
-//!   loses the answers of writes on cue.
+//! - `bff_testkit::fault_proxy`: a TCP proxy in front of DynamoDB Local that drops,
+//!   delays or loses the answers of writes on cue.
 //! - [`faulty_idp`]: a deliberately faulty OpenID provider (broken ID tokens, mix-ups,
 //!   lying token endpoints) and a BFF pointed at it, for the attack suites.
 
@@ -19,7 +19,6 @@ pub mod clock;
 pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
-pub mod fault_proxy;
 pub mod faulty_idp;
 pub mod process;
 pub mod upstream;
