@@ -50,7 +50,9 @@ console.log = toStderr;
 console.info = toStderr;
 if (!verbose) {
   const warn = console.warn.bind(console);
-  const expected = [/Unsupported runtime/, /devInteractions is enabled/, /in-memory adapter is used/];
+  const expected = [/Unsupported runtime/, /devInteractions is enabled/, /in-memory adapter is used/,
+    // The test hooks read the token endpoint's body before oidc-provider does.
+    /already parsed request body detected/];
   console.warn = (...args) => {
     if (expected.some((re) => re.test(String(args[0])))) return;
     warn(...args);
@@ -92,7 +94,9 @@ function parseArgs(argv) {
       case '--exit-on-stdin-close': opts.exitOnStdinClose = true; break;
       // Test suites only: counts grants and requests by path, and records the back-channel
       // logout tokens sent, readable at GET /__test/grants, GET /__test/requests and
-      // GET /__test/logout-tokens.
+      // GET /__test/logout-tokens; counts how often each refresh token was presented
+      // by a client (GET /__test/refresh-presentations?client=ID); holds a client's next
+      // token requests on demand (GET /__test/slow-token?client=ID&ms=N&count=K).
       case '--test-hooks': opts.testHooks = true; break;
       case '--help':
       case '-h':
@@ -277,6 +281,8 @@ const configuration = {
 const grantCounts = {};
 const requestCounts = {};
 const sentLogoutTokens = [];
+// Token-endpoint hooks by client id: requests to hold, refresh tokens presented.
+const tokenHooks = {};
 
 // The counting key of a request: its path, with interaction and resume ids folded, so
 // `/interaction/abc/login` counts as `/interaction/:uid/login`.
@@ -322,12 +328,89 @@ if (opts.testHooks) {
       ctx.body = sentLogoutTokens;
     } else if (ctx.method === 'GET' && ctx.path === '/__test/requests') {
       ctx.body = requestCounts;
+    } else if (ctx.method === 'GET' && ctx.path === '/__test/refresh-presentations') {
+      const stats = tokenStats(String(ctx.query.client ?? ''));
+      ctx.body = {
+        presentations: Object.values(stats.presentations),
+        abandoned: stats.abandoned,
+        overlapping: stats.overlapping,
+      };
+    } else if (ctx.method === 'GET' && ctx.path === '/__test/slow-token') {
+      const stats = tokenStats(String(ctx.query.client ?? ''));
+      stats.slow = { ms: Number(ctx.query.ms ?? 0), count: Number(ctx.query.count ?? 1) };
+      ctx.body = stats.slow;
+    } else if (ctx.method === 'POST' && ctx.path === '/token') {
+      requestCounts[ctx.path] = (requestCounts[ctx.path] ?? 0) + 1;
+      await tokenEndpoint(ctx, next);
     } else {
       const key = countedPath(ctx.path);
       requestCounts[key] = (requestCounts[key] ?? 0) + 1;
       await next();
     }
   });
+}
+
+// The token endpoint under the test hooks, per client: a held request waits as if queued
+// in front of the provider, and one whose client hung up meanwhile is dropped unprocessed,
+// as such a queue would; every refresh token processed is counted, and a presentation
+// arriving while another of the same token is still pending is counted as overlapping.
+async function tokenEndpoint(ctx, next) {
+  // Read the form here (oidc-provider takes an already read body from ctx.request.body).
+  const chunks = [];
+  for await (const chunk of ctx.req) chunks.push(chunk);
+  const raw = Buffer.concat(chunks).toString('utf8');
+  ctx.request.body = raw;
+  const form = new URLSearchParams(raw);
+  const client = tokenClient(ctx, form);
+  const stats = tokenStats(client);
+  const token = form.get('grant_type') === 'refresh_token' ? form.get('refresh_token') : null;
+  const key = token && crypto.createHash('sha256').update(token).digest('base64url');
+  // Pending from arrival until answered, or until its client hangs up while it is held.
+  let pending = Boolean(key);
+  const settle = () => {
+    if (pending) stats.pending[key] -= 1;
+    pending = false;
+  };
+  if (key) {
+    if (stats.pending[key]) stats.overlapping += 1;
+    stats.pending[key] = (stats.pending[key] ?? 0) + 1;
+  }
+  try {
+    if (stats.slow.count > 0) {
+      stats.slow.count -= 1;
+      let gone = false;
+      const hangUp = () => { gone = true; settle(); };
+      ctx.req.socket.once('close', hangUp);
+      await new Promise((resolve) => { setTimeout(resolve, stats.slow.ms); });
+      ctx.req.socket.off('close', hangUp);
+      if (gone || ctx.req.socket.destroyed) {
+        stats.abandoned += 1;
+        ctx.respond = false;
+        return;
+      }
+    }
+    if (key) stats.presentations[key] = (stats.presentations[key] ?? 0) + 1;
+    await next();
+  } finally {
+    settle();
+  }
+}
+
+// The client a token request authenticates as (Basic credentials or the form's client_id).
+function tokenClient(ctx, form) {
+  const basic = /^Basic +(\S+)$/i.exec(ctx.get('authorization'));
+  if (basic) {
+    const [id] = Buffer.from(basic[1], 'base64').toString('utf8').split(':');
+    try { return decodeURIComponent(id.replace(/\+/g, ' ')); } catch { return id; }
+  }
+  return form.get('client_id') ?? '';
+}
+
+function tokenStats(client) {
+  tokenHooks[client] ??= {
+    slow: { count: 0, ms: 0 }, abandoned: 0, overlapping: 0, pending: {}, presentations: {},
+  };
+  return tokenHooks[client];
 }
 
 // The built-in pages import a web font from the internet; this stack works offline.

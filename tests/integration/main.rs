@@ -7,6 +7,7 @@ mod at_rest;
 mod attack_kit;
 mod cold_start;
 mod faults;
+mod faults_refresh;
 mod flow;
 mod lifecycle;
 mod logout_all;

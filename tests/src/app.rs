@@ -9,6 +9,7 @@ use bff::App;
 use crate::clock::TestClock;
 use bff::platform::config::Config;
 use bff::store::Store;
+use bff::store::dynamodb::DynamoStore;
 use bff::store::memory::MemoryStore;
 use bff_testkit::BffBrowser;
 use bff_testkit::provider::{Provider, RegisteredClient};
@@ -48,6 +49,9 @@ pub struct Options {
     /// A store of the test's own instead of the one `store` names (a dedicated DynamoDB
     /// Local the test stops, say).
     pub own_store: Option<Arc<dyn Store>>,
+    /// The DynamoDB endpoint the BFF talks to (a fault proxy, say) instead of the shared
+    /// DynamoDB Local; its table is still created on the shared one.
+    pub dynamo_endpoint: Option<String>,
 }
 
 impl Options {
@@ -61,6 +65,7 @@ impl Options {
             backchannel: false,
             wrap_store: None,
             own_store: None,
+            dynamo_endpoint: None,
         }
     }
 }
@@ -85,6 +90,17 @@ pub struct TestApp {
     pub env: HashMap<&'static str, String>,
     /// The DynamoDB table, when the store is DynamoDB Local.
     pub table: Option<String>,
+    /// The endpoint the BFF reaches that table through, when it is not the shared one.
+    pub dynamo_endpoint: Option<String>,
+}
+
+/// Another BFF instance of a [`TestApp`]: the same configuration, client, table and clock,
+/// its own server and store client, as a second Lambda instance would be.
+pub struct Instance {
+    /// Its origin (`http://127.0.0.1:<port>`); it answers for the first one's public URL.
+    pub url: String,
+    /// Its context.
+    pub app: Arc<App>,
 }
 
 /// Starts a BFF with default options on `store`.
@@ -126,7 +142,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         (None, StoreKind::Memory) => (Arc::new(MemoryStore::new()), None),
         (None, StoreKind::Dynamo) => {
             let (store, _, table) = crate::dynamodb::fresh_store().await;
-            (Arc::new(store), Some(table))
+            match &options.dynamo_endpoint {
+                Some(endpoint) => (Arc::new(dynamo_at(endpoint, &table)), Some(table)),
+                None => (Arc::new(store), Some(table)),
+            }
         }
     };
     let store = match options.wrap_store {
@@ -149,12 +168,40 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         store,
         env,
         table,
+        dynamo_endpoint: options.dynamo_endpoint,
     }
+}
+
+/// A store on `table` through `endpoint`.
+fn dynamo_at(endpoint: &str, table: &str) -> DynamoStore {
+    DynamoStore::new(crate::dynamodb::client(endpoint), table)
 }
 
 impl TestApp {
     /// A fresh browser (empty cookie jar) pointed at this BFF.
     pub fn browser(&self) -> BffBrowser {
         BffBrowser::new(&self.url, &self.provider.issuer)
+    }
+
+    /// A second instance on the same DynamoDB table (through the same endpoint) with the
+    /// same configuration and clock. Panics for an in-memory store: nothing to share.
+    pub async fn another_instance(&self) -> Instance {
+        let table = self.table.as_deref().expect("another instance needs a DynamoDB table");
+        let store: Arc<dyn Store> = match &self.dynamo_endpoint {
+            Some(endpoint) => Arc::new(dynamo_at(endpoint, table)),
+            None => Arc::new(dynamo_at(
+                &tokio::task::spawn_blocking(crate::dynamodb::endpoint)
+                    .await
+                    .expect("endpoint"),
+                table,
+            )),
+        };
+        let config = Config::from_lookup(|name| self.env.get(name).cloned()).expect("test configuration");
+        let app = Arc::new(App::with_clock(config, store, self.clock.clone()).expect("app"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind bff");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server_app = app.clone();
+        tokio::spawn(async move { bff_local::serve(listener, server_app, None, std::future::pending()).await });
+        Instance { url, app }
     }
 }

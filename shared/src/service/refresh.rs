@@ -231,9 +231,29 @@ where
                     // Otherwise another caller changed it first (took the lease, or
                     // refreshed): look again.
                 }
-                Err(e) => {
-                    metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
-                    return Err(e.into());
+                Err(failure) => {
+                    // The write may have landed with its answer lost and the SDK's retries
+                    // failed too, or a racing caller's write may have got in first; the
+                    // store as it reads now tells. A lease of ours left behind would make
+                    // every caller wait it out.
+                    let fresh = match self.reload(key).await {
+                        Ok(fresh) => fresh,
+                        Err(RefreshError::SessionEnded) => return Err(RefreshError::SessionEnded),
+                        Err(_) => {
+                            metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
+                            return Err(failure.into());
+                        }
+                    };
+                    if fresh.refresh_lease.as_ref() == Some(&lease) {
+                        return self.refresh_under_lease(key, fresh, &lease, target, valid).await;
+                    }
+                    if fresh.version == session.version {
+                        // Nothing moved: the store refused our write.
+                        metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
+                        return Err(failure.into());
+                    }
+                    // Another caller moved first (took the lease, or refreshed): look again.
+                    session = fresh;
                 }
             }
         }

@@ -8,10 +8,13 @@
 //!   provider's login and consent pages and stops at the redirect back to the relying
 //!   party, so the callback can be delivered to a server, a handler in-process or a
 //!   Lambda function; the same browser bound to one BFF; and a GET sent byte for byte.
+//! - [`fault_proxy`]: a TCP proxy in front of DynamoDB (Local) that drops, delays or
+//!   loses the answers of writes on cue.
 //!
 //! Everything listens on loopback addresses only.
 
 pub mod browser;
+pub mod fault_proxy;
 pub mod provider;
 
 pub use browser::{BffBrowser, Browser};

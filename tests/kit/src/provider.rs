@@ -1,7 +1,8 @@
 //! The local OpenID provider, `infra/provider.mjs` (`oidc-provider` from npm), run as a
 //! child process with `--test-hooks`: clients register themselves (dynamic
 //! registration), and the hooks tell what the provider did (grants issued, requests
-//! served by path, logout tokens sent). The tests also call its token, revocation and
+//! served by path, logout tokens sent, refresh tokens presented) and slow its token
+//! endpoint on demand. The tests also call its token, revocation and
 //! userinfo endpoints directly, and most of them share one provider per process
 //! ([`shared`]), each registering its own client.
 
@@ -28,6 +29,31 @@ pub struct RegisteredClient {
     pub client_id: String,
     /// `client_secret`.
     pub client_secret: String,
+}
+
+/// What the token endpoint saw of one client's refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshPresentations {
+    /// For each refresh token presented, how many times the provider processed it (a
+    /// rotated token presented twice shows as a 2).
+    pub per_token: Vec<u64>,
+    /// Held requests whose client hung up before they were let through (dropped
+    /// unprocessed).
+    pub abandoned: u64,
+    /// Presentations that arrived while another of the same token was still pending.
+    pub overlapping: u64,
+}
+
+impl RefreshPresentations {
+    /// The most times any one refresh token was processed.
+    pub fn most_of_one_token(&self) -> u64 {
+        self.per_token.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Refresh grants processed in all.
+    pub fn total(&self) -> u64 {
+        self.per_token.iter().sum()
+    }
 }
 
 /// Requests the provider served, by path (interaction and resume ids folded to `:uid`).
@@ -130,6 +156,26 @@ impl Provider {
     /// Every back-channel logout token it sent, oldest first.
     pub async fn sent_logout_tokens(&self) -> Vec<String> {
         serde_json::from_value(self.hook("logout-tokens").await).expect("logout tokens")
+    }
+
+    /// What the token endpoint saw of `client`'s refresh tokens.
+    pub async fn refresh_presentations(&self, client: &RegisteredClient) -> RefreshPresentations {
+        let seen = self
+            .hook(&format!("refresh-presentations?client={}", client.client_id))
+            .await;
+        RefreshPresentations {
+            per_token: serde_json::from_value(seen["presentations"].clone()).expect("presentations"),
+            abandoned: seen["abandoned"].as_u64().unwrap_or(0),
+            overlapping: seen["overlapping"].as_u64().unwrap_or(0),
+        }
+    }
+
+    /// Holds each of `client`'s next `count` token requests for `ms` before the provider
+    /// sees it, as a queue in front of it would; a request whose client hangs up
+    /// meanwhile is dropped unprocessed.
+    pub async fn slow_token_endpoint(&self, client: &RegisteredClient, ms: u64, count: u64) {
+        self.hook(&format!("slow-token?client={}&ms={ms}&count={count}", client.client_id))
+            .await;
     }
 
     /// The JSON the test hook `GET /__test/{name}` answers.

@@ -108,6 +108,8 @@ struct FlakyStore {
     /// The next write lands, but its answer is lost and the retry finds the condition
     /// failed: a conflict, as the SDK reports it.
     lose_next_answer: AtomicBool,
+    /// The next write lands, but its answer is lost and the retries fail too: unavailable.
+    lose_next_answer_and_retries: AtomicBool,
 }
 
 impl FlakyStore {
@@ -138,6 +140,9 @@ impl SessionStore for FlakyStore {
         self.inner.update_session(key, session, expected).await?;
         if self.lose_next_answer.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Conflict);
+        }
+        if self.lose_next_answer_and_retries.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected lost answer".into()));
         }
         Ok(())
     }
@@ -541,6 +546,21 @@ async fn a_lost_answer_to_the_lease_write_is_not_mistaken_for_another_holder() {
     );
     assert_eq!(provider.grants(), ["refresh-1"]);
     let saved = at.stored().await.expect("kept");
+    assert_eq!(saved.refresh_token.expect("rotated").secret(), "refresh-2");
+}
+
+/// The answer to the lease write is lost and the retries fail as well: the store says
+/// unavailable, yet the lease is ours; the caller reads it back and refreshes instead of
+/// leaving a lease behind that every caller would wait out.
+#[tokio::test(start_paused = true)]
+async fn a_lease_write_that_landed_but_reported_failure_is_not_left_behind() {
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    at.store.lose_next_answer_and_retries.store(true, Ordering::SeqCst);
+    assert_eq!(at.usable(&provider, None).await.expect("token").secret(), "access-2");
+    assert_eq!(provider.grants(), ["refresh-1"]);
+    let saved = at.stored().await.expect("kept");
+    assert!(saved.refresh_lease.is_none());
     assert_eq!(saved.refresh_token.expect("rotated").secret(), "refresh-2");
 }
 
