@@ -353,6 +353,9 @@ where
         // caller told, and nobody deletes the session for it.
         let deadline_ms = lease.until_ms - WRITE_MARGIN_MS;
         let mut backoff = WRITE_RETRY_FIRST;
+        // The token the provider has just spent: while the store still holds it, whoever
+        // holds the lease now could only present it in vain, so our rotation must land.
+        let spent = leased.refresh_token.clone();
         let mut current = leased;
         let mut conflicts = 0;
         let saved = loop {
@@ -361,10 +364,13 @@ where
                 Ok(()) => break next,
                 Err(StoreError::Conflict) if conflicts < WRITE_ATTEMPTS => {
                     conflicts += 1;
-                    // An idle-expiry slide interleaved; keep our tokens on top of it, as
-                    // long as the lease is still ours.
+                    // An idle-expiry slide interleaved, or (clocks apart) another instance
+                    // took the lease over: keep our tokens on top of it, as long as the
+                    // lease is still ours or the store still holds the spent token.
                     match self.store.get_session(key, self.clock.now()).await {
-                        Ok(Some(fresh)) if fresh.refresh_lease.as_ref() == Some(lease) => {
+                        Ok(Some(fresh))
+                            if fresh.refresh_lease.as_ref() == Some(lease) || fresh.refresh_token == spent =>
+                        {
                             current = fresh;
                             continue;
                         }
@@ -373,6 +379,7 @@ where
                             break fresh;
                         }
                         Ok(_) => {
+                            // Another instance refreshed (or the session ended) meanwhile.
                             tracing::warn!("refresh lease lost before the tokens were saved");
                             metrics::record(Event::Refresh(RefreshOutcome::Done));
                             return Ok(access_token);
