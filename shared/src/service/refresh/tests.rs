@@ -557,7 +557,13 @@ async fn a_lease_write_that_landed_but_reported_failure_is_not_left_behind() {
     let at = Fixture::new(-1, |_, _| {}).await;
     let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
     at.store.lose_next_answer_and_retries.store(true, Ordering::SeqCst);
+    let started = Instant::now();
     assert_eq!(at.usable(&provider, None).await.expect("token").secret(), "access-2");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "waited out its own lease: {:?}",
+        started.elapsed()
+    );
     assert_eq!(provider.grants(), ["refresh-1"]);
     let saved = at.stored().await.expect("kept");
     assert!(saved.refresh_lease.is_none());
