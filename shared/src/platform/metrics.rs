@@ -289,8 +289,18 @@ impl Invocation {
     }
 
     /// The EMF line of this invocation on `route`, answered with `status` (`bff_error`:
-    /// an error answer the BFF made), in `namespace`, at `timestamp_ms`.
-    pub fn emf(&self, namespace: &str, route: &'static str, status: u16, bff_error: bool, timestamp_ms: i64) -> String {
+    /// an error answer the BFF made), in `namespace`, at `timestamp_ms`, for the request
+    /// `request_id`. Like every log line it carries `timestamp` (RFC 3339, UTC) and
+    /// `request_id`; EMF keeps them as properties of the record.
+    pub fn emf(
+        &self,
+        namespace: &str,
+        route: &'static str,
+        status: u16,
+        bff_error: bool,
+        timestamp_ms: i64,
+        request_id: &str,
+    ) -> String {
         let mut counts = self.counts.clone();
         counts.insert("Requests".into(), 1.0);
         if bff_error && status >= 500 {
@@ -310,6 +320,11 @@ impl Invocation {
         }
         line.insert("Service".into(), serde_json::json!(SERVICE));
         line.insert("Route".into(), serde_json::json!(route));
+        let timestamp = chrono::DateTime::from_timestamp_millis(timestamp_ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        line.insert("timestamp".into(), serde_json::json!(timestamp));
+        line.insert("request_id".into(), serde_json::json!(request_id));
         line.insert(
             "_aws".into(),
             serde_json::json!({
@@ -430,7 +445,8 @@ mod tests {
         );
 
         let line: serde_json::Value =
-            serde_json::from_str(&invocation.emf("BFF/test", "api", 503, false, 1_700_000_000_000)).expect("json");
+            serde_json::from_str(&invocation.emf("BFF/test", "api", 503, false, 1_700_000_000_000, "req-1"))
+                .expect("json");
         assert_eq!(line["RefreshFailures"], 1.0);
         assert_eq!(line["Refresh.provider_failure"], 1.0);
         assert_eq!(line["SessionsEnded.backchannel"], 3.0);
@@ -453,7 +469,7 @@ mod tests {
         assert_eq!(registry.value("bff_errors_5xx_total", &[("route", "me")]), 1.0);
         assert_eq!(registry.value("bff_errors_5xx_total", &[("route", "api")]), 0.0);
         let line: serde_json::Value =
-            serde_json::from_str(&Invocation::default().emf("BFF", "me", 503, true, 0)).expect("json");
+            serde_json::from_str(&Invocation::default().emf("BFF", "me", 503, true, 0, "req-1")).expect("json");
         assert_eq!(line["Errors5xx"], 1.0);
     }
 }

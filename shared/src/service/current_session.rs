@@ -5,6 +5,7 @@
 use crate::domain::clock::Clock;
 use crate::domain::secret::SessionId;
 use crate::domain::session::{SessionRecord, is_live, slid_idle_expiry, touch_due};
+use crate::platform::logging::user_hash;
 use crate::store::{SessionStore, StoreError, StoreKey, session_key};
 
 /// The live session of `id`: `None` when there is no id, an id the BFF never issued, or
@@ -20,12 +21,24 @@ pub async fn current_session<S: SessionStore + ?Sized>(
     };
     let key = session_key(&id);
     let now = clock.now();
-    let Some(mut session) = store.get_session(&key, now).await? else {
+    // Read even past the store's own expiry check (any `now` is later than `i64::MIN`):
+    // an expired session is then logged with the reason it ended, and deleted at once
+    // rather than whenever the table's TTL sweep comes by.
+    let Some(mut session) = store.get_session(&key, i64::MIN).await? else {
         return Ok(None);
     };
     if !is_live(&session, now) {
-        if let Err(e) = store.delete_session(&key).await {
-            tracing::warn!(error = %e, "could not delete an expired session");
+        let reason = if now >= session.expires_at {
+            "absolute_expiry"
+        } else {
+            "idle_expiry"
+        };
+        match store.delete_session(&key).await {
+            Ok(Some(_)) => {
+                tracing::info!(reason, sub_hash = %user_hash(&session.sub), "session ended");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not delete an expired session"),
         }
         return Ok(None);
     }

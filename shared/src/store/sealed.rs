@@ -302,6 +302,7 @@ mod tests {
             version: 1,
             refresh_lease: None,
             refresh_started_at: None,
+            user_agent: None,
             api_tokens: vec![crate::domain::session::ApiToken {
                 target: crate::domain::routes::TokenTarget {
                     resource: Some("https://orders.example".into()),
