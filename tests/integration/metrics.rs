@@ -80,7 +80,9 @@ async fn each_counter_moves_when_its_event_happens() {
         1.0
     );
 
-    // A refused token: one refresh at the provider, the call retried once.
+    // A refused token older than the forced-refresh interval: one refresh at the
+    // provider, the call retried once.
+    app.clock.advance(31);
     app.upstream.reject_all();
     let (before, after) = around!(url, browser.api(Method::GET, "/api/orders").await);
     assert_eq!(
