@@ -111,6 +111,16 @@ async fn json_lines_carry_time_and_request_and_name_refreshes_and_expiries_by_ke
     assert_eq!(browser.api(Method::GET, "/api/orders").await.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(4000)).await;
     assert_eq!(browser.get("/auth/me").await.status(), StatusCode::UNAUTHORIZED);
+    let metrics = reqwest::get(format!("{}/metrics", bff.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("bff_sessions_ended_total{reason=\"idle\"} 1\n"),
+        "the idle session is counted as ended:\n{metrics}"
+    );
 
     let log = bff.stop();
     let mut lines = Vec::new();

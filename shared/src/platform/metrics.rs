@@ -51,12 +51,19 @@ impl RefreshOutcome {
     }
 }
 
-/// Why a session ended. Sessions that outlive their idle or absolute lifetime are not
-/// counted: they lapse in the store (TTL) without an event the BFF sees.
+/// Why a session ended. A session past its idle or absolute lifetime is counted when its
+/// browser presents it again; one never presented again lapses in the store (TTL) without
+/// an event the BFF sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     /// `POST /auth/logout`.
     Logout,
+    /// Presented after its idle window passed.
+    Idle,
+    /// Presented after its absolute lifetime passed.
+    Absolute,
+    /// An operator ended it (`bff-admin`).
+    Admin,
     /// The provider's back-channel logout.
     Backchannel,
     /// A new login in the same browser replaced it.
@@ -72,6 +79,9 @@ impl EndReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Logout => "logout",
+            Self::Idle => "idle",
+            Self::Absolute => "absolute",
+            Self::Admin => "admin",
             Self::Backchannel => "backchannel",
             Self::Replaced => "replaced",
             Self::RefreshEnded => "refresh_ended",
@@ -306,6 +316,23 @@ impl Invocation {
         if bff_error && status >= 500 {
             counts.insert("Errors5xx".into(), 1.0);
         }
+        self.emf_line(counts, namespace, route, timestamp_ms, request_id)
+    }
+
+    /// The EMF line of work that was no request (`bff-admin`): its events only, so that
+    /// `Requests` and the error rate count the BFF's answers alone.
+    pub fn emf_events(&self, namespace: &str, route: &'static str, timestamp_ms: i64, request_id: &str) -> String {
+        self.emf_line(self.counts.clone(), namespace, route, timestamp_ms, request_id)
+    }
+
+    fn emf_line(
+        &self,
+        counts: BTreeMap<String, f64>,
+        namespace: &str,
+        route: &'static str,
+        timestamp_ms: i64,
+        request_id: &str,
+    ) -> String {
         let mut line = serde_json::Map::new();
         let mut metrics: Vec<serde_json::Value> = counts
             .keys()
