@@ -431,7 +431,11 @@ mod tests {
     fn the_log_key_is_neither_a_mac_nor_a_sealing_key() {
         let sealer = sealer("k1:K1");
         let key = sealer.log_key();
-        assert_eq!(key, self::sealer("k1:K1").log_key(), "every process with the keys agrees");
+        assert_eq!(
+            key,
+            self::sealer("k1:K1").log_key(),
+            "every process with the keys agrees"
+        );
         assert_ne!(key, self::sealer("k2:K2").log_key());
         assert_ne!(key, [1u8; 32], "not the configured key itself");
         let hkdf = Hkdf::<Sha256>::new(None, &[1u8; 32]);
@@ -439,7 +443,8 @@ mod tests {
         hkdf.expand(MAC_LABEL, &mut mac_key).expect("expand");
         assert_ne!(key, mac_key);
         let mut seal_key = [0u8; 32];
-        hkdf.expand_multi_info(&[SEAL_LABEL, &[]], &mut seal_key).expect("expand");
+        hkdf.expand_multi_info(&[SEAL_LABEL, &[]], &mut seal_key)
+            .expect("expand");
         assert_ne!(key, seal_key);
     }
 
