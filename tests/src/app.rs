@@ -157,4 +157,9 @@ impl TestApp {
     pub fn browser(&self) -> BffBrowser {
         BffBrowser::new(&self.url, &self.provider.issuer)
     }
+
+    /// A fresh browser that sends `user_agent` as its `User-Agent`.
+    pub fn browser_as(&self, user_agent: &str) -> BffBrowser {
+        BffBrowser::with_user_agent(&self.url, &self.provider.issuer, Some(user_agent))
+    }
 }

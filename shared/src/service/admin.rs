@@ -3,18 +3,23 @@
 //! Sessions are found through the store's `sub` index, never a scan. Only what is in the
 //! clear in the store is read: `sub`, login time, expiries and the browser family. No
 //! token is opened, so this needs no token keys; and nothing that identifies a session
-//! to the BFF (its id, the hash the store keys it by) is shown: a session is named by a
-//! short handle, a truncated one-way hash of its store key under a label of its own,
-//! which neither opens the session nor finds it in the table.
+//! to the BFF (its id, the hash the store keys it by) is shown. A session is named by a
+//! short handle instead: a truncated SHA-256 of its store key under a label of its own.
+//! The store key is itself a hash of the session id, so a handle leads back to neither
+//! the cookie nor the item; it only tells one user's sessions apart. It is not keyed,
+//! on purpose: an operator can end a session with table access alone, without the token
+//! keys, and someone who can read the table's keys can already delete its items.
 
 use crate::domain::secret::hash;
 use crate::domain::session::{SessionRecord, is_live};
+use crate::platform::metrics::{self, EndReason, Event};
 use crate::store::{SessionIndex, SessionStore, StoreError, StoreKey};
 
-/// Characters of a session handle: 48 bits, plenty to tell one user's sessions apart.
-const HANDLE_LEN: usize = 8;
+/// Characters of a session handle (base64url): 48 bits, plenty to tell one user's
+/// sessions apart.
+pub const HANDLE_LEN: usize = 8;
 
-/// Label hashed with the store key into a handle, so a handle is no other hash.
+/// Label hashed with the store key into a handle, so a handle is no other hash's prefix.
 const HANDLE_LABEL: &str = "bff-admin session handle";
 
 /// One live session, as an operator sees it.
@@ -39,8 +44,12 @@ pub struct SessionSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// No live session of the user has this handle.
-    #[error("no session of this user has the handle {0:?}")]
+    #[error("no live session of this user has the handle {0:?}")]
     UnknownHandle(String),
+    /// More than one live session of the user has this handle (never seen in practice:
+    /// 48 bits); nothing was ended.
+    #[error("several sessions of this user have the handle {0:?}; end them all instead")]
+    AmbiguousHandle(String),
     /// The store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,7 +64,7 @@ pub fn handle_of(key: &StoreKey) -> String {
 }
 
 /// The live sessions of `sub` at `now`, oldest first; `idle_secs` is the configured idle
-/// window (`BFF_SESSION_IDLE_SECS`), from which the last activity is estimated.
+/// window (`BFF_SESSION_IDLE_SECS`), from which the last activity is told.
 pub async fn sessions_of<S>(store: &S, sub: &str, now: i64, idle_secs: i64) -> Result<Vec<SessionSummary>, StoreError>
 where
     S: SessionStore + SessionIndex + ?Sized,
@@ -66,6 +75,7 @@ where
         .map(|(key, session)| SessionSummary {
             handle: handle_of(&key),
             created_at: session.created_at,
+            // The idle expiry was last slid to (then + idle_secs).
             last_seen_at: session
                 .idle_expires_at
                 .saturating_sub(idle_secs)
@@ -84,35 +94,47 @@ pub async fn end_session<S>(store: &S, sub: &str, handle: &str, now: i64) -> Res
 where
     S: SessionStore + SessionIndex + ?Sized,
 {
-    let found = live_sessions(store, sub, now)
+    let mut found: Vec<StoreKey> = live_sessions(store, sub, now)
         .await?
         .into_iter()
-        .find(|(key, _)| handle_of(key) == handle);
-    let Some((key, _)) = found else {
-        return Err(AdminError::UnknownHandle(handle.to_owned()));
+        .map(|(key, _)| key)
+        .filter(|key| handle_of(key) == handle)
+        .collect();
+    let key = match (found.pop(), found.is_empty()) {
+        (Some(key), true) => key,
+        (Some(_), false) => return Err(AdminError::AmbiguousHandle(handle.to_owned())),
+        (None, _) => return Err(AdminError::UnknownHandle(handle.to_owned())),
     };
-    store.delete_session(&key).await?;
-    tracing::info!(sessions = 1, "sessions ended by an operator");
+    if store.delete_session(&key).await?.is_some() {
+        metrics::record(Event::SessionsEnded(EndReason::Admin, 1));
+        tracing::info!(reason = "admin", sessions = 1, "sessions ended");
+    }
     Ok(())
 }
 
-/// Ends every session of `sub`; returns how many there were.
-pub async fn end_all<S>(store: &S, sub: &str) -> Result<usize, StoreError>
+/// Ends every session of `sub`; returns how many of them were live at `now` (expired
+/// ones the table has not swept yet are deleted too, uncounted).
+pub async fn end_all<S>(store: &S, sub: &str, now: i64) -> Result<u32, StoreError>
 where
     S: SessionStore + SessionIndex + ?Sized,
 {
     let mut ended = 0;
     for key in store.sessions_of_sub(sub).await? {
-        if store.delete_session(&key).await?.is_some() {
+        if let Some(session) = store.delete_session(&key).await?
+            && is_live(&session, now)
+        {
             ended += 1;
         }
     }
-    tracing::info!(sessions = ended, "sessions ended by an operator");
+    if ended > 0 {
+        metrics::record(Event::SessionsEnded(EndReason::Admin, ended));
+    }
+    tracing::info!(reason = "admin", sessions = ended, "sessions ended");
     Ok(ended)
 }
 
-/// The live sessions of `sub` with their keys. The index is read as written; each item
-/// is read again and kept only when it still names `sub`.
+/// The live sessions of `sub` with their keys. The index is eventually consistent: each
+/// item is read again and kept only when it is there, live and still names `sub`.
 async fn live_sessions<S>(store: &S, sub: &str, now: i64) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError>
 where
     S: SessionStore + SessionIndex + ?Sized,
@@ -131,51 +153,116 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::domain::secret::{AccessToken, IdToken, SessionId};
+    use crate::platform::metrics::{Registry, measure};
     use crate::store::memory::MemoryStore;
     use crate::store::session_key;
 
     fn session(sub: &str, created_at: i64, user_agent: Option<&str>) -> SessionRecord {
-        let mut record = crate::store::contract::sample_session(sub);
-        record.created_at = created_at;
-        record.idle_expires_at = created_at + 600;
-        record.expires_at = created_at + 6000;
-        record.user_agent = user_agent.map(str::to_owned);
-        record
+        SessionRecord {
+            sub: sub.to_owned(),
+            sid: None,
+            claims: serde_json::Map::new(),
+            id_token: IdToken::new("header.payload.signature".to_owned()),
+            access_token: AccessToken::new("access".to_owned()),
+            access_expires_at: None,
+            access_issued_at: created_at,
+            refresh_token: None,
+            created_at,
+            // Last slid 30 s after login, with an idle window of 600 s.
+            expires_at: created_at + 6000,
+            idle_expires_at: created_at + 630,
+            version: 1,
+            refresh_lease: None,
+            refresh_started_at: None,
+            api_tokens: Vec::new(),
+            user_agent: user_agent.map(str::to_owned),
+        }
+    }
+
+    async fn stored(store: &MemoryStore, record: SessionRecord) -> StoreKey {
+        let key = session_key(&SessionId::generate());
+        store.put_session(&key, &record).await.expect("put");
+        key
     }
 
     #[tokio::test]
-    async fn lists_only_the_user_s_live_sessions_by_handle_and_ends_them() {
+    async fn lists_only_the_user_s_live_sessions_under_handles_that_are_not_their_keys() {
         let store = MemoryStore::new();
-        let ids: Vec<_> = (0..4).map(|_| crate::domain::secret::SessionId::generate()).collect();
-        let keys: Vec<_> = ids.iter().map(session_key).collect();
-        store.put_session(&keys[0], &session("alice", 100, Some("Firefox"))).await.expect("put");
-        store.put_session(&keys[1], &session("alice", 50, None)).await.expect("put");
-        store.put_session(&keys[2], &session("bob", 60, Some("Chrome"))).await.expect("put");
-        store.put_session(&keys[3], &session("alice", -10_000, None)).await.expect("put");
+        let firefox = stored(&store, session("alice", 100, Some("Firefox"))).await;
+        let unknown = stored(&store, session("alice", 50, None)).await;
+        stored(&store, session("bob", 60, Some("Chrome"))).await;
+        stored(&store, session("alice", -10_000, Some("Edge"))).await; // expired
 
         let listed = sessions_of(&store, "alice", 200, 600).await.expect("list");
-        assert_eq!(listed.len(), 2, "bob's and the expired one are not listed");
-        assert_eq!(listed[0].created_at, 50);
-        assert_eq!(listed[0].user_agent, "other");
-        assert_eq!(listed[1].user_agent, "Firefox");
-        assert_eq!(listed[1].last_seen_at, 100);
-        for (summary, key) in listed.iter().zip([&keys[1], &keys[0]]) {
+        assert_eq!(listed.len(), 2, "bob's and the expired one are not listed: {listed:?}");
+        assert_eq!((listed[0].created_at, listed[0].user_agent.as_str()), (50, "other"));
+        assert_eq!((listed[1].created_at, listed[1].user_agent.as_str()), (100, "Firefox"));
+        assert_eq!(listed[1].last_seen_at, 130);
+        for (summary, key) in listed.iter().zip([&unknown, &firefox]) {
             assert_eq!(summary.handle, handle_of(key));
             assert_eq!(summary.handle.len(), HANDLE_LEN);
-            assert!(!key.as_str().contains(&summary.handle), "the handle is not part of the key");
+            assert!(
+                !key.as_str().contains(&summary.handle),
+                "the handle is no part of the key"
+            );
         }
+        assert_ne!(listed[0].handle, listed[1].handle);
+    }
 
+    #[tokio::test]
+    async fn ends_one_session_by_handle_or_all_and_counts_them_as_ended_by_an_operator() {
+        let store = MemoryStore::new();
+        let first = stored(&store, session("alice", 100, Some("Firefox"))).await;
+        let second = stored(&store, session("alice", 150, None)).await;
+        let bob = stored(&store, session("bob", 60, Some("Chrome"))).await;
+        let registry = Arc::new(Registry::new());
+        let ended = |registry: &Registry| registry.value("bff_sessions_ended_total", &[("reason", "admin")]);
+
+        // Another user's handle, or a made-up one, ends nothing.
+        let (result, _) = measure(
+            &registry,
+            "admin",
+            end_session(&store, "bob", &handle_of(&first), 200),
+            |_| (200, false),
+        )
+        .await;
+        assert!(matches!(result, Err(AdminError::UnknownHandle(_))), "{result:?}");
         assert!(matches!(
-            end_session(&store, "bob", &listed[0].handle, 200).await,
+            end_session(&store, "alice", "AAAAAAAA", 200).await,
             Err(AdminError::UnknownHandle(_))
         ));
-        end_session(&store, "alice", &listed[0].handle, 200).await.expect("end");
-        assert!(store.get_session(&keys[1], 200).await.expect("get").is_none());
-        assert!(store.get_session(&keys[0], 200).await.expect("get").is_some());
+        assert_eq!(ended(&registry), 0.0);
 
-        assert_eq!(end_all(&store, "alice").await.expect("end all"), 2);
-        assert!(store.get_session(&keys[0], 200).await.expect("get").is_none());
-        assert!(store.get_session(&keys[2], 200).await.expect("get").is_some(), "bob's stays");
+        let (result, invocation) = measure(
+            &registry,
+            "admin",
+            end_session(&store, "alice", &handle_of(&first), 200),
+            |_| (200, false),
+        )
+        .await;
+        result.expect("end");
+        assert!(store.get_session(&first, 200).await.expect("get").is_none());
+        assert!(store.get_session(&second, 200).await.expect("get").is_some());
+        assert_eq!(ended(&registry), 1.0);
+        let line: serde_json::Value =
+            serde_json::from_str(&invocation.emf_events("BFF", "admin", 0, "admin")).expect("json");
+        assert_eq!(line["SessionsEnded.admin"], 1.0);
+        assert!(
+            line.get("Requests").is_none(),
+            "an operator's command is no request: {line}"
+        );
+
+        let (count, _) = measure(&registry, "admin", end_all(&store, "alice", 200), |_| (200, false)).await;
+        assert_eq!(count.expect("end all"), 1);
+        assert!(store.get_session(&second, 200).await.expect("get").is_none());
+        assert!(
+            store.get_session(&bob, 200).await.expect("get").is_some(),
+            "bob's stays"
+        );
+        assert_eq!(ended(&registry), 2.0);
     }
 }
