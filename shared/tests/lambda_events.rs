@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bff::App;
 use bff::domain::secret::{AccessToken, IdToken, SessionId};
+use bff::http::body::ResponseBody;
 use bff::http::router::Function;
 use bff::platform::config::Config;
 use bff::store::SessionRecord;
@@ -42,9 +43,9 @@ fn app() -> (App, Arc<MemoryStore>) {
     (App::new(config, store.clone()).expect("app"), store)
 }
 
-fn body_json(response: &lambda_http::Response<Body>) -> serde_json::Value {
-    match response.body() {
-        Body::Text(text) => serde_json::from_str(text).expect("json"),
+fn body_json(response: &lambda_http::Response<ResponseBody>) -> serde_json::Value {
+    match response.body().full() {
+        Some(Body::Text(text)) => serde_json::from_str(text).expect("json"),
         other => panic!("unexpected body {other:?}"),
     }
 }

@@ -23,6 +23,7 @@ mod security_proxy;
 mod security_redirect;
 mod security_session;
 mod store;
+mod streaming;
 mod traces;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.

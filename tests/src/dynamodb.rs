@@ -57,14 +57,29 @@ pub fn endpoint() -> String {
 /// An SDK client for `endpoint`: region us-east-1, dummy static credentials (DynamoDB Local
 /// accepts any, as long as the access key id is letters and digits only).
 pub fn client(endpoint: &str) -> Client {
+    client_with(endpoint, bff::store::dynamodb::timeouts())
+}
+
+/// A client for creating a test's table: a fresh DynamoDB Local on a loaded machine may
+/// take seconds for `CreateTable`, beyond what the functions allow a store call.
+fn setup_client(endpoint: &str) -> Client {
+    let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(std::time::Duration::from_secs(60))
+        .operation_attempt_timeout(std::time::Duration::from_secs(30))
+        .build();
+    client_with(endpoint, patient)
+}
+
+fn client_with(endpoint: &str, timeouts: aws_sdk_dynamodb::config::timeout::TimeoutConfig) -> Client {
     let config = aws_sdk_dynamodb::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("dummykey", "dummysecret", None, None, "bff-tests"))
         .http_client(bff::platform::aws::https_client(false))
-        // The same bounds the deployed functions use, so fault tests see real behaviour.
-        .timeout_config(bff::store::dynamodb::timeouts())
+        // By default the same bounds the deployed functions use, so fault tests see real
+        // behaviour.
+        .timeout_config(timeouts)
         .retry_config(bff::store::dynamodb::retries())
         .build();
     Client::from_conf(config)
@@ -78,7 +93,7 @@ pub async fn fresh_store() -> (DynamoStore, Client, String) {
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
     let client = client(&endpoint);
     let table = format!("bff-test-{}", bff::domain::secret::random_token(9));
-    if let Err(err) = create_table(&client, &table).await {
+    if let Err(err) = create_table(&setup_client(&endpoint), &table).await {
         panic!("could not create table {table} at {endpoint}: {err}");
     }
     (DynamoStore::new(client.clone(), &table), client, table)
@@ -224,7 +239,7 @@ impl Dedicated {
     pub async fn fresh_store(&self) -> DynamoStore {
         let client = client(&self.endpoint);
         let table = format!("bff-test-{}", bff::domain::secret::random_token(9));
-        if let Err(err) = create_table(&client, &table).await {
+        if let Err(err) = create_table(&setup_client(&self.endpoint), &table).await {
             panic!("could not create table {table} at {}: {err}", self.endpoint);
         }
         DynamoStore::new(client, &table)

@@ -8,6 +8,8 @@
 //!   recording upstream, with the store of the test's choice.
 //! - `bff_testkit::browser`: a headless "browser" (cookie jar, no automatic redirects)
 //!   that walks the provider's real login and consent pages.
+//! - [`lambda`]: the proxy function's binary under a Runtime API emulator that reads its
+//!   streamed answers part by part.
 //! - [`faulty_idp`]: a deliberately faulty OpenID provider (broken ID tokens, mix-ups,
 //!   lying token endpoints) and a BFF pointed at it, for the attack suites.
 
@@ -18,6 +20,7 @@ pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
 pub mod faulty_idp;
+pub mod lambda;
 pub mod process;
 pub mod upstream;
 

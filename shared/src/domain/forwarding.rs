@@ -6,7 +6,10 @@
 //! credentials (`Cookie`, `Authorization`, `X-CSRF`), hop-by-hop headers and
 //! client-supplied forwarding headers never reach the upstream; the browser's
 //! `traceparent` is replaced by the BFF's span (its `tracestate` follows only when the
-//! trace was continued); the upstream's `Set-Cookie` never reaches the browser. Pure functions: this module sends nothing and
+//! trace was continued); the upstream's `Set-Cookie` and hop-by-hop headers never reach
+//! the browser. Its `Content-Length` does (the body is streamed through unchanged), unless
+//! the upstream framed the body with `Transfer-Encoding`, which overrides a length
+//! (RFC 9112 6.3). Pure functions: this module sends nothing and
 //! never logs a token.
 
 use http::header::{HeaderMap, HeaderValue};
@@ -72,7 +75,7 @@ const STRIPPED_REQUEST: &[&str] = &[
 const STRIPPED_REQUEST_PREFIXES: &[&str] = &["x-forwarded-", "x-amzn-", "x-amz-cf-", "cloudfront-"];
 
 /// Response headers the browser must never see from the upstream.
-const STRIPPED_RESPONSE: &[&str] = &["set-cookie", "content-length"];
+const STRIPPED_RESPONSE: &[&str] = &["set-cookie"];
 
 /// The API path would leave the upstream's base path, or is malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -166,10 +169,13 @@ pub fn anonymous_request_headers(incoming: &HeaderMap, trace: &TraceContext) -> 
     out
 }
 
-/// The upstream's response headers the browser may see.
+/// The upstream's response headers the browser may see. `Content-Length`,
+/// `Content-Range`, `Accept-Ranges`, `ETag` and `Last-Modified` pass, so lengths, ranges
+/// and revalidation work as against the upstream directly.
 pub fn browser_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let framed = upstream.contains_key(http::header::TRANSFER_ENCODING);
     end_to_end(upstream, |n| {
-        STRIPPED_RESPONSE.contains(&n) || n.starts_with("access-control-")
+        STRIPPED_RESPONSE.contains(&n) || n.starts_with("access-control-") || (framed && n == "content-length")
     })
 }
 
@@ -308,6 +314,24 @@ mod tests {
         let out = upstream_request_headers(&incoming, &token, &TraceContext::start());
         assert_ne!(out["traceparent"], browser);
         assert!(!out.contains_key("tracestate"));
+    }
+
+    #[test]
+    fn lengths_ranges_and_validators_reach_the_browser() {
+        let upstream = header_map(&[
+            ("content-length", "100"),
+            ("content-range", "bytes 0-99/1000"),
+            ("accept-ranges", "bytes"),
+            ("etag", "\"v1\""),
+            ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+        ]);
+        assert_eq!(browser_response_headers(&upstream), upstream);
+    }
+
+    #[test]
+    fn a_length_the_transfer_encoding_overrides_is_dropped() {
+        let upstream = header_map(&[("transfer-encoding", "chunked"), ("content-length", "100")]);
+        assert!(browser_response_headers(&upstream).is_empty());
     }
 
     #[test]

@@ -17,6 +17,8 @@ use tracing::Instrument as _;
 
 use crate::http::access_log;
 use crate::http::app::App;
+use crate::http::body::ResponseBody;
+use crate::http::error::ErrorAnswer;
 use crate::http::origin_verify::{self, OriginVerify};
 use crate::http::router::{self, Function, route_name};
 use crate::platform::aws;
@@ -129,33 +131,52 @@ fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
 
 /// Runs `function` as a Lambda function. The proxy's function URL uses
 /// `InvokeMode: RESPONSE_STREAM`: its answers are sent as a stream (status and headers
-/// first, then the body), which lifts the 6 MB limit of buffered responses; every other
-/// function answers buffered.
+/// first, then the upstream's body chunk by chunk as the runtime can send it on), which
+/// lifts the 6 MB limit of buffered responses and keeps memory flat whatever the answer's
+/// size; every other function answers buffered.
 pub async fn run(function: Function) -> Result<(), LambdaError> {
     init_tracing_json();
     let started = cold_start(Needs::of(function)).await;
     let handler = move |app: Arc<App>, req: Request| async move { router::handle(&app, function, req).await };
-    let service = service_fn(|req| {
-        let response = answer(&started, &handler, req);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
-    });
     if function == Function::Proxy {
+        let service = service_fn(|req| {
+            let response = answer(&started, &handler, req);
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
+        });
         lambda_http::run_with_streaming_response(service).await
     } else {
+        let service = service_fn(|req| {
+            let response = answer(&started, &handler, req);
+            async move { Ok::<_, std::convert::Infallible>(buffered(response.await)) }
+        });
         lambda_http::run(service).await
+    }
+}
+
+/// A whole answer for a buffered function. Only the proxy's answers stream, and the proxy
+/// function streams, so a stream here is a wiring mistake: answered 502, never cut short.
+fn buffered(response: Response<ResponseBody>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    match body {
+        ResponseBody::Full(body) => Response::from_parts(parts, body),
+        ResponseBody::Stream(_) => {
+            tracing::error!("a streamed answer reached a buffered function");
+            ErrorAnswer::from(crate::http::error::RequestError::UpstreamNotConfigured).to_json()
+        }
     }
 }
 
 /// Checks the request's origin, then calls `handler` only when it passes. The handler is
 /// called here, not inside the returned future, so the future owns all it needs.
-fn answer<F, Fut>(
+fn answer<F, Fut, B>(
     started: &ColdStart,
     handler: &F,
     mut req: Request,
-) -> impl Future<Output = Response<Body>> + Send + use<F, Fut>
+) -> impl Future<Output = Response<B>> + Send + use<F, Fut, B>
 where
     F: Fn(Arc<App>, Request) -> Fut,
-    Fut: Future<Output = Response<Body>> + Send,
+    Fut: Future<Output = Response<B>> + Send,
+    B: From<Body>,
 {
     // The same access-log line `bff-local` writes: one per invocation.
     let route = route_name(req.uri().path());
@@ -171,7 +192,7 @@ where
                 Some(response) => response.await,
                 None => {
                     tracing::warn!(status = 403, "request refused: it did not come through CloudFront");
-                    origin_verify::origin_not_verified()
+                    origin_verify::origin_not_verified().map(B::from)
                 }
             }
         })

@@ -17,7 +17,7 @@
 use std::io::Write as _;
 use std::time::Instant;
 
-use lambda_http::{Body, Request, RequestExt as _, Response};
+use lambda_http::{Request, RequestExt as _, Response};
 
 use super::response::header_str;
 use crate::domain::secret::random_token;
@@ -31,7 +31,7 @@ use crate::platform::metrics::Invocation;
 pub struct UserHash(pub String);
 
 /// Marks `response` as served to the user `sub`; the access log shows only the hash.
-pub fn for_user(mut response: Response<Body>, sub: &str) -> Response<Body> {
+pub fn for_user<B>(mut response: Response<B>, sub: &str) -> Response<B> {
     response.extensions_mut().insert(UserHash(user_hash(sub)));
     response
 }
@@ -89,9 +89,10 @@ impl Started {
         self.span.clone()
     }
 
-    /// Writes the line for `response`, and the invocation's EMF line in the namespace
-    /// given with it.
-    pub fn finish(self, response: &Response<Body>, emf: Option<(&Invocation, &str)>) {
+    /// Writes the line for `response`, once its status and headers are known (a streamed
+    /// body may still be on its way), and the invocation's EMF line in the namespace given
+    /// with it.
+    pub fn finish<B>(self, response: &Response<B>, emf: Option<(&Invocation, &str)>) {
         if let Some((invocation, namespace)) = emf {
             let (status, bff_error) = answered(response);
             let now_ms = std::time::SystemTime::now()
@@ -136,7 +137,7 @@ pub fn trace_of(req: &Request) -> TraceContext {
 
 /// The status of `response`, and whether the BFF made it as an error answer (rather than
 /// passing on an upstream's).
-pub fn answered(response: &Response<Body>) -> (u16, bool) {
+pub fn answered<B>(response: &Response<B>) -> (u16, bool) {
     (
         response.status().as_u16(),
         response.extensions().get::<ErrorCode>().is_some(),
@@ -161,6 +162,8 @@ fn xray_trace_id(req: &Request) -> String {
 
 #[cfg(test)]
 mod tests {
+    use lambda_http::Body;
+
     use super::*;
 
     #[test]

@@ -44,6 +44,9 @@ pub enum RequestError {
     /// The API route does not allow this method; holds the `Allow` header's value.
     #[error("method not allowed on this route")]
     RouteMethodNotAllowed(String),
+    /// The request body is larger than a Lambda function URL accepts.
+    #[error("request body too large")]
+    BodyTooLarge,
 }
 
 /// The edge refused the request before any handler ran.
@@ -148,6 +151,11 @@ impl From<RequestError> for ErrorAnswer {
                 Self::new(BAD_GATEWAY, "upstream_not_configured", "no upstream API is configured")
             }
             RequestError::NoRoute => Self::new(StatusCode::NOT_FOUND, "no_route", "no API route serves this path"),
+            RequestError::BodyTooLarge => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is larger than the BFF accepts",
+            ),
             RequestError::RouteMethodNotAllowed(allow) => Self {
                 allow: Some(allow),
                 ..Self::new(
@@ -267,6 +275,17 @@ impl From<UpstreamError> for ErrorAnswer {
             UpstreamError::Unreachable(cause) => {
                 tracing::warn!(error = %cause, "upstream unreachable");
                 Self::new(BAD_GATEWAY, "upstream_unavailable", "the API could not be reached")
+            }
+            // Mid-body failures break the streamed answer off; these answers exist only
+            // for completeness, as the head has already gone out by then.
+            UpstreamError::IdleTimeout => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the API stopped sending in time",
+            ),
+            UpstreamError::BrokeOff(cause) => {
+                tracing::warn!(error = %cause, "upstream broke off");
+                Self::new(BAD_GATEWAY, "upstream_unavailable", "the API broke off its answer")
             }
         }
     }

@@ -7,11 +7,12 @@
 //! entry logs around its own origin check.
 
 use http::Method;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Request, Response};
 use tracing::Instrument as _;
 
 use super::access_log;
 use super::app::App;
+use super::body::ResponseBody;
 use super::error::{ErrorAnswer, RequestError};
 use super::handlers::{self, Handled};
 use super::policy::{Admission, EdgeRequest, ErrorFormat, Guard, Policy};
@@ -165,16 +166,19 @@ impl Function {
     }
 }
 
-/// Answers `req` as `function` does: 404 JSON for a path it does not serve.
-pub async fn handle(app: &App, function: Function, req: Request) -> Response<Body> {
+/// Answers `req` as `function` does: 404 JSON for a path it does not serve. Only the
+/// proxy's answers stream; every other body is whole.
+pub async fn handle(app: &App, function: Function, req: Request) -> Response<ResponseBody> {
     let Some(route) = Route::of(req.uri().path()).filter(|r| function.serves(*r)) else {
-        return ErrorAnswer::from(RequestError::NotFound).to_json();
+        return ErrorAnswer::from(RequestError::NotFound)
+            .to_json()
+            .map(ResponseBody::from);
     };
     let policy = route.policy();
     let edge = EdgeRequest::read(&req, &app.cookies);
     let handled = match policy.admit(req.method(), &edge, &app.config) {
-        Ok(Admission::Answer(response)) => return response,
-        Err(refused) => Handled::from(Err(refused)),
+        Ok(Admission::Answer(response)) => return response.map(ResponseBody::from),
+        Err(refused) => Handled::with_cookie(Err(refused), None),
         Ok(Admission::Continue) => match route {
             Route::Login => handlers::login::handle(app, &req, &edge).await.into(),
             Route::Callback => handlers::callback::handle(app, &req, &edge).await,
@@ -187,7 +191,9 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
             Route::Metrics => handlers::ops::metrics(app).into(),
         },
     };
-    let mut response = handled.reply.unwrap_or_else(|error| policy.error_answer(&error, &edge));
+    let mut response = handled
+        .reply
+        .unwrap_or_else(|error| policy.error_answer(&error, &edge).map(ResponseBody::from));
     if let Some(cookie) = handled.set_cookie {
         set_cookie(&mut response, &cookie);
     }
@@ -201,7 +207,7 @@ pub fn route_name(path: &str) -> &'static str {
 
 /// Answers `req` on every route and writes its access-log line: the one entry point of
 /// `bff-local` and of the integration tests.
-pub async fn route(app: &App, mut req: Request) -> Response<Body> {
+pub async fn route(app: &App, mut req: Request) -> Response<ResponseBody> {
     let route = route_name(req.uri().path());
     let started = access_log::Started::new(&mut req, route);
     let trace = access_log::trace_of(&req);

@@ -13,8 +13,11 @@ use std::sync::Arc;
 use crate::domain::return_to::validate_return_to;
 use crate::domain::routes::Routes;
 use crate::domain::secret::ClientSecret;
-use crate::platform::apis::parse_routes;
 use crate::platform::seal::Sealer;
+
+pub mod apis;
+
+use apis::parse_routes;
 
 /// Default scopes requested at login.
 pub const DEFAULT_SCOPES: &str = "openid profile email offline_access";

@@ -4,7 +4,6 @@
 //! Secrets Manager, the AWS SDK configuration, log output and the wall clock. Nothing
 //! here knows of HTTP requests, sessions or the provider; it imports only [`crate::domain`].
 
-pub mod apis;
 pub mod aws;
 pub mod clock;
 pub mod config;

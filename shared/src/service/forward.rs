@@ -6,7 +6,8 @@
 //! [`FORCED_REFRESH_INTERVAL_SECS`](crate::domain::session::FORCED_REFRESH_INTERVAL_SECS):
 //! within it the upstream's 401 goes to the browser as it is, so a stream of upstream 401s
 //! never becomes a stream of token requests. Request bodies are always buffered (Lambda
-//! delivers them whole), so every call can be replayed.
+//! delivers them whole), so every call can be replayed. Answers are not: the refused
+//! answer's body is dropped unread, and the one that stands streams to the browser.
 
 use std::time::Instant;
 
@@ -23,18 +24,11 @@ use crate::domain::session::SessionRecord;
 use crate::domain::trace::TraceContext;
 use crate::platform::metrics::{self, Event};
 use crate::store::{StoreError, StoreKey};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamAnswer, UpstreamError};
 
-/// The upstream's answer, as the browser may see it.
-#[derive(Debug)]
-pub struct Forwarded {
-    /// The upstream's status.
-    pub status: StatusCode,
-    /// The upstream's headers, filtered for the browser.
-    pub headers: HeaderMap,
-    /// The upstream's body, byte for byte.
-    pub body: Bytes,
-}
+/// The upstream's answer, as the browser may see it: status and filtered headers, and
+/// the body still streaming from the upstream.
+pub type Forwarded = UpstreamAnswer;
 
 /// Why a call was not forwarded, or its answer not returned.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +76,9 @@ pub async fn forward(
     let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
     let token = refresher.usable_token_for(key, session, target, None).await?;
     let send = |token: AccessToken| send(upstream, &call, Some(token));
-    let (mut status, mut headers, mut body) = send(token.clone()).await?;
+    let mut answer = send(token.clone()).await?;
 
-    if status == StatusCode::UNAUTHORIZED {
+    if answer.status == StatusCode::UNAUTHORIZED {
         // The upstream refused a token we believed valid (revoked, or clocks disagree).
         let session = deps
             .store
@@ -95,18 +89,18 @@ pub async fn forward(
             // The same token back means the refresh is throttled: the upstream's 401 stands.
             let retry_token = refresher.usable_token_for(key, session, target, Some(&token)).await?;
             if retry_token != token {
-                (status, headers, body) = send(retry_token).await?;
+                answer = send(retry_token).await?;
             }
         }
     }
-    Ok(Forwarded { status, headers, body })
+    Ok(answer)
 }
 
 /// Sends `call` without any token, for routes whose token kind says so (or a
 /// `user_or_none` route called without a session).
 pub async fn forward_without_token(upstream: &Upstream, call: Call<'_>) -> Result<Forwarded, ForwardError> {
-    let (status, headers, body) = send(upstream, &call, None).await?;
-    Ok(Forwarded { status, headers, body })
+    let answer = send(upstream, &call, None).await?;
+    Ok(answer)
 }
 
 /// Sends `call` with the BFF's own client-credentials token for `target`; an upstream
@@ -122,14 +116,14 @@ pub async fn forward_with_client_token(
             .token(deps.store, deps.oidc, deps.clock, target, rejected)
     };
     let token = token_for(None).await?;
-    let (mut status, mut headers, mut body) = send(upstream, &call, Some(token.clone())).await?;
-    if status == StatusCode::UNAUTHORIZED {
+    let mut answer = send(upstream, &call, Some(token.clone())).await?;
+    if answer.status == StatusCode::UNAUTHORIZED {
         let retry_token = token_for(Some(&token)).await?;
         if retry_token != token {
-            (status, headers, body) = send(upstream, &call, Some(retry_token)).await?;
+            answer = send(upstream, &call, Some(retry_token)).await?;
         }
     }
-    Ok(Forwarded { status, headers, body })
+    Ok(answer)
 }
 
 /// One upstream call of `call` with `token` (or none), timed and counted.
@@ -137,7 +131,7 @@ async fn send(
     upstream: &Upstream,
     call: &Call<'_>,
     token: Option<AccessToken>,
-) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
+) -> Result<UpstreamAnswer, UpstreamError> {
     let headers = match &token {
         Some(token) => upstream_request_headers(call.headers, token, call.trace),
         None => anonymous_request_headers(call.headers, call.trace),
@@ -148,9 +142,9 @@ async fn send(
         .await;
     metrics::upstream_latency(call.route, started.elapsed().as_secs_f64() * 1000.0);
     metrics::record(match &answer {
-        Ok((status, _, _)) => Event::UpstreamAnswer {
+        Ok(answer) => Event::UpstreamAnswer {
             route: call.route,
-            status: status.as_u16(),
+            status: answer.status.as_u16(),
         },
         Err(_) => Event::UpstreamFailed { route: call.route },
     });

@@ -25,7 +25,7 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
         Ok(state) => state
             .filter(|s| holds_state(&edge.pending_states, s))
             .map(str::to_owned),
-        Err(e) => return Handled::from(Err(RequestError::Invalid(e).into())),
+        Err(e) => return Handled::with_cookie(Err(RequestError::Invalid(e).into()), None),
     };
     let user_agent = header_str(req.headers(), "user-agent");
     let reply = finish(app, edge, &query, state.as_deref(), user_agent).await;
@@ -34,7 +34,7 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
         Err(answer) => Event::LoginFailed(answer.code),
     });
     let set_cookie = state.map(|state| app.cookies.tx_cookie(&without_state(&edge.pending_states, &state)));
-    Handled { reply, set_cookie }
+    Handled::with_cookie(reply, set_cookie)
 }
 
 async fn finish(

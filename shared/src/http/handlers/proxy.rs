@@ -1,16 +1,17 @@
 //! `/api/*`: finds the route, checks its method, confines the rest of the path below the
 //! route's upstream base, finds the session when the route's token needs one and hands
 //! the call to the forwarding service; the upstream's answer goes back as it is (minus
-//! the headers the browser must not see).
+//! the headers the browser must not see), its body streamed through as it arrives.
 
 use bytes::Bytes;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Request, Response};
 
-use super::Reply;
+use super::StreamedReply;
 use crate::domain::forwarding::upstream_url;
 use crate::domain::routes::TokenKind;
 use crate::http::access_log;
 use crate::http::app::App;
+use crate::http::body::ResponseBody;
 use crate::http::error::RequestError;
 use crate::http::policy::EdgeRequest;
 use crate::http::response::body_bytes;
@@ -18,7 +19,7 @@ use crate::service::SessionError;
 use crate::service::forward::{Call, Forwarded, forward, forward_with_client_token, forward_without_token};
 
 /// Handles every method on `/api/*`.
-pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
+pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> StreamedReply {
     let routes = &app.config.routes;
     let (route, rest) = routes.find(req.uri().path()).ok_or(if routes.is_empty() {
         RequestError::UpstreamNotConfigured
@@ -62,13 +63,10 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
     Ok(access_log::for_user(browser_response(answer), &sub))
 }
 
-/// The browser's response for an upstream answer.
-fn browser_response(answer: Forwarded) -> Response<Body> {
-    let mut response = Response::new(if answer.body.is_empty() {
-        Body::Empty
-    } else {
-        Body::Binary(answer.body.to_vec())
-    });
+/// The browser's response for an upstream answer: status and headers now, the body as
+/// the upstream sends it.
+fn browser_response(answer: Forwarded) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::Stream(answer.body));
     *response.status_mut() = answer.status;
     *response.headers_mut() = answer.headers;
     response
