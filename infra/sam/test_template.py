@@ -61,6 +61,10 @@ FUNCTIONS = {
     },
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# With the Tracing parameter at Active only: how Lambda sends the sampled invocations'
+# segments. These actions take no resource-level permissions (Resource "*").
+XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+TRACING_CONDITION = "HasActiveTracing"
 SECRET_ACTIONS = {"secretsmanager:GetSecretValue"}
 
 # Variables that hold a secret's value: a function may only get their *_ARN reference.
@@ -131,11 +135,24 @@ def role_of(function):
     return name
 
 
-def statements(role):
+def conditional_statements(role):
+    """(condition, statement) for every statement of a role's policies; condition is None
+    for one that always applies, else the name in its !If [condition, statement, NoValue]."""
     props = RESOURCES[role]["Properties"]
     for policy in props.get("Policies", []):
         for statement in as_list(policy["PolicyDocument"]["Statement"]):
-            yield statement
+            if "Fn::If" in statement:
+                condition, when_true, when_false = statement["Fn::If"]
+                assert when_false == {"Ref": "AWS::NoValue"}, f"{role}: a statement swapped for another"
+                yield condition, when_true
+            else:
+                yield None, statement
+
+
+def statements(role):
+    """Every statement of a role's policies, conditional ones included (all parameters on)."""
+    for _, statement in conditional_statements(role):
+        yield statement
 
 
 def all_identity_statements():
@@ -224,6 +241,8 @@ def no_identity_policy_has_a_wildcard_action_or_resource():
             assert isinstance(action, str) and "*" not in action, f"{owner}: wildcard action {action!r}"
         assert "NotAction" not in statement and "NotResource" not in statement, f"{owner}: Not* statement"
         for resource in as_list(statement.get("Resource", [])):
+            if set(as_list(statement.get("Action", []))) <= XRAY_ACTIONS:
+                continue  # no resource-level permissions exist for them
             assert resource != "*", f"{owner}: Resource '*'"
             if isinstance(resource, str):
                 assert "*" not in resource, f"{owner}: wildcard resource {resource!r}"
@@ -244,6 +263,25 @@ def no_role_has_managed_policies_and_functions_get_no_sam_policies():
 
 
 @check
+def active_tracing_is_a_parameter_and_only_then_may_functions_write_to_x_ray():
+    tracing = PARAMETERS["Tracing"]
+    assert tracing["Default"] == "PassThrough" and set(tracing["AllowedValues"]) == {"PassThrough", "Active"}
+    assert template["Conditions"][TRACING_CONDITION] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+    for name in FUNCTIONS:
+        assert prop(name, "Tracing") == {"Ref": "Tracing"}, f"{name}: Tracing"
+        xray = [
+            (condition, statement)
+            for condition, statement in conditional_statements(role_of(name))
+            if any(a.startswith("xray:") for a in as_list(statement["Action"]))
+        ]
+        assert len(xray) == 1, f"{name}: X-Ray statements {xray}"
+        condition, statement = xray[0]
+        assert condition == TRACING_CONDITION, f"{name}: X-Ray permission without active tracing"
+        assert set(as_list(statement["Action"])) == XRAY_ACTIONS, f"{name}: X-Ray actions {statement['Action']}"
+        assert as_list(statement["Resource"]) == ["*"], f"{name}: X-Ray resource"
+
+
+@check
 def each_function_has_its_own_role():
     roles = [role_of(name) for name in FUNCTIONS]
     assert len(set(roles)) == len(roles), f"shared roles: {roles}"
@@ -253,7 +291,9 @@ def each_function_has_its_own_role():
 def each_role_has_exactly_the_actions_its_function_uses():
     for name, spec in FUNCTIONS.items():
         role = role_of(name)
-        expected = spec["table_actions"] | spec.get("index_actions", set()) | LOG_ACTIONS | SECRET_ACTIONS
+        expected = (
+            spec["table_actions"] | spec.get("index_actions", set()) | LOG_ACTIONS | SECRET_ACTIONS | XRAY_ACTIONS
+        )
         actual = {a for s in statements(role) if s["Effect"] == "Allow" for a in as_list(s["Action"])}
         assert actual == expected, f"{name}: {sorted(actual)} != {sorted(expected)}"
         assert all(s["Effect"] == "Allow" for s in statements(role)), f"{role}: unexpected Deny"

@@ -73,6 +73,7 @@ async fn session_cookie_from_the_events_cookie_array_reaches_auth_me() {
         version: 1,
         refresh_lease: None,
         refresh_started_at: None,
+        user_agent: None,
         api_tokens: Vec::new(),
     };
     // Through the app's store, which seals the tokens as the handlers expect.

@@ -57,6 +57,7 @@ pub(crate) async fn plant_session(app: &TestApp) -> Planted {
         version: 1,
         refresh_lease: None,
         refresh_started_at: None,
+        user_agent: None,
         api_tokens: Vec::new(),
     };
     app.store

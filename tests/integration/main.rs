@@ -2,6 +2,7 @@
 //!
 //! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
+mod admin;
 mod apis;
 mod at_rest;
 mod attack_kit;

@@ -67,6 +67,7 @@ fn expired_session(now: i64) -> SessionRecord {
         version: 1,
         refresh_lease: None,
         refresh_started_at: None,
+        user_agent: None,
         api_tokens: Vec::new(),
     }
 }

@@ -204,4 +204,9 @@ impl TestApp {
         tokio::spawn(async move { bff_local::serve(listener, server_app, None, std::future::pending()).await });
         Instance { url, app }
     }
+
+    /// A fresh browser that sends `user_agent` as its `User-Agent`.
+    pub fn browser_as(&self, user_agent: &str) -> BffBrowser {
+        BffBrowser::with_user_agent(&self.url, &self.provider.issuer, Some(user_agent))
+    }
 }

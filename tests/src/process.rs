@@ -22,13 +22,19 @@ impl Drop for BffProcess {
 
 /// The `bff-local` binary the test command builds before the tests run.
 pub fn binary() -> PathBuf {
+    built("bff-local")
+}
+
+/// The debug build of the workspace binary `name` (`bff-local`, `bff-admin`), which the
+/// test command builds before the tests run.
+pub fn built(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::repo_root().join("target"));
-    let path = target.join("debug/bff-local");
+    let path = target.join("debug").join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build -p bff-local` (infra/test.sh does)",
+        "{} is missing: run `cargo build -p {name}` (infra/test.sh does)",
         path.display()
     );
     path

@@ -90,6 +90,31 @@ pub struct SessionRecord {
     /// the login's token, one per distinct target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_tokens: Vec<ApiToken>,
+    /// The browser family the login came from ([`browser_family`]), for an operator's
+    /// listing of a user's sessions; never the full `User-Agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// The coarse family of a `User-Agent` header: `Edge`, `Chrome`, `Firefox`, `Safari` or
+/// `other`. Only this is kept: the full string, with its versions and platform, would help
+/// single a person out.
+pub fn browser_family(user_agent: Option<&str>) -> &'static str {
+    let Some(ua) = user_agent else {
+        return "other";
+    };
+    // Order matters: Edge's string names Chrome and Safari, Chrome's names Safari.
+    if ua.contains("Edg/") || ua.contains("EdgA/") || ua.contains("EdgiOS/") {
+        "Edge"
+    } else if ua.contains("Firefox/") || ua.contains("FxiOS/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") || ua.contains("CriOS/") {
+        "Chrome"
+    } else if ua.contains("Safari/") && ua.contains("Version/") {
+        "Safari"
+    } else {
+        "other"
+    }
 }
 
 /// An access token obtained with the refresh grant for one [`TokenTarget`].
@@ -276,6 +301,38 @@ pub fn slid_idle_expiry(session: &SessionRecord, now: i64, idle_secs: i64) -> i6
 mod tests {
     use super::*;
 
+    #[test]
+    fn browsers_are_reduced_to_their_family() {
+        let cases = [
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+                "Chrome",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+                "Edge",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+                "Firefox",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
+                "Safari",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0 Mobile/15E148 Safari/604.1",
+                "Chrome",
+            ),
+            ("curl/8.5.0", "other"),
+            ("", "other"),
+        ];
+        for (ua, family) in cases {
+            assert_eq!(browser_family(Some(ua)), family, "{ua}");
+        }
+        assert_eq!(browser_family(None), "other");
+    }
+
     fn session(now: i64, access_lifetime: Option<i64>) -> SessionRecord {
         let (expires_at, idle_expires_at) = new_expiries(now, 3600, 86400);
         SessionRecord {
@@ -293,6 +350,7 @@ mod tests {
             version: 1,
             refresh_lease: None,
             refresh_started_at: None,
+            user_agent: None,
             api_tokens: Vec::new(),
         }
     }

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response, service_fn};
+use tracing::Instrument as _;
 
 use crate::http::access_log;
 use crate::http::app::App;
@@ -184,6 +185,7 @@ where
     let trace = access_log::trace_of(&req);
     let pending = verdict.passes().then(|| handler(started.app.clone(), req));
     let app = started.app.clone();
+    let span = logged.span();
     async move {
         let work = trace_scope::within(trace, async {
             match pending {
@@ -193,7 +195,11 @@ where
                     origin_verify::origin_not_verified().map(B::from)
                 }
             }
-        });
+        })
+        .instrument(span);
+        // Boxed: one more layer of nested futures here takes the proxy's streaming service
+        // past the compiler's depth limit for computing future layouts.
+        let work = Box::pin(work);
         let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
         let emf = app
             .emf_lines

@@ -20,17 +20,19 @@ use std::time::Instant;
 use lambda_http::{Request, RequestExt as _, Response};
 
 use super::response::header_str;
-use crate::domain::secret::{hash, random_token};
+use crate::domain::secret::random_token;
 use crate::domain::trace::{TRACEPARENT, TraceContext};
+use crate::platform::logging::{REQUEST_SPAN, user_hash};
 use crate::platform::metrics::Invocation;
 
-/// Response extension by which a handler names the user it served (as a hash).
+/// Response extension by which a handler names the user it served (as a keyed hash,
+/// [`user_hash`]).
 #[derive(Debug, Clone)]
 pub struct UserHash(pub String);
 
 /// Marks `response` as served to the user `sub`; the access log shows only the hash.
 pub fn for_user<B>(mut response: Response<B>, sub: &str) -> Response<B> {
-    response.extensions_mut().insert(UserHash(hash(sub)));
+    response.extensions_mut().insert(UserHash(user_hash(sub)));
     response
 }
 
@@ -47,6 +49,7 @@ pub struct Started {
     route: &'static str,
     method: String,
     at: Instant,
+    span: tracing::Span,
 }
 
 impl Started {
@@ -69,6 +72,7 @@ impl Started {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| random_token(12));
+        let span = tracing::info_span!(REQUEST_SPAN, request_id = %request_id);
         Self {
             request_id,
             trace_id,
@@ -76,7 +80,13 @@ impl Started {
             route,
             method: req.method().to_string(),
             at: Instant::now(),
+            span,
         }
+    }
+
+    /// The span the request is handled in: every line written in it names the request.
+    pub fn span(&self) -> tracing::Span {
+        self.span.clone()
     }
 
     /// Writes the line for `response`, once its status and headers are known (a streamed
@@ -88,11 +98,12 @@ impl Started {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            let line = invocation.emf(namespace, self.route, status, bff_error, now_ms);
+            let line = invocation.emf(namespace, self.route, status, bff_error, now_ms, &self.request_id);
             // One write of one whole line, under stdout's lock: lines never interleave.
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
         }
+        let _in_request = self.span.enter();
         let latency_ms = self.at.elapsed().as_secs_f64() * 1000.0;
         let user = response
             .extensions()
@@ -160,7 +171,8 @@ mod tests {
         let response = for_user(Response::new(Body::Empty), "alice");
         let recorded = response.extensions().get::<UserHash>().expect("user");
         assert_ne!(recorded.0, "alice");
-        assert_eq!(recorded.0, hash("alice"));
+        assert_eq!(recorded.0, user_hash("alice"));
+        assert_ne!(recorded.0, crate::domain::secret::hash("alice"));
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl App {
                 Arc::new(Sealer::ephemeral())
             }
         };
+        crate::platform::logging::key_user_hash(&sealer);
         let store: Arc<dyn Store> = Arc::new(SealedStore::new(store, sealer));
         let oidc = Oidc::new(&config)?.with_document_cache(store.clone(), clock.clone());
         let upstreams = config

@@ -8,6 +8,7 @@
 
 use http::Method;
 use lambda_http::{Request, Response};
+use tracing::Instrument as _;
 
 use super::access_log;
 use super::app::App;
@@ -210,7 +211,7 @@ pub async fn route(app: &App, mut req: Request) -> Response<ResponseBody> {
     let route = route_name(req.uri().path());
     let started = access_log::Started::new(&mut req, route);
     let trace = access_log::trace_of(&req);
-    let work = trace_scope::within(trace, handle(app, Function::All, req));
+    let work = trace_scope::within(trace, handle(app, Function::All, req)).instrument(started.span());
     let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
     let emf = app
         .emf_lines

@@ -148,13 +148,7 @@ impl Config {
             None => Vec::new(),
         };
 
-        let table = get("BFF_TABLE").unwrap_or_else(|| "bff".to_owned());
-        if !(3..=255).contains(&table.len()) || !table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
-            return Err(invalid(
-                "BFF_TABLE",
-                "must be a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)",
-            ));
-        }
+        let table = parse_table(&get)?;
 
         let session_idle_secs = positive(&get, "BFF_SESSION_IDLE_SECS", DEFAULT_IDLE_SECS)?;
         let session_max_secs = positive(&get, "BFF_SESSION_MAX_SECS", DEFAULT_MAX_SECS)?;
@@ -187,25 +181,7 @@ impl Config {
             None => None,
         };
 
-        let metrics = match get("BFF_METRICS").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(_) => return Err(invalid("BFF_METRICS", "must be `on` or `off`")),
-        };
-        let metrics_namespace = get("BFF_METRICS_NAMESPACE").unwrap_or_else(|| "BFF".to_owned());
-        // CloudWatch's rules for a namespace; `AWS/` is reserved for AWS's own.
-        if metrics_namespace.is_empty()
-            || metrics_namespace.len() > 255
-            || metrics_namespace.starts_with("AWS/")
-            || !metrics_namespace
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
-        {
-            return Err(invalid(
-                "BFF_METRICS_NAMESPACE",
-                "must be 1 to 255 letters, digits or . - _ / # : and space, not starting with AWS/",
-            ));
-        }
+        let (metrics, metrics_namespace) = parse_metrics(&get)?;
 
         Ok(Self {
             issuer,
@@ -273,6 +249,69 @@ impl Config {
     pub fn is_allowed_cors_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
     }
+}
+
+/// What `bff-admin` reads: the table, and the settings that interpret what is in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// DynamoDB table name (`BFF_TABLE`).
+    pub table: String,
+    /// Idle session lifetime in seconds (`BFF_SESSION_IDLE_SECS`), from which a
+    /// session's last activity is told.
+    pub session_idle_secs: i64,
+    /// Whether the EMF line of what was ended is written (`BFF_METRICS`).
+    pub metrics: bool,
+    /// Its CloudWatch namespace (`BFF_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+}
+
+impl AdminConfig {
+    /// Reads the variables through `lookup`, with the functions' defaults and checks.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let (metrics, metrics_namespace) = parse_metrics(&get)?;
+        Ok(Self {
+            table: parse_table(&get)?,
+            session_idle_secs: positive(&get, "BFF_SESSION_IDLE_SECS", DEFAULT_IDLE_SECS)?,
+            metrics,
+            metrics_namespace,
+        })
+    }
+}
+
+fn parse_table(get: &impl Fn(&'static str) -> Option<String>) -> Result<String, ConfigError> {
+    let table = get("BFF_TABLE").unwrap_or_else(|| "bff".to_owned());
+    if !(3..=255).contains(&table.len()) || !table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        return Err(invalid(
+            "BFF_TABLE",
+            "must be a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)",
+        ));
+    }
+    Ok(table)
+}
+
+/// `BFF_METRICS` (on or off) and `BFF_METRICS_NAMESPACE`.
+fn parse_metrics(get: &impl Fn(&'static str) -> Option<String>) -> Result<(bool, String), ConfigError> {
+    let metrics = match get("BFF_METRICS").as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(_) => return Err(invalid("BFF_METRICS", "must be `on` or `off`")),
+    };
+    let metrics_namespace = get("BFF_METRICS_NAMESPACE").unwrap_or_else(|| "BFF".to_owned());
+    // CloudWatch's rules for a namespace; `AWS/` is reserved for AWS's own.
+    if metrics_namespace.is_empty()
+        || metrics_namespace.len() > 255
+        || metrics_namespace.starts_with("AWS/")
+        || !metrics_namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
+    {
+        return Err(invalid(
+            "BFF_METRICS_NAMESPACE",
+            "must be 1 to 255 letters, digits or . - _ / # : and space, not starting with AWS/",
+        ));
+    }
+    Ok((metrics, metrics_namespace))
 }
 
 fn invalid(name: &'static str, reason: impl std::fmt::Display) -> ConfigError {
@@ -372,6 +411,39 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn the_admin_reads_only_the_table_and_the_settings_that_interpret_it() {
+        let admin = |vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            AdminConfig::from_lookup(|name| vars.get(name).cloned())
+        };
+        assert_eq!(
+            admin(&[]).expect("defaults"),
+            AdminConfig {
+                table: "bff".into(),
+                session_idle_secs: DEFAULT_IDLE_SECS,
+                metrics: true,
+                metrics_namespace: "BFF".into(),
+            }
+        );
+        let set = admin(&[
+            ("BFF_TABLE", "prod-Table-1"),
+            ("BFF_SESSION_IDLE_SECS", "3600"),
+            ("BFF_METRICS_NAMESPACE", "BFF/prod"),
+        ])
+        .expect("valid");
+        assert_eq!((set.table.as_str(), set.session_idle_secs), ("prod-Table-1", 3600));
+        assert_eq!(set.metrics_namespace, "BFF/prod");
+        assert!(!admin(&[("BFF_METRICS", "off")]).expect("off").metrics);
+        for bad in [
+            ("BFF_TABLE", "a b"),
+            ("BFF_SESSION_IDLE_SECS", "0"),
+            ("BFF_METRICS_NAMESPACE", "AWS/x"),
+        ] {
+            assert!(admin(&[bad]).is_err(), "{bad:?}");
+        }
+    }
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let base: HashMap<String, String> = [

@@ -1,14 +1,89 @@
-//! Log output: JSON lines in Lambda, readable lines locally, and the one line a failed
-//! start-up leaves.
+//! Log output: JSON lines in Lambda, readable lines locally, the one line a failed
+//! start-up leaves, and the keyed hash by which a log line names a user.
+//!
+//! Every JSON line carries its `timestamp` (RFC 3339, UTC) and, when written while a
+//! request is handled, that request's `request_id` at the top level, so one person's
+//! request can be followed through every line it caused.
+
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac as _};
+use rand::RngCore as _;
+use sha2::Sha256;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{Format, Json, Writer};
+use tracing_subscriber::fmt::time::SystemTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::platform::seal::Sealer;
+
+/// Name of the span a request is handled in; its fields join every line written in it.
+pub const REQUEST_SPAN: &str = "request";
+
+/// The key of [`user_hash`]: set once per process from the token keys, else random.
+static USER_HASH_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// Keys [`user_hash`] with `sealer`'s log key. Process-wide, as the log subscriber is:
+/// the lines that name a user are written deep in the services, which hold no keys.
+/// Only the first call counts; a process that never calls it hashes with a random key.
+pub fn key_user_hash(sealer: &Sealer) {
+    let _ = USER_HASH_KEY.set(sealer.log_key());
+}
+
+/// The user `sub` as log lines name it: HMAC-SHA256 with a key derived from the token
+/// keys, base64url. The same user has the same hash in every function sharing the keys;
+/// unlike a plain SHA-256, it cannot be recomputed from a guessed `sub` without the keys.
+pub fn user_hash(sub: &str) -> String {
+    let key = USER_HASH_KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        key
+    });
+    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(sub.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
 
 /// Logs as JSON lines (what CloudWatch expects), level from `RUST_LOG` (default `info`).
 pub fn init_tracing_json() {
     let _ = tracing_subscriber::fmt()
-        .json()
+        .event_format(SpanFieldsOnTop(
+            tracing_subscriber::fmt::format()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false),
+        ))
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
         .with_env_filter(env_filter())
-        .with_current_span(false)
-        .without_time() // CloudWatch stamps every line itself.
         .try_init();
+}
+
+/// The JSON line of tracing-subscriber, with the fields of the current span (the
+/// request's id) moved to the top level, where a log query finds them on every line.
+struct SpanFieldsOnTop(Format<Json, SystemTime>);
+
+impl<S, N> FormatEvent<S, N> for SpanFieldsOnTop
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let Ok(serde_json::Value::Object(mut object)) = serde_json::from_str::<serde_json::Value>(&line) else {
+            return writer.write_str(&line);
+        };
+        if let Some(serde_json::Value::Object(span)) = object.remove("span") {
+            for (name, value) in span.into_iter().filter(|(name, _)| name != "name") {
+                object.entry(name).or_insert(value);
+            }
+        }
+        writeln!(writer, "{}", serde_json::Value::Object(object))
+    }
 }
 
 /// Human-readable logs for local runs; colours only when the output is a terminal, so a
@@ -30,4 +105,18 @@ fn env_filter() -> tracing_subscriber::EnvFilter {
 pub fn exit_on_startup_error(error: impl std::fmt::Display) -> ! {
     eprintln!("bff: configuration error: {error}");
     std::process::exit(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_hashed_with_a_key() {
+        let plain = crate::domain::secret::hash("alice");
+        assert_ne!(user_hash("alice"), plain);
+        assert_ne!(user_hash("alice"), "alice");
+        assert_eq!(user_hash("alice"), user_hash("alice"));
+        assert_ne!(user_hash("alice"), user_hash("bob"));
+    }
 }

@@ -51,12 +51,19 @@ impl RefreshOutcome {
     }
 }
 
-/// Why a session ended. Sessions that outlive their idle or absolute lifetime are not
-/// counted: they lapse in the store (TTL) without an event the BFF sees.
+/// Why a session ended. A session past its idle or absolute lifetime is counted when its
+/// browser presents it again; one never presented again lapses in the store (TTL) without
+/// an event the BFF sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     /// `POST /auth/logout`.
     Logout,
+    /// Presented after its idle window passed.
+    Idle,
+    /// Presented after its absolute lifetime passed.
+    Absolute,
+    /// An operator ended it (`bff-admin`).
+    Admin,
     /// The provider's back-channel logout.
     Backchannel,
     /// A new login in the same browser replaced it.
@@ -72,6 +79,9 @@ impl EndReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Logout => "logout",
+            Self::Idle => "idle",
+            Self::Absolute => "absolute",
+            Self::Admin => "admin",
             Self::Backchannel => "backchannel",
             Self::Replaced => "replaced",
             Self::RefreshEnded => "refresh_ended",
@@ -289,13 +299,40 @@ impl Invocation {
     }
 
     /// The EMF line of this invocation on `route`, answered with `status` (`bff_error`:
-    /// an error answer the BFF made), in `namespace`, at `timestamp_ms`.
-    pub fn emf(&self, namespace: &str, route: &'static str, status: u16, bff_error: bool, timestamp_ms: i64) -> String {
+    /// an error answer the BFF made), in `namespace`, at `timestamp_ms`, for the request
+    /// `request_id`. Like every log line it carries `timestamp` (RFC 3339, UTC) and
+    /// `request_id`; EMF keeps them as properties of the record.
+    pub fn emf(
+        &self,
+        namespace: &str,
+        route: &'static str,
+        status: u16,
+        bff_error: bool,
+        timestamp_ms: i64,
+        request_id: &str,
+    ) -> String {
         let mut counts = self.counts.clone();
         counts.insert("Requests".into(), 1.0);
         if bff_error && status >= 500 {
             counts.insert("Errors5xx".into(), 1.0);
         }
+        self.emf_line(counts, namespace, route, timestamp_ms, request_id)
+    }
+
+    /// The EMF line of work that was no request (`bff-admin`): its events only, so that
+    /// `Requests` and the error rate count the BFF's answers alone.
+    pub fn emf_events(&self, namespace: &str, route: &'static str, timestamp_ms: i64, request_id: &str) -> String {
+        self.emf_line(self.counts.clone(), namespace, route, timestamp_ms, request_id)
+    }
+
+    fn emf_line(
+        &self,
+        counts: BTreeMap<String, f64>,
+        namespace: &str,
+        route: &'static str,
+        timestamp_ms: i64,
+        request_id: &str,
+    ) -> String {
         let mut line = serde_json::Map::new();
         let mut metrics: Vec<serde_json::Value> = counts
             .keys()
@@ -310,6 +347,11 @@ impl Invocation {
         }
         line.insert("Service".into(), serde_json::json!(SERVICE));
         line.insert("Route".into(), serde_json::json!(route));
+        let timestamp = chrono::DateTime::from_timestamp_millis(timestamp_ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        line.insert("timestamp".into(), serde_json::json!(timestamp));
+        line.insert("request_id".into(), serde_json::json!(request_id));
         line.insert(
             "_aws".into(),
             serde_json::json!({
@@ -430,7 +472,8 @@ mod tests {
         );
 
         let line: serde_json::Value =
-            serde_json::from_str(&invocation.emf("BFF/test", "api", 503, false, 1_700_000_000_000)).expect("json");
+            serde_json::from_str(&invocation.emf("BFF/test", "api", 503, false, 1_700_000_000_000, "req-1"))
+                .expect("json");
         assert_eq!(line["RefreshFailures"], 1.0);
         assert_eq!(line["Refresh.provider_failure"], 1.0);
         assert_eq!(line["SessionsEnded.backchannel"], 3.0);
@@ -453,7 +496,7 @@ mod tests {
         assert_eq!(registry.value("bff_errors_5xx_total", &[("route", "me")]), 1.0);
         assert_eq!(registry.value("bff_errors_5xx_total", &[("route", "api")]), 0.0);
         let line: serde_json::Value =
-            serde_json::from_str(&Invocation::default().emf("BFF", "me", 503, true, 0)).expect("json");
+            serde_json::from_str(&Invocation::default().emf("BFF", "me", 503, true, 0, "req-1")).expect("json");
         assert_eq!(line["Errors5xx"], 1.0);
     }
 }

@@ -37,6 +37,9 @@ const SEAL_LABEL: &[u8] = b"bff/seal/v2/";
 /// HKDF label of the document-authentication key: distinct from [`SEAL_LABEL`], so no
 /// sealing key is ever a MAC key.
 const MAC_LABEL: &[u8] = b"bff/document-mac/v1";
+/// HKDF label of the key that hashes users for log lines: distinct from the others, so a
+/// log line's hash is never a tag or a sealing key's output.
+const LOG_LABEL: &[u8] = b"bff/log-user-hash/v1";
 /// Random salt of each sealed value, in bytes.
 const SALT_LEN: usize = 16;
 /// AES-GCM nonce, in bytes.
@@ -212,6 +215,18 @@ impl Sealer {
         let key = &self.keys[0];
         let tag = key.mac_of(parts).finalize().into_bytes();
         format!("{MAC_PREFIX}.{}.{}", key.id, URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The key of keyed user hashes in log lines ([`crate::platform::logging::user_hash`]),
+    /// derived from the sealing key: every function sharing the keys logs the same user
+    /// under the same hash, and nobody without the keys can tell whose it is.
+    pub fn log_key(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        self.keys[0]
+            .hkdf
+            .expand(LOG_LABEL, &mut key)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
+        key
     }
 
     /// Checks (in constant time) that `tag` was made by [`Sealer::mac`] over `parts` with
@@ -410,6 +425,27 @@ mod tests {
         let rotated = sealer("k2:K2,k1:K1");
         assert_eq!(rotated.verify_mac(&tag, &["a"]), Ok(()));
         assert!(rotated.mac(&["a"]).starts_with("m1.k2."));
+    }
+
+    #[test]
+    fn the_log_key_is_neither_a_mac_nor_a_sealing_key() {
+        let sealer = sealer("k1:K1");
+        let key = sealer.log_key();
+        assert_eq!(
+            key,
+            self::sealer("k1:K1").log_key(),
+            "every process with the keys agrees"
+        );
+        assert_ne!(key, self::sealer("k2:K2").log_key());
+        assert_ne!(key, [1u8; 32], "not the configured key itself");
+        let hkdf = Hkdf::<Sha256>::new(None, &[1u8; 32]);
+        let mut mac_key = [0u8; 32];
+        hkdf.expand(MAC_LABEL, &mut mac_key).expect("expand");
+        assert_ne!(key, mac_key);
+        let mut seal_key = [0u8; 32];
+        hkdf.expand_multi_info(&[SEAL_LABEL, &[]], &mut seal_key)
+            .expect("expand");
+        assert_ne!(key, seal_key);
     }
 
     #[test]

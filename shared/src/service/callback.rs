@@ -5,8 +5,9 @@
 
 use super::Deps;
 use crate::domain::secret::{SessionId, hash};
-use crate::domain::session::{LoginTransaction, SessionRecord, new_expiries};
+use crate::domain::session::{LoginTransaction, SessionRecord, browser_family, new_expiries};
 use crate::oidc::OidcError;
+use crate::platform::logging::user_hash;
 use crate::platform::metrics::{self, EndReason, Event};
 use crate::store::{StoreError, StoreKey, session_key};
 
@@ -81,13 +82,15 @@ pub fn provider_reported(error: &str, description: &str) -> CallbackError {
 }
 
 /// Redeems `code` for the login `tx` and creates the session; ends the session the
-/// browser held when the login started, and `previous` (the one it presents now).
+/// browser held when the login started, and `previous` (the one it presents now). Of
+/// the browser's `user_agent` the session keeps only its family.
 pub async fn complete(
     deps: &Deps<'_>,
     tx: LoginTransaction,
     code: &str,
     iss: Option<&str>,
     previous: Option<SessionId>,
+    user_agent: Option<&str>,
 ) -> Result<LoggedIn, CallbackError> {
     check_issuer(deps, iss).await?;
 
@@ -113,6 +116,7 @@ pub async fn complete(
         refresh_lease: None,
         refresh_started_at: None,
         api_tokens: Vec::new(),
+        user_agent: Some(browser_family(user_agent).to_owned()),
     };
     let id = SessionId::generate();
     deps.store.put_session(&session_key(&id), &record).await?;
@@ -131,7 +135,7 @@ pub async fn complete(
             Err(e) => tracing::warn!(error = %e, "could not delete the previous session"),
         }
     }
-    tracing::info!(sub_hash = %hash(&record.sub), "session created");
+    tracing::info!(sub_hash = %user_hash(&record.sub), "session created");
     Ok(LoggedIn {
         id,
         return_to: tx.return_to,

@@ -5,6 +5,7 @@
 //! service and turns its result into an answer. Services never build a response, read a
 //! header or a cookie, and never log a token.
 
+pub mod admin;
 pub mod backchannel;
 pub mod callback;
 pub mod client_token;

@@ -22,6 +22,7 @@ use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
 use crate::domain::session::{HeldToken, RefreshLease, SessionRecord, forced_refresh_of_allowed};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
+use crate::platform::logging::user_hash;
 use crate::platform::metrics::{self, EndReason, Event, RefreshOutcome};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
@@ -165,6 +166,11 @@ where
             {
                 if waited {
                     metrics::record(Event::Refresh(RefreshOutcome::Waited));
+                    tracing::info!(
+                        reason = "waited",
+                        sub_hash = %user_hash(&session.sub),
+                        "token refreshed by another instance"
+                    );
                 }
                 return Ok(held.access_token.clone());
             }
@@ -183,6 +189,11 @@ where
                 }
                 self.end_session(key).await;
                 metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
+                tracing::info!(
+                    reason = "no_refresh_token",
+                    sub_hash = %user_hash(&session.sub),
+                    "session ended"
+                );
                 return Err(RefreshError::SessionEnded);
             }
 
@@ -292,6 +303,11 @@ where
                 // as this caller read it is ended.
                 if self.store.delete_session_at(key, leased.version).await? {
                     metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
+                    tracing::info!(
+                        reason = "invalid_grant",
+                        sub_hash = %user_hash(&leased.sub),
+                        "session ended"
+                    );
                     return Err(RefreshError::SessionEnded);
                 }
                 match self.reload(key).await? {
@@ -404,6 +420,7 @@ where
             backoff = (backoff * 2).min(WRITE_RETRY_MAX);
         };
         metrics::record(Event::Refresh(RefreshOutcome::Done));
+        tracing::info!(reason = "refreshed", sub_hash = %user_hash(&saved.sub), "token refreshed");
         match tokens.id_token {
             Some(id_token) => self.adopt_id_token(key, saved, id_token).await.map(|()| access_token),
             None => Ok(access_token),

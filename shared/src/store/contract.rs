@@ -470,6 +470,7 @@ fn session(now: i64, version: u64) -> SessionRecord {
         version,
         refresh_lease: None,
         refresh_started_at: Some(now - 60),
+        user_agent: None,
         api_tokens: Vec::new(),
     }
 }

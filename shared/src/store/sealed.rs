@@ -8,8 +8,8 @@
 //! absent: the user logs in again, and the event is logged without the value.
 //!
 //! Of a session only what an index or the store itself needs stays in the clear: `sub`
-//! and `sid` (the back-channel logout indexes), expiries, the version and the refresh
-//! lease. The claims `/auth/me` shows (name, e-mail, picture, ...) are sealed as one value.
+//! and `sid` (the back-channel logout indexes), expiries, the version, the refresh lease
+//! and the browser family (for the operator's listing). The claims `/auth/me` shows (name, e-mail, picture, ...) are sealed as one value.
 //!
 //! Cached discovery and JWKS documents are public but decide where the BFF sends codes
 //! and secrets and which keys sign ID tokens: each carries an HMAC over the document, its
@@ -302,6 +302,7 @@ mod tests {
             version: 1,
             refresh_lease: None,
             refresh_started_at: None,
+            user_agent: None,
             api_tokens: vec![crate::domain::session::ApiToken {
                 target: crate::domain::routes::TokenTarget {
                     resource: Some("https://orders.example".into()),

@@ -36,12 +36,20 @@ impl Default for Browser {
 impl Browser {
     /// A browser with an empty jar.
     pub fn new() -> Self {
+        Self::with_user_agent(None)
+    }
+
+    /// A browser with an empty jar that sends `user_agent` as its `User-Agent` (none
+    /// when `None`).
+    pub fn with_user_agent(user_agent: Option<&str>) -> Self {
         let jar = Arc::new(Jar::default());
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client");
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(user_agent) = user_agent {
+            builder = builder.user_agent(user_agent);
+        }
+        let http = builder.build().expect("HTTP client");
         Self { jar, http }
     }
 
@@ -187,10 +195,15 @@ impl Deref for BffBrowser {
 impl BffBrowser {
     /// A browser with an empty jar.
     pub fn new(bff: &str, issuer: &str) -> Self {
+        Self::with_user_agent(bff, issuer, None)
+    }
+
+    /// A browser with an empty jar, sending `user_agent` as its `User-Agent`.
+    pub fn with_user_agent(bff: &str, issuer: &str, user_agent: Option<&str>) -> Self {
         Self {
             bff: bff.to_owned(),
             issuer: issuer.to_owned(),
-            web: Browser::new(),
+            web: Browser::with_user_agent(user_agent),
         }
     }
 

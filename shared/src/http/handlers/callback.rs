@@ -14,7 +14,7 @@ use crate::http::app::App;
 use crate::http::cookies::{holds_state, without_state};
 use crate::http::error::{RequestError, Unredirectable};
 use crate::http::policy::EdgeRequest;
-use crate::http::response::{query_pairs, redirect, set_cookie, single_param};
+use crate::http::response::{header_str, query_pairs, redirect, set_cookie, single_param};
 use crate::platform::metrics::{self, Event};
 use crate::service::callback::{self, CallbackError, provider_reported};
 
@@ -27,7 +27,8 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
             .map(str::to_owned),
         Err(e) => return Handled::with_cookie(Err(RequestError::Invalid(e).into()), None),
     };
-    let reply = finish(app, edge, &query, state.as_deref()).await;
+    let user_agent = header_str(req.headers(), "user-agent");
+    let reply = finish(app, edge, &query, state.as_deref(), user_agent).await;
     metrics::record(match &reply {
         Ok(_) => Event::LoginCompleted,
         Err(answer) => Event::LoginFailed(answer.code),
@@ -36,7 +37,13 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
     Handled::with_cookie(reply, set_cookie)
 }
 
-async fn finish(app: &App, edge: &EdgeRequest, query: &[(String, String)], state: Option<&str>) -> Reply {
+async fn finish(
+    app: &App,
+    edge: &EdgeRequest,
+    query: &[(String, String)],
+    state: Option<&str>,
+    user_agent: Option<&str>,
+) -> Reply {
     let deps = app.deps();
     let param = |name: &str| single_param(query, name).map_err(RequestError::Invalid);
     let tx = match state {
@@ -51,7 +58,7 @@ async fn finish(app: &App, edge: &EdgeRequest, query: &[(String, String)], state
         return Err(CallbackError::MissingState.into());
     }
     let tx = tx.ok_or(CallbackError::UnknownState)?;
-    let done = callback::complete(&deps, tx, code, param("iss")?, edge.session_id()).await?;
+    let done = callback::complete(&deps, tx, code, param("iss")?, edge.session_id(), user_agent).await?;
 
     let mut response = redirect(&done.return_to).map_err(|_| Unredirectable::ReturnTo)?;
     set_cookie(&mut response, &app.cookies.session_cookie(&done.id));

@@ -201,6 +201,7 @@ impl Fixture {
             version: 1,
             refresh_lease: None,
             refresh_started_at: None,
+            user_agent: None,
             api_tokens: Vec::new(),
         };
         edit(&mut record, &clock);
