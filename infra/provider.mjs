@@ -54,6 +54,13 @@ if (!verbose) {
 }
 
 const { default: Provider } = await import('oidc-provider');
+// The built-in in-memory adapter keeps only the 1000 most recent entries (sessions, grants,
+// tokens): with a few hundred users refreshing it forgets refresh tokens still in use and
+// refuses them with invalid_grant. The same adapter on a larger store: expired entries
+// still go, live ones stay.
+const { default: MemoryAdapter } = await import('oidc-provider/lib/adapters/memory_adapter.js');
+const { default: Lru } = await import('oidc-provider/lib/helpers/lru.js');
+const adapterStore = new Lru({ maxSize: 1_000_000 });
 
 function fail(message) {
   process.stderr.write(`provider: ${message}\n`);
@@ -202,6 +209,7 @@ const configuration = {
   jwks: { keys: [signingKey()] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   findAccount,
+  adapter: (model) => new MemoryAdapter(model, adapterStore),
   claims: {
     acr: null,
     sid: null,
@@ -391,6 +399,7 @@ provider.use(async (ctx, next) => {
     ctx.body = ctx.body.replace(/@import url\(https?:\/\/fonts\.googleapis\.com[^)]*\);?/g, '');
   }
 });
+provider.on('grant.error', (_ctx, err) => console.error('DEBUG grant error', err.error_detail ?? err.message));
 provider.on('server_error', (_ctx, err) => console.error('provider: server error:', err));
 provider.on('backchannel.error', (_ctx, err, client) => {
   console.error(`provider: back-channel logout to ${client.backchannelLogoutUri} failed: ${err.message}`);
