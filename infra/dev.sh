@@ -5,7 +5,9 @@
 #
 # - a local OpenID provider (infra/provider.mjs) with a client for the BFF and real
 #   login and consent pages,
-# - the demo resource API (served by the same Node process),
+# - the demo resource APIs (served by the same Node process), behind the BFF's BFF_APIS
+#   routes: /api/orders with a token for the resource https://orders.example, /api/public
+#   with no token, the rest of /api with the login's own token,
 # - bff-local (built with the dev-local profile: optimised, quicker to build than the
 #   release profile of the Lambda packages), serving the demo page (infra/demo) and
 #   /auth/*, /api/* on one origin,
@@ -368,14 +370,25 @@ ISSUER="$(json_field "$provider_ready" issuer)"
 API_URL="$(json_field "$provider_ready" api)"
 
 # --- BFF ------------------------------------------------------------------------------
+# Three APIs behind the BFF, all served by the demo API: /api/orders with a token for the
+# resource https://orders.example (a JWT whose aud says so), /api/public with no token,
+# and the rest of /api with the login's own token. The login asks for api:read, which
+# the orders token then carries.
+
+APIS="[{\"path\":\"/api/orders\",\"upstream\":\"$API_URL/orders\",\"resource\":\"https://orders.example\"},"
+APIS+="{\"path\":\"/api/public\",\"upstream\":\"$API_URL/public\",\"token\":\"none\"},"
+APIS+="{\"path\":\"/api\",\"upstream\":\"$API_URL\"}]"
 
 require_free "$BFF_PORT" BFF_PORT
+# BFF_UPSTREAM_URL may not come with BFF_APIS: one from the caller's shell is dropped.
+env -u BFF_UPSTREAM_URL \
 BFF_ISSUER="$ISSUER" \
 BFF_CLIENT_ID="$CLIENT_ID" \
 BFF_CLIENT_SECRET="$CLIENT_SECRET" \
 BFF_TOKEN_KEYS="dev:$TOKEN_KEY" \
 BFF_PUBLIC_URL="$PUBLIC_URL" \
-BFF_UPSTREAM_URL="$API_URL" \
+BFF_APIS="$APIS" \
+BFF_SCOPES="openid profile email offline_access api:read" \
 BFF_LISTEN="127.0.0.1:$BFF_PORT" \
 BFF_STATIC_DIR=infra/demo \
     "$BFF_LOCAL" >"$LOG_DIR/bff-local.log" 2>&1 &
@@ -413,13 +426,18 @@ check() {
 check "provider discovery" 200 "$(status_of "$ISSUER/.well-known/openid-configuration")"
 ok "OpenID provider" "$ISSUER"
 check "demo API without a token" 401 "$(status_of "$API_URL/hello")"
-ok "Demo API" "$API_URL ${DIM}(behind the BFF at /api/*)${RESET}"
+check "orders demo API without a token" 401 "$(status_of "$API_URL/orders/recent")"
+check "public demo API" 200 "$(status_of "$API_URL/public/status")"
+ok "Demo APIs" "$API_URL ${DIM}(behind the BFF: /api/orders → /orders, /api/public → /public, /api/* → /*)${RESET}"
 check "GET /auth/me without a session" 401 "$code"
+# The routes are in place: the public API answers without a session, the others need one.
+check "GET /api/public/status without a session" 200 "$(status_of -H 'X-CSRF: 1' "$PUBLIC_URL/api/public/status")"
+check "GET /api/orders/recent without a session" 401 "$(status_of -H 'X-CSRF: 1' "$PUBLIC_URL/api/orders/recent")"
 check "GET / (the demo page)" 200 "$(status_of "$PUBLIC_URL/")"
 login_to="$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$PUBLIC_URL/auth/login?returnTo=/" || true)"
 [[ "$login_to" == "302 $ISSUER/"* ]] ||
     { show_log "$LOG_DIR/bff-local.log" 15; die "health check failed: /auth/login answered '$login_to', expected a redirect to $ISSUER"; }
-ok "bff-local" "$PUBLIC_URL ${DIM}(store: $BFF_STORE; /auth/me, /auth/login → provider, demo page: OK)${RESET}"
+ok "bff-local" "$PUBLIC_URL ${DIM}(store: $BFF_STORE; /auth/me, /auth/login → provider, /api/public, /api/orders, demo page: OK)${RESET}"
 
 cat >&2 <<EOF
 

@@ -24,9 +24,15 @@
 // Any login name with any password signs in; the account's claims are derived
 // from the login name (`alice` -> "Alice Example", alice@example.com).
 //
-// With `--api-port` a demo resource API runs next to the provider: every path
-// requires `Authorization: Bearer <access token>` issued by this provider and
-// answers a small JSON description of the call.
+// With `--api-port` a demo resource API runs next to the provider and answers a
+// small JSON description of each call, with the audience and scope of the token it
+// received (never the token):
+//
+//   /orders, /orders/...   the orders API: only a JWT access token of this provider
+//                          whose `aud` is https://orders.example (RFC 8707), else 401
+//   /public, /public/...   a public API: no token needed; reports whether an
+//                          Authorization header arrived at all
+//   any other path         any unexpired access token of this provider, else 401
 
 import { once } from 'node:events';
 import * as crypto from 'node:crypto';
@@ -53,7 +59,7 @@ if (!verbose) {
   };
 }
 
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors } = await import('oidc-provider');
 // The built-in in-memory adapter keeps only the 1000 most recent entries (sessions, grants,
 // tokens): with a few hundred users refreshing it forgets refresh tokens still in use and
 // refuses them with invalid_grant. The same adapter on a larger store: expired entries
@@ -204,9 +210,14 @@ function staticClients() {
   return [client];
 }
 
+const jwk = signingKey();
+// The orders API checks its JWT access tokens against this key, as a resource server
+// would against the provider's JWKS.
+const verifyKey = crypto.createPublicKey({ key: jwk, format: 'jwk' });
+
 const configuration = {
   clients: staticClients(),
-  jwks: { keys: [signingKey()] },
+  jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   findAccount,
   adapter: (model) => new MemoryAdapter(model, adapterStore),
@@ -253,6 +264,24 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     userinfo: { enabled: true },
+    clientCredentials: { enabled: true },
+    // RFC 8707: any `https://<name>.example` resource is an API here; its tokens are
+    // JWTs whose `aud` is the resource, so an upstream can tell which one it got.
+    resourceIndicators: {
+      enabled: true,
+      getResourceServerInfo: (_ctx, resource) => {
+        const url = URL.parse(resource);
+        if (url?.protocol !== 'https:' || !url.hostname.endsWith('.example')) {
+          throw new errors.InvalidTarget(`unknown resource ${resource}`);
+        }
+        return {
+          scope: 'api:read api:write',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: Number(accessTokenTtl),
+        };
+      },
+    },
   },
 };
 
@@ -399,7 +428,6 @@ provider.use(async (ctx, next) => {
     ctx.body = ctx.body.replace(/@import url\(https?:\/\/fonts\.googleapis\.com[^)]*\);?/g, '');
   }
 });
-provider.on('grant.error', (_ctx, err) => console.error('DEBUG grant error', err.error_detail ?? err.message));
 provider.on('server_error', (_ctx, err) => console.error('provider: server error:', err));
 provider.on('backchannel.error', (_ctx, err, client) => {
   console.error(`provider: back-channel logout to ${client.backchannelLogoutUri} failed: ${err.message}`);
@@ -423,39 +451,123 @@ function sendJson(res, status, body, headers = {}) {
 
 const HIDDEN_HEADERS = new Set(['authorization', 'proxy-authorization']);
 
-async function apiHandler(req, res) {
-  const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
-  const body = Buffer.concat(chunks);
+const ORDERS_AUDIENCE = 'https://orders.example';
 
-  const match = /^Bearer +([^\s]+) *$/i.exec(req.headers.authorization ?? '');
-  const token = match ? await provider.AccessToken.find(match[1]) : undefined;
-  if (!token || token.isExpired) {
-    sendJson(res, 401, { error: 'invalid_token' }, {
-      'www-authenticate': 'Bearer error="invalid_token"',
-    });
-    return;
+function refuse(res) {
+  sendJson(res, 401, { error: 'invalid_token' }, {
+    'www-authenticate': 'Bearer error="invalid_token"',
+  });
+}
+
+function bearer(req) {
+  return /^Bearer +([^\s]+) *$/i.exec(req.headers.authorization ?? '')?.[1];
+}
+
+/** Whether `path` is `prefix` or below it, by whole segments (`/orders/7`, not `/ordersX`). */
+function under(path, prefix) {
+  return path === prefix || path.startsWith(`${prefix}/`);
+}
+
+function decodeJson(part) {
+  try {
+    const value = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    return value !== null && typeof value === 'object' ? value : undefined;
+  } catch {
+    return undefined;
   }
+}
 
+/**
+ * The claims of `value` when it is a JWT access token this provider signed for
+ * `audience` and still valid (RFC 9068: typ at+jwt, RS256 with our key, iss, aud, exp).
+ */
+function verifiedJwt(value, audience) {
+  const parts = String(value ?? '').split('.');
+  if (parts.length !== 3) return undefined;
+  const header = decodeJson(parts[0]);
+  const claims = decodeJson(parts[1]);
+  if (!header || !claims) return undefined;
+  if (header.alg !== 'RS256' || header.kid !== jwk.kid || String(header.typ).toLowerCase() !== 'at+jwt') return undefined;
+  let signed = false;
+  try {
+    signed = crypto.verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), verifyKey, Buffer.from(parts[2], 'base64url'));
+  } catch {
+    // A malformed signature: not signed by us.
+  }
+  if (!signed) return undefined;
+  const now = Math.floor(Date.now() / 1000);
+  const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (claims.iss !== issuer || !audiences.includes(audience)) return undefined;
+  if (typeof claims.exp !== 'number' || claims.exp <= now) return undefined;
+  if (typeof claims.nbf === 'number' && claims.nbf > now) return undefined;
+  return claims;
+}
+
+/** The JSON description of a call: `token` says what the API made of its token. */
+function describe(req, body, message, token) {
   const rawUrl = req.url ?? '/';
   const q = rawUrl.indexOf('?');
   const headers = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (!HIDDEN_HEADERS.has(name)) headers[name] = name === 'cookie' ? '[redacted]' : value;
   }
-  sendJson(res, 200, {
-    message: 'Hello from the demo API',
+  return {
+    message,
     path: q === -1 ? rawUrl : rawUrl.slice(0, q),
     query: q === -1 ? '' : rawUrl.slice(q + 1),
     method: req.method,
-    sub: token.accountId,
-    scope: token.scope,
-    client_id: token.clientId,
-    token_expires_at: token.exp,
+    ...token,
     server_time: Math.floor(Date.now() / 1000),
     headers,
     body: body.length ? body.toString('utf8') : undefined,
-  });
+  };
+}
+
+async function apiHandler(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const body = Buffer.concat(chunks);
+  const path = (req.url ?? '/').split('?', 1)[0];
+
+  if (under(path, '/public')) {
+    sendJson(res, 200, describe(req, body, 'Hello from the public demo API', {
+      token: 'none',
+      // Whether the caller sent one at all: the BFF never should on a `none` route.
+      authorization_header: req.headers.authorization !== undefined,
+    }));
+    return;
+  }
+
+  if (under(path, '/orders')) {
+    const claims = verifiedJwt(bearer(req), ORDERS_AUDIENCE);
+    if (!claims) {
+      refuse(res);
+      return;
+    }
+    sendJson(res, 200, describe(req, body, 'Hello from the orders demo API', {
+      sub: claims.sub,
+      audience: claims.aud,
+      scope: claims.scope ?? '',
+      client_id: claims.client_id,
+      token_expires_at: claims.exp,
+    }));
+    return;
+  }
+
+  const value = bearer(req);
+  const token = value ? await provider.AccessToken.find(value) : undefined;
+  if (!token || token.isExpired) {
+    refuse(res);
+    return;
+  }
+  sendJson(res, 200, describe(req, body, 'Hello from the demo API', {
+    sub: token.accountId,
+    // The login's opaque token has no audience unless it was issued for a resource.
+    audience: token.aud ?? null,
+    scope: token.scope,
+    client_id: token.clientId,
+    token_expires_at: token.exp,
+  }));
 }
 
 const ready = { issuer };

@@ -106,8 +106,8 @@ main() {
     step "layers of shared/src (no import cycle between sibling modules)"
     bash infra/check-layers.sh
 
-    step "cargo build -p bff-local (the integration tests also run it as separate processes)"
-    cargo build -p bff-local --locked
+    step "cargo build -p bff-local -p bff-proxy (the integration tests also run them as separate processes)"
+    cargo build -p bff-local -p bff-proxy --locked
 
     step "AWS deployment: cfn-lint, sam validate, template tests"
     # sam build is the separate command `bash infra/sam/check.sh` (see README).

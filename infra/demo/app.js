@@ -1,4 +1,5 @@
-// The demo front end: who is logged in, the session's expiry, a call to the API, logout.
+// The demo front end: who is logged in, the session's expiry, a call to the API, a call to
+// each of the APIs behind the BFF (which token each received), logout.
 // Everything it knows comes from bff.js; data reaches the page only through textContent.
 
 import { me, login, logout, fetchApi, UnauthorizedError } from './bff.js';
@@ -192,6 +193,73 @@ async function callApi() {
   }
 }
 
+// The APIs behind the BFF (infra/dev.sh's BFF_APIS): the row of the page showing each.
+const APIS = [
+  { row: 'apis-orders', path: '/orders/recent' },
+  { row: 'apis-public', path: '/public/status' },
+  { row: 'apis-default', path: '/hello' },
+];
+
+/**
+ * What an API's answer says about the token it received: its audience and scope, or
+ * that there was none. The APIs describe the token; they never send it back.
+ */
+function tokenReceived(body) {
+  if (body?.token === 'none') {
+    // A public API must not receive an Authorization header at all.
+    return body.authorization_header
+      ? { audience: 'an Authorization header arrived', scope: '–', bad: true }
+      : { audience: 'no token', scope: '–' };
+  }
+  return {
+    audience: body?.audience ?? 'no audience (the login\'s token)',
+    scope: body?.scope || '(none)',
+  };
+}
+
+async function callApis() {
+  const button = $('call-apis');
+  button.disabled = true;
+  for (const { row } of APIS) {
+    for (const cell of $(row).querySelectorAll('td')) cell.textContent = '…';
+  }
+  $('apis-result').hidden = false;
+  try {
+    const answers = await Promise.allSettled(APIS.map(async ({ row, path }) => {
+      const response = await fetchApi(path);
+      let body = null;
+      try {
+        body = await response.json();
+      } catch {
+        // Not JSON: the status says enough.
+      }
+      const cells = $(row).querySelectorAll('td');
+      cells[0].textContent = ['HTTP', response.status, response.statusText].filter(Boolean).join(' ');
+      cells[0].className = `status ${response.ok ? 'ok' : 'bad'}`;
+      const token = response.ok ? tokenReceived(body) : { audience: body?.error ?? '–', scope: '–' };
+      cells[1].textContent = token.audience;
+      cells[1].className = `audience${token.bad ? ' bad' : ''}`;
+      cells[2].textContent = token.scope;
+    }));
+    const ended = answers.find((a) => a.status === 'rejected' && a.reason instanceof UnauthorizedError);
+    if (ended) {
+      sessionEnded(ended.reason);
+      return;
+    }
+    for (const [i, answer] of answers.entries()) {
+      if (answer.status !== 'rejected') continue;
+      const cells = $(APIS[i].row).querySelectorAll('td');
+      cells[0].textContent = `The request failed: ${answer.reason.message}`;
+      cells[0].className = 'status bad';
+      cells[1].textContent = '–';
+      cells[2].textContent = '–';
+    }
+    await refresh();
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function doLogout() {
   $('logout').disabled = true;
   try {
@@ -227,6 +295,7 @@ function showProviderError() {
 
 $('login').addEventListener('click', () => login());
 $('call-api').addEventListener('click', callApi);
+$('call-apis').addEventListener('click', callApis);
 $('logout').addEventListener('click', doLogout);
 // Back on this tab after a while (or after logging out in another one): check again.
 document.addEventListener('visibilitychange', () => {

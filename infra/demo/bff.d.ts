@@ -48,7 +48,10 @@ export class BffError extends Error {
   readonly description: string;
 }
 
-/** A 401: nobody is logged in or the session ended. Call `login()` to start again. */
+/**
+ * The BFF's own 401 (`code` `login_required` or `session_expired`): nobody is logged in or
+ * the session ended. Call `login()` to start again. An API's 401 is never one.
+ */
 export class UnauthorizedError extends BffError {
   constructor(code?: string, description?: string);
   readonly name: 'UnauthorizedError';
@@ -70,7 +73,8 @@ export function me(): Promise<Me | null>;
 /**
  * Calls the API through the BFF: `path` is below `/api/` (`'/orders'` requests
  * `/api/orders`). Adds `credentials: 'include'` and `X-CSRF: 1`. Resolves to the
- * response whatever its status, except 401, which rejects with `UnauthorizedError`.
+ * response whatever its status, the API's own 401 included, except the BFF's own 401
+ * (the session ended), which rejects with `UnauthorizedError`.
  */
 export function fetchApi(path: string, init?: RequestInit): Promise<Response>;
 

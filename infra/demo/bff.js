@@ -5,6 +5,8 @@
 //   const user = await me();                 // the ID-token claims, or null when logged out
 //   if (!user) login();                      // navigates to /auth/login?returnTo=<this page>
 //   const res = await fetchApi('/orders');   // GET /api/orders with the session cookie and X-CSRF
+//                                            // (throws UnauthorizedError when the session ended;
+//                                            // the API's own 401 comes back as a Response)
 //   await logout();                          // ends the session, navigates to the provider's logout
 //
 // The browser never sees a token: every call carries only the HttpOnly session cookie
@@ -43,8 +45,9 @@ export class BffError extends Error {
 }
 
 /**
- * A 401: no session, or it ended (`code` is `login_required` or `session_expired`).
- * The fix is always the same: `login()` again.
+ * The BFF's own 401: no session, or it ended (`code` is `login_required` or
+ * `session_expired`). The fix is always the same: `login()` again. An API's 401, which
+ * the BFF passes on as it is, is never one: the user is logged in and the API refused.
  */
 export class UnauthorizedError extends BffError {
   constructor(code = 'login_required', description = '') {
@@ -97,6 +100,31 @@ async function errorOf(response) {
     : new BffError(response.status, code, description);
 }
 
+/** The `error` codes of the BFF's own 401 answers: there is no session, or it ended. */
+const SESSION_ENDED = new Set(['login_required', 'session_expired']);
+
+/**
+ * The `UnauthorizedError` for a 401 of the BFF itself, or `null` for any other answer.
+ * An upstream API's 401 reaches the browser as the API sent it, so the status alone
+ * cannot tell the two apart: the BFF's own carries its JSON error with one of the
+ * SESSION_ENDED codes. The body is read from a copy, so an answer that is not the
+ * BFF's stays whole for the caller.
+ */
+async function sessionEnded(response) {
+  if (response.status !== 401) return null;
+  if (!/^application\/json\b/i.test(response.headers.get('content-type') ?? '')) return null;
+  let body = null;
+  try {
+    body = await response.clone().json();
+  } catch {
+    return null;
+  }
+  if (!SESSION_ENDED.has(body?.error)) return null;
+  await discard(response);
+  const description = typeof body.error_description === 'string' ? body.error_description : '';
+  return new UnauthorizedError(body.error, description);
+}
+
 /**
  * Who is logged in: the ID-token claims (`sub`, `name`, `email`, `picture`, …) and
  * `session: { expires_at, idle_expires_at }` (epoch seconds), or `null` when nobody is.
@@ -120,7 +148,9 @@ export async function me() {
  * Calls your API through the BFF: `fetchApi('/orders?open=1', init)` requests
  * `/api/orders?open=1` with the session cookie and `X-CSRF: 1`; the BFF forwards it to
  * the upstream with the user's access token. Answers the `Response` as it is (check
- * `response.ok` yourself) except a 401 from the BFF, which throws `UnauthorizedError`.
+ * `response.ok` yourself), the API's own 401 included, except the BFF's own 401 (no
+ * session, or it ended), which throws `UnauthorizedError`. Only that one calls for a
+ * new login: logging in again because the API refused would loop.
  */
 export async function fetchApi(path, init = {}) {
   const rest = String(path);
@@ -135,7 +165,8 @@ export async function fetchApi(path, init = {}) {
     headers,
     credentials: 'include',
   });
-  if (response.status === 401) throw await errorOf(response);
+  const ended = await sessionEnded(response);
+  if (ended) throw ended;
   return response;
 }
 

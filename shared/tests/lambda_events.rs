@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bff::App;
 use bff::domain::secret::{AccessToken, IdToken, SessionId};
+use bff::http::body::ResponseBody;
 use bff::http::router::Function;
 use bff::platform::config::Config;
 use bff::store::SessionRecord;
@@ -42,9 +43,9 @@ fn app() -> (App, Arc<MemoryStore>) {
     (App::new(config, store.clone()).expect("app"), store)
 }
 
-fn body_json(response: &lambda_http::Response<Body>) -> serde_json::Value {
-    match response.body() {
-        Body::Text(text) => serde_json::from_str(text).expect("json"),
+fn body_json(response: &lambda_http::Response<ResponseBody>) -> serde_json::Value {
+    match response.body().full() {
+        Some(Body::Text(text)) => serde_json::from_str(text).expect("json"),
         other => panic!("unexpected body {other:?}"),
     }
 }
@@ -71,6 +72,8 @@ async fn session_cookie_from_the_events_cookie_array_reaches_auth_me() {
         idle_expires_at: now + 600,
         version: 1,
         refresh_lease: None,
+        refresh_started_at: None,
+        api_tokens: Vec::new(),
     };
     // Through the app's store, which seals the tokens as the handlers expect.
     app.store.put_session(&session_key(&id), &record).await.expect("put");

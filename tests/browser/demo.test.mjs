@@ -1,6 +1,7 @@
 // The demo front end in a real browser (Debian's Chromium, headless), against the real
-// provider pages and bff-local: login, profile, API call, reload, two tabs, logout,
-// refused consent, a session that ends under the page.
+// provider pages and bff-local: login, profile, API call, the APIs behind the BFF and
+// the token each received, reload, two tabs, logout, refused consent, a session that
+// ends under the page.
 //
 //   bash tests/browser/run.sh        (installs what is missing, builds, runs these)
 
@@ -103,6 +104,45 @@ describe('demo front end in Chromium', () => {
 
     await page.reload();
     await expectLoggedIn(page);
+    assert.deepEqual(problems, []);
+  }));
+
+  test('calls each API behind the BFF and shows which token each received, never the token', LIMIT, (t) => run(t, async (context, problems) => {
+    const page = await context.newPage();
+    await openDemo(page);
+    await logIn(page);
+    await expectLoggedIn(page);
+
+    // What each API answered the page (through the BFF), read as the browser got it.
+    const called = [];
+    page.on('request', (req) => called.push(new URL(req.url()).pathname));
+    const paths = ['/api/orders/recent', '/api/public/status', '/api/hello'];
+    const responses = Promise.all(paths.map((path) => page.waitForResponse((res) => new URL(res.url()).pathname === path)));
+    await page.getByRole('button', { name: 'Call each API' }).click();
+    const answers = Object.fromEntries(await Promise.all((await responses)
+      .map(async (res) => [new URL(res.url()).pathname, { status: res.status(), text: await res.text() }])));
+    await page.waitForFunction(() => [...document.querySelectorAll('#apis-result td.status')]
+      .every((td) => /^HTTP \d/.test(td.textContent)));
+    const row = async (id) => Object.fromEntries(await Promise.all(['status', 'audience', 'scope']
+      .map(async (cell) => [cell, await page.locator(`#apis-${id} td.${cell}`).textContent()])));
+
+    // The orders API accepted only a JWT issued for it: its audience and the login's api:read.
+    assert.deepEqual(await row('orders'), { status: 'HTTP 200 OK', audience: 'https://orders.example', scope: 'api:read' });
+    // The public API received no token, not even an Authorization header.
+    assert.deepEqual(await row('public'), { status: 'HTTP 200 OK', audience: 'no token', scope: '–' });
+    const publicAnswer = JSON.parse(answers['/api/public/status'].text);
+    assert.equal(publicAnswer.token, 'none');
+    assert.equal(publicAnswer.authorization_header, false);
+    // The default API got the login's own token: not the orders one.
+    const fallback = await row('default');
+    assert.equal(fallback.status, 'HTTP 200 OK');
+    assert.notEqual(fallback.audience, 'https://orders.example');
+    assert.equal(JSON.parse(answers['/api/hello'].text).sub, 'alice');
+
+    // No token anywhere the page can see: neither in the answers nor on the page.
+    assert.deepEqual(called.filter((path) => path.startsWith('/api/')).sort(), [...paths].sort());
+    for (const { text } of Object.values(answers)) assert.doesNotMatch(text, /eyJ[\w-]+\.[\w-]+\.|"access_token"/);
+    assert.doesNotMatch(await page.content(), /eyJ[\w-]+\.[\w-]+\./);
     assert.deepEqual(problems, []);
   }));
 

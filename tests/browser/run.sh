@@ -9,7 +9,8 @@
 # 2. the npm packages of infra/ (oidc-provider, playwright-core) from package-lock.json;
 # 3. cargo build -p bff-local (debug; BFF_LOCAL_BIN points the tests at another binary);
 # 4. node --test on tests/browser/*.test.mjs (demo.test.mjs: the demo's flows;
-#    idle.test.mjs: no request left open, and what the page says after logging out).
+#    idle.test.mjs: no request left open, and what the page says after logging out;
+#    unauthorized.test.mjs: an API's 401 is not an ended session).
 #    Each test starts nothing itself: each file starts one provider and one bff-local on
 #    free ports and stops them when it ends.
 #

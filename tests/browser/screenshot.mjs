@@ -1,5 +1,5 @@
 // Writes docs/demo.png, the README's picture of the demo page: logged in as alice,
-// after one call to the API. Needs what the browser tests need (see run.sh):
+// after one call to the API and one to each of the APIs behind the BFF. Needs what the browser tests need (see run.sh):
 //
 //   node tests/browser/screenshot.mjs [output.png]
 
@@ -27,6 +27,9 @@ try {
   await page.locator('#logged-in').waitFor();
   await page.getByRole('button', { name: 'Call the API' }).click();
   await page.locator('#api-result').waitFor();
+  await page.getByRole('button', { name: 'Call each API' }).click();
+  await page.waitForFunction(() => [...document.querySelectorAll('#apis-result td.status')]
+    .every((td) => /^HTTP \d/.test(td.textContent)));
   // A moment for the countdown to tick, so the picture shows it running.
   await page.waitForTimeout(1500);
   mkdirSync(path.dirname(out), { recursive: true });

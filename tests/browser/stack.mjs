@@ -1,7 +1,8 @@
 // The stack a browser test talks to, started on free loopback ports:
 //
 // - infra/provider.mjs: the OpenID provider (real login and consent pages) and the
-//   demo API, with a static client whose redirect URI is the BFF's callback;
+//   demo APIs (default, orders, public; see apisEnv), with a static client whose
+//   redirect URI is the BFF's callback;
 // - bff-local: /auth/*, /api/* and the demo front end (infra/demo) on one origin,
 //   http://localhost:<port>, so the cookies are the loopback ones (bff-session, bff-tx).
 //
@@ -131,10 +132,29 @@ async function stopChild(child) {
 }
 
 /**
- * Starts the provider, the demo API, bff-local and the front end on another origin.
+ * The APIs behind bff-local, as infra/dev.sh puts them: the demo API's orders API with a
+ * token for the resource https://orders.example, its public API with no token, and the
+ * rest of /api with the login's own token (which asks for api:read, for the orders token).
+ * `upstreamUrl` puts that one API behind all of /api/* (BFF_UPSTREAM_URL) instead.
+ */
+function apisEnv(api, upstreamUrl) {
+  if (upstreamUrl) return { BFF_UPSTREAM_URL: upstreamUrl };
+  return {
+    BFF_APIS: JSON.stringify([
+      { path: '/api/orders', upstream: `${api}/orders`, resource: 'https://orders.example' },
+      { path: '/api/public', upstream: `${api}/public`, token: 'none' },
+      { path: '/api', upstream: api },
+    ]),
+    BFF_SCOPES: 'openid profile email offline_access api:read',
+  };
+}
+
+/**
+ * Starts the provider, the demo APIs, bff-local and the front end on another origin.
+ * `upstreamUrl` puts another API behind /api/* in place of the demo APIs.
  * Resolves to `{ baseUrl, otherOrigin, issuer, api, stop() }`.
  */
-export async function startStack() {
+export async function startStack({ upstreamUrl } = {}) {
   mkdirSync(LOG_DIR, { recursive: true });
   const bffPort = await freePort();
   const baseUrl = `http://localhost:${bffPort}`;
@@ -184,7 +204,7 @@ export async function startStack() {
         BFF_CLIENT_ID: clientId,
         BFF_CLIENT_SECRET: clientSecret,
         BFF_PUBLIC_URL: baseUrl,
-        BFF_UPSTREAM_URL: ready.api,
+        ...apisEnv(ready.api, upstreamUrl),
         BFF_LISTEN: `127.0.0.1:${bffPort}`,
         BFF_STATIC_DIR: path.join(ROOT, 'infra/demo'),
         BFF_ALLOWED_ORIGINS: otherOrigin,

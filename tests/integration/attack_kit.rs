@@ -56,6 +56,8 @@ pub(crate) async fn plant_session(app: &TestApp) -> Planted {
         idle_expires_at: now + 3600,
         version: 1,
         refresh_lease: None,
+        refresh_started_at: None,
+        api_tokens: Vec::new(),
     };
     app.store
         .put_session(&session_key(&id), &record)

@@ -1,11 +1,12 @@
 //! Token and session lifecycle: single-flight refresh across independent instances,
 //! crashed refreshers, idle and absolute expiry, the cost of a steady-state call, the
-//! upstream-401 retry, and every kind of logout.
+//! upstream-401 retry and its throttle, and every kind of logout.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bff::domain::secret::SessionId;
+use bff::domain::session::FORCED_REFRESH_INTERVAL_SECS;
 use bff::store::session_key;
 use bff::store::{RefreshLease, SessionRecord, Store, StoreKey};
 use bff_testkit::browser::BffBrowser;
@@ -219,7 +220,9 @@ async fn upstream_401_refreshes_once_and_retries_once_never_looping() {
     assert_eq!(browser.api(Method::GET, "/api/first").await.status(), StatusCode::OK);
     let first = app.upstream.requests()[0].bearer().expect("bearer").to_owned();
 
-    // The upstream stops accepting the token though it has not expired.
+    // The upstream stops accepting the token though it has not expired, longer than the
+    // forced-refresh interval after it was obtained.
+    app.clock.advance(FORCED_REFRESH_INTERVAL_SECS + 1);
     app.upstream.reject(&first);
     let retried = browser.api(Method::POST, "/api/retried").await;
     assert_eq!(retried.status(), StatusCode::OK, "refreshed and retried");
@@ -230,11 +233,75 @@ async fn upstream_401_refreshes_once_and_retries_once_never_looping() {
     assert_ne!(second, first);
     assert_eq!(app.provider.userinfo_sub(second).await.as_deref(), Some("alice"));
 
-    // An upstream that refuses everything gets exactly one retry, then its 401 stands.
+    // An upstream that refuses everything, moments after that refresh: its 401 stands
+    // with no refresh and no retry.
     app.upstream.reject_all();
     let refused = browser.api(Method::GET, "/api/refused").await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.upstream.requests().len(), 5, "one call and one retry, no loop");
+    assert_eq!(app.upstream.requests().len(), 4, "no retry within the interval");
+
+    // Once the interval has passed: one refresh and one retry, then its 401 stands.
+    app.clock.advance(FORCED_REFRESH_INTERVAL_SECS + 1);
+    let refused = browser.api(Method::GET, "/api/refused-later").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let seen = app.upstream.requests();
+    assert_eq!(seen.len(), 6, "one call and one retry, no loop");
+    assert_ne!(
+        seen[5].bearer(),
+        seen[4].bearer(),
+        "the retry carried a refreshed token"
+    );
+}
+
+/// A provider of its own, so that its count of refresh grants is this test's alone.
+fn throttle_provider() -> &'static Provider {
+    static PROVIDER: OnceLock<Provider> = OnceLock::new();
+    PROVIDER.get_or_init(|| Provider::start(&[]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_upstream_401s_make_one_refresh_grant_reach_the_browser_and_keep_the_session() {
+    let provider = throttle_provider();
+    let mut options = Options::new(StoreKind::Dynamo);
+    options.provider = Some(provider);
+    let app = spawn_app_with(options).await;
+    let browser = app.browser();
+    browser.login("alice", "/").await;
+    let (key, _) = session_of(&app, &browser).await;
+
+    // Long enough after login that the first 401 may force a refresh.
+    app.clock.advance(FORCED_REFRESH_INTERVAL_SECS + 1);
+    app.upstream.reject_all();
+    let before = provider.grants("refresh_token").await;
+    for i in 0..20 {
+        let response = browser.api(Method::GET, &format!("/api/refused/{i}")).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "call {i}");
+        // The upstream's own answer, as it is: its challenge, and no BFF error body.
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer error=\"invalid_token\"",
+            "call {i}"
+        );
+        assert_eq!(response.text().await.expect("body"), "", "call {i}");
+    }
+    let grants = provider.grants("refresh_token").await - before;
+    assert_eq!(grants, 1, "one refresh grant for twenty upstream 401s in the interval");
+    assert_eq!(app.upstream.requests().len(), 21, "twenty calls and one retry");
+
+    let (_, session) = session_of(&app, &browser).await;
+    assert!(session.refresh_lease.is_none());
+    assert_eq!(
+        browser.get("/auth/me").await.status(),
+        StatusCode::OK,
+        "the session stays"
+    );
+    assert!(
+        app.store
+            .get_session(&key, app.app.clock.now())
+            .await
+            .expect("store")
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

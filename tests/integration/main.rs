@@ -2,6 +2,7 @@
 //!
 //! Every flow test runs twice, once on each store (`<test>::memory`, `<test>::dynamodb`).
 
+mod apis;
 mod at_rest;
 mod attack_kit;
 mod cold_start;
@@ -9,7 +10,10 @@ mod faults;
 mod faults_refresh;
 mod flow;
 mod lifecycle;
+mod logout_all;
 mod logs;
+mod metrics;
+mod ops;
 mod security_forgery;
 mod security_id_token;
 mod security_leaks;
@@ -19,6 +23,8 @@ mod security_proxy;
 mod security_redirect;
 mod security_session;
 mod store;
+mod streaming;
+mod traces;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
 #[macro_export]

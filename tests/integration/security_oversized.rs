@@ -21,8 +21,8 @@ use crate::attack_kit::{assert_harmless, plant_session, raw_exchange, raw_reques
 // Oversized input (resource exhaustion)
 // ------------------------------------------------------------------------------------
 
-/// A request body over the 6 MiB Lambda limit is refused with 413 before anything is
-/// forwarded, and the server keeps serving.
+/// A request body over the 6 MiB Lambda limit is refused with 413 and the JSON error
+/// (`request_too_large`) before anything is forwarded, and the server keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_oversized_request_body_is_refused_with_413() {
     let app = spawn_app(StoreKind::Memory).await;
@@ -37,7 +37,11 @@ async fn attack_oversized_request_body_is_refused_with_413() {
         .send()
         .await;
     match response {
-        Ok(response) => assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Ok(response) => {
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            let body: serde_json::Value = response.json().await.expect("a JSON error");
+            assert_eq!(body["error"], "request_too_large", "{body}");
+        }
         // The server may answer and close before the client finished sending.
         Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
     }
@@ -77,6 +81,7 @@ async fn attack_oversized_chunked_request_body_is_refused_with_413() {
         "{}",
         text.lines().next().unwrap_or("nothing")
     );
+    assert!(text.contains(r#""error":"request_too_large""#), "a JSON error: {text}");
     assert_harmless(&app, &planted, "oversized chunked body").await;
 }
 

@@ -66,6 +66,8 @@ fn expired_session(now: i64) -> SessionRecord {
         idle_expires_at: now - 60,
         version: 1,
         refresh_lease: None,
+        refresh_started_at: None,
+        api_tokens: Vec::new(),
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Options {
     /// The DynamoDB endpoint the BFF talks to (a fault proxy, say) instead of the shared
     /// DynamoDB Local; its table is still created on the shared one.
     pub dynamo_endpoint: Option<String>,
+    /// A store of the test's own instead of the one `store` names (a dedicated DynamoDB
+    /// Local the test stops, say).
+    pub own_store: Option<Arc<dyn Store>>,
 }
 
 impl Options {
@@ -62,6 +65,7 @@ impl Options {
             backchannel: false,
             wrap_store: None,
             dynamo_endpoint: None,
+            own_store: None,
         }
     }
 }
@@ -127,11 +131,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("BFF_TOKEN_KEYS", TEST_TOKEN_KEYS.to_owned()),
     ]);
     env.extend(options.env);
+    // Several APIs replace the one upstream (the two may not be set together).
+    if env.contains_key("BFF_APIS") {
+        env.remove("BFF_UPSTREAM_URL");
+    }
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
 
-    let (store, table): (Arc<dyn Store>, Option<String>) = match options.store {
-        StoreKind::Memory => (Arc::new(MemoryStore::new()), None),
-        StoreKind::Dynamo => {
+    let (store, table): (Arc<dyn Store>, Option<String>) = match (options.own_store, options.store) {
+        (Some(own), _) => (own, None),
+        (None, StoreKind::Memory) => (Arc::new(MemoryStore::new()), None),
+        (None, StoreKind::Dynamo) => {
             let (store, _, table) = crate::dynamodb::fresh_store().await;
             match &options.dynamo_endpoint {
                 Some(endpoint) => (Arc::new(dynamo_at(endpoint, &table)), Some(table)),

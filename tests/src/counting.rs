@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bff::store::{
-    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
-    StoreKey, TransactionStore,
+    ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
+    SessionStore, Store, StoreError, StoreKey, TransactionStore,
 };
 
 /// Counts of store calls since the last reset, and the faults to inject.
@@ -153,5 +153,24 @@ impl DocumentCache for CountingStore {
     async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
         self.counts.write();
         self.inner.put_document(key, document, expires_at).await
+    }
+}
+
+#[async_trait]
+impl ClientTokenStore for CountingStore {
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+        self.counts.read();
+        self.inner.get_client_token(key).await
+    }
+
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        self.counts.write();
+        self.inner.put_client_token(key, record, expected, keep_until).await
     }
 }

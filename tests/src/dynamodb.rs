@@ -167,3 +167,86 @@ fn forward_stderr(mut stderr: impl Read + Send + 'static, keep: Arc<Mutex<String
         }
     })
 }
+
+/// A DynamoDB Local of one test's own, which the test may stop (to see the BFF without
+/// its store). Stopped when dropped.
+pub struct Dedicated {
+    /// Its endpoint (`http://127.0.0.1:<port>`).
+    pub endpoint: String,
+    stdin: Option<ChildStdin>,
+    _stdout: BufReader<ChildStdout>,
+    child: Child,
+}
+
+impl Dedicated {
+    /// Starts one on a free port and waits for its `READY` line (blocking: seconds).
+    pub fn start() -> Self {
+        let mut child = Command::new("node")
+            .arg(LAUNCHER)
+            .args(["--port", "0", "--exit-on-stdin-close"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node infra/dynamodb-local.mjs");
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the launcher's stdio pipes were not created");
+        };
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        let endpoint = loop {
+            line.clear();
+            if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                break None;
+            }
+            if let Some(json) = line.trim().strip_prefix("READY ") {
+                break serde_json::from_str::<serde_json::Value>(json)
+                    .ok()
+                    .and_then(|ready| ready["endpoint"].as_str().map(str::to_owned));
+            }
+        };
+        let Some(endpoint) = endpoint else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a dedicated DynamoDB Local did not start");
+        };
+        Self {
+            endpoint,
+            stdin: Some(stdin),
+            _stdout: stdout,
+            child,
+        }
+    }
+
+    /// A store on a new table of this engine.
+    pub async fn fresh_store(&self) -> DynamoStore {
+        let client = client(&self.endpoint);
+        let table = format!("bff-test-{}", bff::domain::secret::random_token(9));
+        if let Err(err) = create_table(&client, &table).await {
+            panic!("could not create table {table} at {}: {err}", self.endpoint);
+        }
+        DynamoStore::new(client, &table)
+    }
+
+    /// Stops the engine (the launcher stops Java when its stdin closes) and waits until
+    /// the launcher has exited (blocking: up to seconds).
+    pub fn stop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

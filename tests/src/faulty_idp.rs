@@ -349,6 +349,8 @@ struct Shared {
     redirect_uri: Mutex<Option<String>>,
     grants: Mutex<HashMap<String, Grant>>,
     issued: Mutex<Vec<String>>,
+    /// The `traceparent` of each token request, in order.
+    token_traceparents: Mutex<Vec<Option<String>>>,
     counters: Counters,
 }
 
@@ -387,6 +389,7 @@ impl FaultyIdp {
             redirect_uri: Mutex::new(None),
             grants: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
+            token_traceparents: Mutex::new(Vec::new()),
             counters: Counters::default(),
         });
         let router = Router::new()
@@ -439,6 +442,11 @@ impl FaultyIdp {
     /// Requests to the token endpoint (whatever their outcome).
     pub fn token_requests(&self) -> usize {
         self.shared.counters.token.load(Ordering::SeqCst)
+    }
+
+    /// The `traceparent` header of each token request so far, in order.
+    pub fn token_traceparents(&self) -> Vec<Option<String>> {
+        lock(&self.shared.token_traceparents).clone()
     }
 
     /// Token requests whose PKCE verifier matched the challenge.
@@ -711,6 +719,11 @@ fn client_credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> 
 /// scenario.
 async fn token(State(idp): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     idp.counters.token.fetch_add(1, Ordering::SeqCst);
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    lock(&idp.token_traceparents).push(traceparent);
     let params = form(&body);
     let authenticated =
         client_credentials(&headers, &params).is_some_and(|(id, secret)| id == CLIENT_ID && secret == CLIENT_SECRET);
@@ -816,6 +829,8 @@ pub async fn spawn_app_against(scenario: Scenario) -> FaultyApp {
         ("BFF_CLIENT_ID", CLIENT_ID.to_owned()),
         ("BFF_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
         ("BFF_PUBLIC_URL", url.clone()),
+        // Shared by every instance of one test, so they trust each other's cached documents.
+        ("BFF_TOKEN_KEYS", crate::app::TEST_TOKEN_KEYS.to_owned()),
     ]);
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
     let store = Arc::new(MemoryStore::new());

@@ -10,6 +10,8 @@
 //!   that walks the provider's real login and consent pages.
 //! - `bff_testkit::fault_proxy`: a TCP proxy in front of DynamoDB Local that drops,
 //!   delays or loses the answers of writes on cue.
+//! - [`lambda`]: the proxy function's binary under a Runtime API emulator that reads its
+//!   streamed answers part by part.
 //! - [`faulty_idp`]: a deliberately faulty OpenID provider (broken ID tokens, mix-ups,
 //!   lying token endpoints) and a BFF pointed at it, for the attack suites.
 
@@ -20,6 +22,7 @@ pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
 pub mod faulty_idp;
+pub mod lambda;
 pub mod process;
 pub mod upstream;
 

@@ -1,12 +1,92 @@
 //! A recording resource API: remembers every request it gets and answers with an echo.
 //! `/slow` answers after 3 s (timeouts), `/bytes` echoes the body as binary.
+//!
+//! Streaming answers, for the proxy's streaming tests:
+//! - `/big/<n>`: `n` bytes of [`big_chunk`]s with `Content-Length`, generated as they are
+//!   sent (never held whole);
+//! - `/pause`: [`PAUSE_FIRST`] at once, then [`PAUSE_REST`] after [`PAUSE`];
+//! - `/broken` and `/broken-chunked`: [`BROKEN_SENT`] bytes of a longer body, then the
+//!   connection breaks (with a `Content-Length` of [`BROKEN_LENGTH`], or chunked);
+//! - `/file`: [`FILE_LENGTH`] bytes with an `ETag` and `Last-Modified`, answering `HEAD`,
+//!   `Range: bytes=a-b` (206) and `If-None-Match` (304) as a file server does;
+//! - `/no-content`: 204 with an `ETag`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt as _};
+
+/// The size of one chunk of `/big/<n>`.
+pub const BIG_CHUNK: usize = 1024 * 1024;
+
+/// The first part of `/pause`'s body, sent with the head.
+pub const PAUSE_FIRST: &[u8] = b"first chunk, before the pause\n";
+/// The rest of `/pause`'s body, sent after [`PAUSE`].
+pub const PAUSE_REST: &[u8] = b"the rest, after the pause\n";
+/// How long `/pause` stays silent between its two parts.
+pub const PAUSE: Duration = Duration::from_secs(3);
+
+/// The length `/broken` announces.
+pub const BROKEN_LENGTH: usize = 1024 * 1024;
+/// How many bytes `/broken` and `/broken-chunked` send before breaking off.
+pub const BROKEN_SENT: usize = 256 * 1024;
+
+/// The length of `/file`.
+pub const FILE_LENGTH: usize = 1000;
+/// The `ETag` of `/file`.
+pub const FILE_ETAG: &str = "\"file-v1\"";
+const FILE_LAST_MODIFIED: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+
+/// Chunk `index` of `/big/<n>`: a fixed pseudo-random block with the index in its first
+/// eight bytes, so a misplaced, repeated or lost chunk changes the hash.
+pub fn big_chunk(index: u64) -> Bytes {
+    static BLOCK: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let block = BLOCK.get_or_init(|| {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..BIG_CHUNK)
+            .map(|_| {
+                // xorshift64: cheap, deterministic, not compressible.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    });
+    let mut chunk = block.clone();
+    chunk[..8].copy_from_slice(&index.to_le_bytes());
+    Bytes::from(chunk)
+}
+
+/// The chunks of an `n`-byte `/big/<n>` body, made one at a time.
+fn big_chunks(n: u64) -> impl futures_util::Stream<Item = Bytes> + Send {
+    let count = n.div_ceil(BIG_CHUNK as u64);
+    stream::iter(0..count).map(move |i| {
+        let chunk = big_chunk(i);
+        let left = (n - i * BIG_CHUNK as u64).min(BIG_CHUNK as u64) as usize;
+        chunk.slice(..left)
+    })
+}
+
+/// The SHA-256 of `/big/<n>`'s body, computed the same way without any server.
+pub async fn big_body_sha256(n: u64) -> Vec<u8> {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut chunks = std::pin::pin!(big_chunks(n));
+    while let Some(chunk) = chunks.next().await {
+        hash.update(&chunk);
+    }
+    hash.finish().as_ref().to_vec()
+}
+
+/// Byte `i` of `/file`.
+fn file_body() -> Vec<u8> {
+    (0..FILE_LENGTH).map(|i| (i % 251) as u8).collect()
+}
 
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
@@ -122,6 +202,9 @@ async fn record(State(shared): State<Shared>, req: Request) -> Response {
         )
             .into_response();
     }
+    if let Some(answer) = streaming(&parts) {
+        return answer;
+    }
     let path = parts.uri.path();
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -146,4 +229,87 @@ async fn record(State(shared): State<Shared>, req: Request) -> Response {
         echo.to_string(),
     )
         .into_response()
+}
+
+/// The streaming answers (see the module's header), or `None` for another path.
+fn streaming(parts: &Parts) -> Option<Response> {
+    let path = parts.uri.path();
+    let octets = [("content-type", "application/octet-stream")];
+    if let Some(n) = path.rsplit_once("/big/").and_then(|(_, n)| n.parse::<u64>().ok()) {
+        let body = Body::from_stream(big_chunks(n).map(Ok::<_, std::io::Error>));
+        return Some((octets, [("content-length", n.to_string())], body).into_response());
+    }
+    if path.ends_with("/pause") {
+        let parts =
+            stream::iter([(Duration::ZERO, PAUSE_FIRST), (PAUSE, PAUSE_REST)]).then(|(wait, part)| async move {
+                tokio::time::sleep(wait).await;
+                Ok::<_, std::io::Error>(Bytes::from_static(part))
+            });
+        let length = (PAUSE_FIRST.len() + PAUSE_REST.len()).to_string();
+        return Some((octets, [("content-length", length)], Body::from_stream(parts)).into_response());
+    }
+    if path.ends_with("/broken") || path.ends_with("/broken-chunked") {
+        // The part is sent (head included) before the connection breaks, as when the
+        // upstream process dies mid-body.
+        let sent = stream::iter([true, false]).then(|first| async move {
+            if first {
+                Ok(Bytes::from(vec![b'x'; BROKEN_SENT]))
+            } else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err(std::io::Error::other("killed"))
+            }
+        });
+        let mut answer = (octets, Body::from_stream(sent)).into_response();
+        if path.ends_with("/broken") {
+            let length = axum::http::HeaderValue::from(BROKEN_LENGTH);
+            answer.headers_mut().insert("content-length", length);
+        }
+        return Some(answer);
+    }
+    if path.ends_with("/file") {
+        return Some(file(parts));
+    }
+    if path.ends_with("/no-content") {
+        return Some((StatusCode::NO_CONTENT, [("etag", FILE_ETAG)]).into_response());
+    }
+    None
+}
+
+/// `/file`, as a file server answers `HEAD`, `Range` and `If-None-Match`.
+fn file(parts: &Parts) -> Response {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let validators = [
+        ("etag", FILE_ETAG),
+        ("last-modified", FILE_LAST_MODIFIED),
+        ("accept-ranges", "bytes"),
+        ("content-type", "application/octet-stream"),
+    ];
+    if header("if-none-match") == Some(FILE_ETAG) {
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
+    let body = file_body();
+    let range = header("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        .filter(|(a, b)| a <= b && *b < FILE_LENGTH);
+    let (status, bytes, content_range) = match range {
+        Some((a, b)) => (
+            StatusCode::PARTIAL_CONTENT,
+            body[a..=b].to_vec(),
+            Some(format!("bytes {a}-{b}/{FILE_LENGTH}")),
+        ),
+        None => (StatusCode::OK, body, None),
+    };
+    let length = bytes.len().to_string();
+    let body = if parts.method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
+    let mut answer = (status, validators, [("content-length", length)], body).into_response();
+    if let Some(range) = content_range.and_then(|r| axum::http::HeaderValue::from_str(&r).ok()) {
+        answer.headers_mut().insert("content-range", range);
+    }
+    answer
 }

@@ -1,8 +1,14 @@
 //! The local server: every BFF endpoint on one origin, as CloudFront presents the Lambda
 //! functions in AWS, running the very same router through [`bff::route`].
 //!
-//! Paths outside `/auth/*` and `/api/*` are served from an optional static folder (the
-//! front end), as the S3 origin is in AWS.
+//! Paths outside `/auth/*`, `/api/*` and the operator's probes (`/healthz`, `/readyz`)
+//! are served from an optional static folder (the front end), as the S3 origin is in AWS.
+//!
+//! Request bodies are read whole, up to [`MAX_BODY_BYTES`] (what a function URL accepts),
+//! so the proxy can replay a call after an upstream 401 as in Lambda. Answers are not:
+//! an upstream body goes to hyper as a stream, written as the browser reads it, so memory
+//! does not grow with its size; an upstream that breaks off breaks the connection off
+//! (no terminating chunk, or fewer bytes than the `Content-Length` announced).
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +17,8 @@ use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bff::App;
+use bff::http::body::ResponseBody;
+use bff::http::error::{ErrorAnswer, RequestError};
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
 
@@ -44,7 +52,7 @@ pub async fn serve(
 
 async fn dispatch(State(shared): State<Shared>, req: Request) -> Response {
     let path = req.uri().path();
-    let is_bff = path.starts_with("/auth/") || path == "/api" || path.starts_with("/api/");
+    let is_bff = path.starts_with("/auth/") || bff::http::router::Route::of(path).is_some();
     if !is_bff {
         return match &shared.static_dir {
             Some(dir) => static_file(dir, path).await,
@@ -54,21 +62,25 @@ async fn dispatch(State(shared): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Err(_) => {
+            let refused = ErrorAnswer::from(RequestError::BodyTooLarge).to_json();
+            return refused.map(|body| AxumBody::new(ResponseBody::from(body)));
+        }
     };
     let body = if bytes.is_empty() {
         lambda_http::Body::Empty
     } else {
         lambda_http::Body::Binary(bytes.to_vec())
     };
-    let response = bff::route(&shared.app, http::Request::from_parts(parts, body)).await;
-    let (parts, body) = response.into_parts();
-    let body = match body {
-        lambda_http::Body::Text(text) => AxumBody::from(text),
-        lambda_http::Body::Binary(bytes) => AxumBody::from(bytes),
-        _ => AxumBody::empty(),
+    // Run to completion even when the client hangs up, as a Lambda invocation does: a
+    // caller that gives up (a provider delivering a logout token, say) must not cut the
+    // request's work in half. The answer's body streams on after that, as the client reads.
+    let app = shared.app.clone();
+    let request = http::Request::from_parts(parts, body);
+    let Ok(response) = tokio::spawn(async move { bff::route(&app, request).await }).await else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
-    Response::from_parts(parts, body)
+    response.map(AxumBody::new)
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {

@@ -3,7 +3,8 @@
 //! Reads the same configuration as the Lambda functions, plus `BFF_STORE` (`memory`, the
 //! default, or `dynamodb`), `BFF_LISTEN` (default `127.0.0.1:8080`) and `BFF_STATIC_DIR`
 //! (a front-end folder served on the same origin), and `BFF_LOG_FORMAT=json` for JSON
-//! log lines as the Lambda functions write them.
+//! log lines as the Lambda functions write them (with their EMF metric lines, unless
+//! `BFF_METRICS=off`).
 
 use std::sync::Arc;
 
@@ -17,13 +18,18 @@ use bff::store::memory::MemoryStore;
 #[tokio::main]
 async fn main() {
     // JSON lines as in Lambda when asked (log tests parse them), readable text otherwise.
-    if std::env::var("BFF_LOG_FORMAT").as_deref() == Ok("json") {
+    let json_log = std::env::var("BFF_LOG_FORMAT").as_deref() == Ok("json");
+    if json_log {
         init_tracing_json();
     } else {
         init_tracing_pretty();
     }
     let config = Config::from_env().unwrap_or_else(|e| exit_on_startup_error(e));
-    if let Err(e) = config.require_upstream().and(config.require_client_secret()) {
+    if let Err(e) = config
+        .require_routes()
+        .map(|_| ())
+        .and(config.require_client_secret().map(|_| ()))
+    {
         exit_on_startup_error(e);
     }
     let listen = std::env::var("BFF_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
@@ -40,7 +46,10 @@ async fn main() {
         Ok(_) => exit_on_startup_error("BFF_STORE is invalid: must be `memory` or `dynamodb`"),
     };
     let static_dir = std::env::var_os("BFF_STATIC_DIR").map(Into::into);
-    let app = Arc::new(App::new(config, store).unwrap_or_else(|e| exit_on_startup_error(e)));
+    let mut app = App::new(config, store).unwrap_or_else(|e| exit_on_startup_error(e));
+    // EMF lines go with the Lambda-style JSON log only; `/metrics` serves the counters.
+    app.emf_lines = app.config.metrics && json_log;
+    let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .unwrap_or_else(|e| exit_on_startup_error(format!("BFF_LISTEN={listen}: {e}")));

@@ -4,8 +4,12 @@
 //! the upstream's base path: `.`/`..` segments, encoded slashes or backslashes, empty
 //! segments and control characters are refused, not normalised. The browser's
 //! credentials (`Cookie`, `Authorization`, `X-CSRF`), hop-by-hop headers and
-//! client-supplied forwarding headers never reach the upstream; the upstream's
-//! `Set-Cookie` never reaches the browser. Pure functions: this module sends nothing and
+//! client-supplied forwarding headers never reach the upstream; the browser's
+//! `traceparent` is replaced by the BFF's span (its `tracestate` follows only when the
+//! trace was continued); the upstream's `Set-Cookie` and hop-by-hop headers never reach
+//! the browser. Its `Content-Length` does (the body is streamed through unchanged), unless
+//! the upstream framed the body with `Transfer-Encoding`, which overrides a length
+//! (RFC 9112 6.3). Pure functions: this module sends nothing and
 //! never logs a token.
 
 use http::header::{HeaderMap, HeaderValue};
@@ -13,6 +17,7 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_enco
 use url::Url;
 
 use crate::domain::secret::AccessToken;
+use crate::domain::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 
 /// Characters re-encoded in a path segment: everything a URL parser would read as
 /// structure, plus `%` (segments are re-encoded from their decoded form).
@@ -70,7 +75,7 @@ const STRIPPED_REQUEST: &[&str] = &[
 const STRIPPED_REQUEST_PREFIXES: &[&str] = &["x-forwarded-", "x-amzn-", "x-amz-cf-", "cloudfront-"];
 
 /// Response headers the browser must never see from the upstream.
-const STRIPPED_RESPONSE: &[&str] = &["set-cookie", "content-length"];
+const STRIPPED_RESPONSE: &[&str] = &["set-cookie"];
 
 /// The API path would leave the upstream's base path, or is malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -138,11 +143,10 @@ fn end_to_end(headers: &HeaderMap, stripped: impl Fn(&str) -> bool) -> HeaderMap
 }
 
 /// The headers sent upstream: the browser's end-to-end headers minus its credentials and
-/// forwarding headers, plus `Authorization: Bearer <token>`.
-pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> HeaderMap {
-    let mut out = end_to_end(incoming, |n| {
-        STRIPPED_REQUEST.contains(&n) || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
-    });
+/// forwarding headers, plus `Authorization: Bearer <token>` and the `traceparent` of the
+/// BFF's span in `trace`.
+pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken, trace: &TraceContext) -> HeaderMap {
+    let mut out = anonymous_request_headers(incoming, trace);
     if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
         bearer.set_sensitive(true);
         out.insert(http::header::AUTHORIZATION, bearer);
@@ -150,10 +154,28 @@ pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken) -> He
     out
 }
 
-/// The upstream's response headers the browser may see.
+/// The headers the upstream receives for the browser's `incoming` ones on a route that
+/// carries no token: the same filter and trace headers, and no `Authorization` at all.
+pub fn anonymous_request_headers(incoming: &HeaderMap, trace: &TraceContext) -> HeaderMap {
+    let mut out = end_to_end(incoming, |n| {
+        STRIPPED_REQUEST.contains(&n)
+            || STRIPPED_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p))
+            || n == TRACEPARENT
+            || (n == TRACESTATE && !trace.continued())
+    });
+    if let Ok(traceparent) = HeaderValue::from_str(&trace.traceparent()) {
+        out.insert(TRACEPARENT, traceparent);
+    }
+    out
+}
+
+/// The upstream's response headers the browser may see. `Content-Length`,
+/// `Content-Range`, `Accept-Ranges`, `ETag` and `Last-Modified` pass, so lengths, ranges
+/// and revalidation work as against the upstream directly.
 pub fn browser_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let framed = upstream.contains_key(http::header::TRANSFER_ENCODING);
     end_to_end(upstream, |n| {
-        STRIPPED_RESPONSE.contains(&n) || n.starts_with("access-control-")
+        STRIPPED_RESPONSE.contains(&n) || n.starts_with("access-control-") || (framed && n == "content-length")
     })
 }
 
@@ -242,7 +264,7 @@ mod tests {
             ("accept", "application/json"),
             ("x-request-id", "r1"),
         ]);
-        let out = upstream_request_headers(&incoming, &AccessToken::new("at-123"));
+        let out = upstream_request_headers(&incoming, &AccessToken::new("at-123"), &TraceContext::start());
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(out["authorization"], "Bearer at-123");
         assert_eq!(out.get_all("authorization").iter().count(), 1);
@@ -263,6 +285,53 @@ mod tests {
         for kept in ["content-type", "accept", "x-request-id"] {
             assert!(names.contains(&kept), "{kept} dropped");
         }
+    }
+
+    #[test]
+    fn a_route_without_a_token_forwards_no_authorization_at_all() {
+        let incoming = header_map(&[
+            ("authorization", "Bearer attacker"),
+            ("cookie", "bff-session=abc"),
+            ("x-csrf", "1"),
+            ("accept", "application/json"),
+        ]);
+        let out = anonymous_request_headers(&incoming, &TraceContext::start());
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept", "traceparent"]);
+    }
+
+    #[test]
+    fn the_browser_s_trace_headers_are_replaced_by_the_bff_s_span() {
+        let browser = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let incoming = header_map(&[("traceparent", browser), ("tracestate", "vendor=1")]);
+        let token = AccessToken::new("at");
+        let continued = TraceContext::continue_or_start(Some(browser));
+        let out = upstream_request_headers(&incoming, &token, &continued);
+        assert_eq!(out.get_all("traceparent").iter().count(), 1);
+        assert_eq!(out["traceparent"], continued.traceparent().as_str());
+        assert_eq!(out["tracestate"], "vendor=1");
+        // A new trace carries no state of another.
+        let out = upstream_request_headers(&incoming, &token, &TraceContext::start());
+        assert_ne!(out["traceparent"], browser);
+        assert!(!out.contains_key("tracestate"));
+    }
+
+    #[test]
+    fn lengths_ranges_and_validators_reach_the_browser() {
+        let upstream = header_map(&[
+            ("content-length", "100"),
+            ("content-range", "bytes 0-99/1000"),
+            ("accept-ranges", "bytes"),
+            ("etag", "\"v1\""),
+            ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+        ]);
+        assert_eq!(browser_response_headers(&upstream), upstream);
+    }
+
+    #[test]
+    fn a_length_the_transfer_encoding_overrides_is_dropped() {
+        let upstream = header_map(&[("transfer-encoding", "chunked"), ("content-length", "100")]);
+        assert!(browser_response_headers(&upstream).is_empty());
     }
 
     #[test]

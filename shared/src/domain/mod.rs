@@ -7,5 +7,7 @@
 pub mod clock;
 pub mod forwarding;
 pub mod return_to;
+pub mod routes;
 pub mod secret;
 pub mod session;
+pub mod trace;

@@ -8,12 +8,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
 
 /// Longest lead time before access-token expiry at which a refresh is started.
 pub const REFRESH_LEAD_SECS: i64 = 60;
 /// The idle expiry is moved forward once this fraction (1/n) of the idle window has passed.
 pub const TOUCH_FRACTION: i64 = 8;
+/// An upstream's refusal of the access token forces a refresh only once this long has
+/// passed since the token was obtained and since the last refresh started, so a stream of
+/// upstream 401s never becomes a stream of token requests.
+pub const FORCED_REFRESH_INTERVAL_SECS: i64 = 30;
 
 /// A pending login: what the callback needs to finish the grant this browser started.
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,6 +82,78 @@ pub struct SessionRecord {
     /// A refresh in progress somewhere: the one caller allowed to use the refresh token.
     #[serde(default)]
     pub refresh_lease: Option<RefreshLease>,
+    /// Epoch seconds when a refresh last started (its lease was taken), whatever came of
+    /// it: a failed refresh counts against the forced-refresh interval too.
+    #[serde(default)]
+    pub refresh_started_at: Option<i64>,
+    /// Access tokens for API routes that need another resource, audience or scope than
+    /// the login's token, one per distinct target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_tokens: Vec<ApiToken>,
+}
+
+/// An access token obtained with the refresh grant for one [`TokenTarget`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// What the token was asked for.
+    pub target: TokenTarget,
+    /// The token.
+    pub access_token: AccessToken,
+    /// Epoch seconds when it expires, when the provider said.
+    pub expires_at: Option<i64>,
+    /// Epoch seconds when it was obtained.
+    pub issued_at: i64,
+}
+
+/// The BFF's own client-credentials token for one [`TokenTarget`], shared by every
+/// instance through the store, with the same single-flight lease as sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientTokenRecord {
+    /// The token, when one was obtained (a first lease is written before any token).
+    pub access_token: Option<AccessToken>,
+    /// Epoch seconds when it expires.
+    pub expires_at: i64,
+    /// Epoch seconds when it was obtained.
+    pub issued_at: i64,
+    /// A renewal in progress somewhere.
+    #[serde(default)]
+    pub lease: Option<RefreshLease>,
+    /// Optimistic-concurrency version, bumped by every write.
+    pub version: u64,
+}
+
+impl ClientTokenRecord {
+    /// The token and its lifetime, when there is one.
+    pub fn held(&self) -> Option<HeldToken> {
+        self.access_token.as_ref().map(|token| HeldToken {
+            access_token: token.clone(),
+            expires_at: Some(self.expires_at),
+            issued_at: self.issued_at,
+        })
+    }
+}
+
+/// One access token of a session and its lifetime, whichever target it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldToken {
+    /// The token.
+    pub access_token: AccessToken,
+    /// Epoch seconds when it expires, when the provider said.
+    pub expires_at: Option<i64>,
+    /// Epoch seconds when it was obtained.
+    pub issued_at: i64,
+}
+
+impl HeldToken {
+    /// Whether it should be refreshed at `now` (see [`token_due`]).
+    pub fn is_due(&self, now: i64) -> bool {
+        token_due(self.expires_at, self.issued_at, now)
+    }
+
+    /// Whether it is known to be still valid at `now`.
+    pub fn is_valid(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|exp| now < exp)
+    }
 }
 
 /// The right to refresh a session's tokens, held by one caller at a time across every
@@ -101,6 +178,40 @@ impl SessionRecord {
     pub fn ttl(&self) -> i64 {
         self.expires_at.min(self.idle_expires_at)
     }
+
+    /// The access token this session holds for `target`: the login's own for the empty
+    /// target, otherwise the one obtained for it, if any.
+    pub fn token_for(&self, target: &TokenTarget) -> Option<HeldToken> {
+        if target.is_login() {
+            return Some(HeldToken {
+                access_token: self.access_token.clone(),
+                expires_at: self.access_expires_at,
+                issued_at: self.access_issued_at,
+            });
+        }
+        self.api_tokens.iter().find(|t| t.target == *target).map(|t| HeldToken {
+            access_token: t.access_token.clone(),
+            expires_at: t.expires_at,
+            issued_at: t.issued_at,
+        })
+    }
+
+    /// Keeps `token` as this session's token for `target`, replacing the previous one.
+    pub fn set_token(&mut self, target: &TokenTarget, token: HeldToken) {
+        if target.is_login() {
+            self.access_token = token.access_token;
+            self.access_expires_at = token.expires_at;
+            self.access_issued_at = token.issued_at;
+            return;
+        }
+        self.api_tokens.retain(|t| t.target != *target);
+        self.api_tokens.push(ApiToken {
+            target: target.clone(),
+            access_token: token.access_token,
+            expires_at: token.expires_at,
+            issued_at: token.issued_at,
+        });
+    }
 }
 
 /// `(expires_at, idle_expires_at)` of a session created at `now`.
@@ -118,12 +229,35 @@ pub fn is_live(session: &SessionRecord, now: i64) -> bool {
 /// expiry. The lead is at most half the token's lifetime, so a token that was just
 /// refreshed is never due again at once, however short-lived.
 pub fn refresh_due(session: &SessionRecord, now: i64) -> bool {
-    let Some(expires_at) = session.access_expires_at else {
+    token_due(session.access_expires_at, session.access_issued_at, now)
+}
+
+/// Whether a token obtained at `issued_at` that expires at `expires_at` should be
+/// refreshed at `now` (see [`refresh_due`]); one without a known expiry never is.
+pub fn token_due(expires_at: Option<i64>, issued_at: i64, now: i64) -> bool {
+    let Some(expires_at) = expires_at else {
         return false;
     };
-    let lifetime = (expires_at - session.access_issued_at).max(0);
+    let lifetime = (expires_at - issued_at).max(0);
     let lead = REFRESH_LEAD_SECS.min(lifetime / 2);
     now >= expires_at - lead
+}
+
+/// Whether an upstream's refusal of the access token at `now` may force a refresh: more
+/// than [`FORCED_REFRESH_INTERVAL_SECS`] after the token was obtained and after the last
+/// refresh started. Whole seconds on both sides, so "more than" keeps the real gap at or
+/// above the interval.
+pub fn forced_refresh_allowed(session: &SessionRecord, now: i64) -> bool {
+    forced_refresh_of_allowed(session, session.access_issued_at, now)
+}
+
+/// [`forced_refresh_allowed`] for a token of `session` obtained at `issued_at` (a route's
+/// own token, say): the session's last refresh counts whichever token it was for.
+pub fn forced_refresh_of_allowed(session: &SessionRecord, issued_at: i64, now: i64) -> bool {
+    let last = session
+        .refresh_started_at
+        .map_or(issued_at, |started| started.max(issued_at));
+    now - last > FORCED_REFRESH_INTERVAL_SECS
 }
 
 /// Whether activity at `now` should move the idle expiry (throttled, see module docs).
@@ -158,6 +292,8 @@ mod tests {
             idle_expires_at,
             version: 1,
             refresh_lease: None,
+            refresh_started_at: None,
+            api_tokens: Vec::new(),
         }
     }
 
@@ -194,6 +330,24 @@ mod tests {
             !refresh_due(&session(0, None), 1_000_000),
             "unknown expiry is never due"
         );
+    }
+
+    #[test]
+    fn an_upstream_refusal_forces_at_most_one_refresh_per_interval() {
+        let mut s = session(1000, Some(3600));
+        let just_after = 1000 + FORCED_REFRESH_INTERVAL_SECS;
+        assert!(!forced_refresh_allowed(&s, 1000), "a token just obtained");
+        assert!(
+            !forced_refresh_allowed(&s, just_after),
+            "the whole interval, not one second less"
+        );
+        assert!(forced_refresh_allowed(&s, just_after + 1));
+        s.refresh_started_at = Some(2000);
+        assert!(
+            !forced_refresh_allowed(&s, 2000 + FORCED_REFRESH_INTERVAL_SECS),
+            "a refresh that started (and failed) counts too"
+        );
+        assert!(forced_refresh_allowed(&s, 2001 + FORCED_REFRESH_INTERVAL_SECS));
     }
 
     #[test]

@@ -16,12 +16,15 @@ use lambda_http::{Body, Request, Response, service_fn};
 
 use crate::http::access_log;
 use crate::http::app::App;
+use crate::http::body::ResponseBody;
+use crate::http::error::ErrorAnswer;
 use crate::http::origin_verify::{self, OriginVerify};
 use crate::http::router::{self, Function, route_name};
 use crate::platform::aws;
 use crate::platform::config::{Config, ConfigError};
 use crate::platform::logging::{exit_on_startup_error, init_tracing_json};
 use crate::platform::secrets_manager::{self, SECRET_VARIABLES, SecretsManager};
+use crate::platform::{metrics, trace_scope};
 use crate::store::dynamodb::{self, DynamoStore};
 
 /// The error a Lambda function's `main` may return.
@@ -102,14 +105,19 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
         tracing::warn!("origin verification is off: BFF_ORIGIN_VERIFY is not set, direct calls are served");
     }
     let store = DynamoStore::new(dynamodb::client(&sdk), config.table.clone());
-    let app = Arc::new(App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e)));
-    ColdStart { app, origin_verify }
+    let mut app = App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e));
+    // One EMF line per invocation: CloudWatch Logs turns them into metrics.
+    app.emf_lines = app.config.metrics;
+    ColdStart {
+        app: Arc::new(app),
+        origin_verify,
+    }
 }
 
 /// Whether `config` holds what a function with `needs` requires.
 fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
     if needs.upstream {
-        config.require_upstream()?;
+        config.require_routes()?;
     }
     if needs.client_secret {
         config.require_client_secret()?;
@@ -122,47 +130,75 @@ fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
 
 /// Runs `function` as a Lambda function. The proxy's function URL uses
 /// `InvokeMode: RESPONSE_STREAM`: its answers are sent as a stream (status and headers
-/// first, then the body), which lifts the 6 MB limit of buffered responses; every other
-/// function answers buffered.
+/// first, then the upstream's body chunk by chunk as the runtime can send it on), which
+/// lifts the 6 MB limit of buffered responses and keeps memory flat whatever the answer's
+/// size; every other function answers buffered.
 pub async fn run(function: Function) -> Result<(), LambdaError> {
     init_tracing_json();
     let started = cold_start(Needs::of(function)).await;
     let handler = move |app: Arc<App>, req: Request| async move { router::handle(&app, function, req).await };
-    let service = service_fn(|req| {
-        let response = answer(&started, &handler, req);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
-    });
     if function == Function::Proxy {
+        let service = service_fn(|req| {
+            let response = answer(&started, &handler, req);
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
+        });
         lambda_http::run_with_streaming_response(service).await
     } else {
+        let service = service_fn(|req| {
+            let response = answer(&started, &handler, req);
+            async move { Ok::<_, std::convert::Infallible>(buffered(response.await)) }
+        });
         lambda_http::run(service).await
+    }
+}
+
+/// A whole answer for a buffered function. Only the proxy's answers stream, and the proxy
+/// function streams, so a stream here is a wiring mistake: answered 502, never cut short.
+fn buffered(response: Response<ResponseBody>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    match body {
+        ResponseBody::Full(body) => Response::from_parts(parts, body),
+        ResponseBody::Stream(_) => {
+            tracing::error!("a streamed answer reached a buffered function");
+            ErrorAnswer::from(crate::http::error::RequestError::UpstreamNotConfigured).to_json()
+        }
     }
 }
 
 /// Checks the request's origin, then calls `handler` only when it passes. The handler is
 /// called here, not inside the returned future, so the future owns all it needs.
-fn answer<F, Fut>(
+fn answer<F, Fut, B>(
     started: &ColdStart,
     handler: &F,
     mut req: Request,
-) -> impl Future<Output = Response<Body>> + Send + use<F, Fut>
+) -> impl Future<Output = Response<B>> + Send + use<F, Fut, B>
 where
     F: Fn(Arc<App>, Request) -> Fut,
-    Fut: Future<Output = Response<Body>> + Send,
+    Fut: Future<Output = Response<B>> + Send,
+    B: From<Body>,
 {
     // The same access-log line `bff-local` writes: one per invocation.
-    let logged = access_log::Started::new(&req, route_name(req.uri().path()));
+    let route = route_name(req.uri().path());
+    let logged = access_log::Started::new(&mut req, route);
     let verdict = origin_verify::verify(req.headers_mut(), started.origin_verify.as_ref());
+    let trace = access_log::trace_of(&req);
     let pending = verdict.passes().then(|| handler(started.app.clone(), req));
+    let app = started.app.clone();
     async move {
-        let response = match pending {
-            Some(response) => response.await,
-            None => {
-                tracing::warn!(status = 403, "request refused: it did not come through CloudFront");
-                origin_verify::origin_not_verified()
+        let work = trace_scope::within(trace, async {
+            match pending {
+                Some(response) => response.await,
+                None => {
+                    tracing::warn!(status = 403, "request refused: it did not come through CloudFront");
+                    origin_verify::origin_not_verified().map(B::from)
+                }
             }
-        };
-        logged.finish(&response);
+        });
+        let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
+        let emf = app
+            .emf_lines
+            .then_some((&invocation, app.config.metrics_namespace.as_str()));
+        logged.finish(&response, emf);
         response
     }
 }
@@ -221,7 +257,7 @@ mod tests {
         let proxy = Needs::of(Function::Proxy);
         assert_eq!(
             check_needs(proxy, &load(Some("s3cret"))),
-            Err(ConfigError::Missing("BFF_UPSTREAM_URL"))
+            Err(ConfigError::Missing("BFF_UPSTREAM_URL (or BFF_APIS)"))
         );
     }
 

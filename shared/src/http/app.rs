@@ -3,6 +3,7 @@
 //! OIDC relying party with its discovery and JWKS caches, the upstream client and the
 //! clock.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::cookies::CookieNames;
@@ -12,8 +13,10 @@ use crate::domain::session::SessionRecord;
 use crate::oidc::{Oidc, OidcError};
 use crate::platform::clock::SystemClock;
 use crate::platform::config::{Config, ConfigError};
+use crate::platform::metrics::Registry;
 use crate::platform::seal::Sealer;
 use crate::service::Deps;
+use crate::service::client_token::ClientTokens;
 use crate::service::current_session::current_session;
 use crate::store::sealed::SealedStore;
 use crate::store::{Store, StoreError, StoreKey};
@@ -43,10 +46,17 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The OIDC relying party.
     pub oidc: Oidc,
-    /// The upstream API client, when `BFF_UPSTREAM_URL` is set.
-    pub upstream: Option<Upstream>,
+    /// One upstream client per API route, by the route's path.
+    pub upstreams: HashMap<String, Upstream>,
     /// The clock every expiry decision reads, the document cache's included.
     pub clock: Arc<dyn Clock>,
+    /// The BFF's own client-credentials tokens remembered by this process.
+    pub client_tokens: ClientTokens,
+    /// This process's counters (`bff-local`'s `/metrics`).
+    pub metrics: Arc<Registry>,
+    /// Whether each request also writes its CloudWatch EMF line to standard output (the
+    /// Lambda functions do when `BFF_METRICS` is on).
+    pub emf_lines: bool,
 }
 
 impl App {
@@ -68,17 +78,24 @@ impl App {
         };
         let store: Arc<dyn Store> = Arc::new(SealedStore::new(store, sealer));
         let oidc = Oidc::new(&config)?.with_document_cache(store.clone(), clock.clone());
-        let upstream = match &config.upstream_url {
-            Some(base) => Some(Upstream::new(base.clone(), config.upstream_timeout)?),
-            None => None,
-        };
+        let upstreams = config
+            .routes
+            .iter()
+            .map(|route| {
+                let timeout = route.timeout.unwrap_or(config.upstream_timeout);
+                Ok((route.path.clone(), Upstream::new(route.upstream.clone(), timeout)?))
+            })
+            .collect::<Result<_, UpstreamError>>()?;
         Ok(Self {
             cookies: CookieNames::new(config.is_loopback_dev()),
             config,
             store,
             oidc,
-            upstream,
+            upstreams,
             clock,
+            client_tokens: ClientTokens::new(),
+            metrics: Arc::new(Registry::new()),
+            emf_lines: false,
         })
     }
 
@@ -89,6 +106,7 @@ impl App {
             store: self.store.as_ref(),
             oidc: &self.oidc,
             clock: self.clock.as_ref(),
+            client_tokens: &self.client_tokens,
         }
     }
 

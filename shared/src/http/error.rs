@@ -38,6 +38,15 @@ pub enum RequestError {
     /// The proxy is called in a process without an upstream.
     #[error("no upstream configured")]
     UpstreamNotConfigured,
+    /// A path under `/api` that no configured route serves.
+    #[error("no API route")]
+    NoRoute,
+    /// The API route does not allow this method; holds the `Allow` header's value.
+    #[error("method not allowed on this route")]
+    RouteMethodNotAllowed(String),
+    /// The request body is larger than a Lambda function URL accepts.
+    #[error("request body too large")]
+    BodyTooLarge,
 }
 
 /// The edge refused the request before any handler ran.
@@ -77,6 +86,8 @@ pub struct ErrorAnswer {
     pub code: &'static str,
     /// The `error_description`, safe to show.
     pub description: String,
+    /// The `Allow` header of a 405 that can name the allowed methods.
+    pub allow: Option<String>,
 }
 
 impl ErrorAnswer {
@@ -85,6 +96,7 @@ impl ErrorAnswer {
             status,
             code,
             description: description.into(),
+            allow: None,
         }
     }
 
@@ -113,6 +125,9 @@ impl ErrorAnswer {
     /// Marks `answer` with this error's code for the access log.
     fn coded(&self, mut answer: Response<Body>) -> Response<Body> {
         answer.extensions_mut().insert(ErrorCode(self.code));
+        if let Some(allow) = self.allow.as_deref().and_then(|a| http::HeaderValue::from_str(a).ok()) {
+            answer.headers_mut().insert(http::header::ALLOW, allow);
+        }
         answer
     }
 }
@@ -135,6 +150,20 @@ impl From<RequestError> for ErrorAnswer {
             RequestError::UpstreamNotConfigured => {
                 Self::new(BAD_GATEWAY, "upstream_not_configured", "no upstream API is configured")
             }
+            RequestError::NoRoute => Self::new(StatusCode::NOT_FOUND, "no_route", "no API route serves this path"),
+            RequestError::BodyTooLarge => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is larger than the BFF accepts",
+            ),
+            RequestError::RouteMethodNotAllowed(allow) => Self {
+                allow: Some(allow),
+                ..Self::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this API route does not allow the method",
+                )
+            },
         }
     }
 }
@@ -247,6 +276,17 @@ impl From<UpstreamError> for ErrorAnswer {
                 tracing::warn!(error = %cause, "upstream unreachable");
                 Self::new(BAD_GATEWAY, "upstream_unavailable", "the API could not be reached")
             }
+            // Mid-body failures break the streamed answer off; these answers exist only
+            // for completeness, as the head has already gone out by then.
+            UpstreamError::IdleTimeout => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the API stopped sending in time",
+            ),
+            UpstreamError::BrokeOff(cause) => {
+                tracing::warn!(error = %cause, "upstream broke off");
+                Self::new(BAD_GATEWAY, "upstream_unavailable", "the API broke off its answer")
+            }
         }
     }
 }
@@ -270,6 +310,19 @@ impl From<RefreshError> for ErrorAnswer {
                 ),
                 answer => answer,
             },
+            RefreshError::TargetRefused { error } => {
+                // The provider's error code only, in the characters OAuth error codes use.
+                let code: String = error
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ' ')
+                    .take(64)
+                    .collect();
+                Self::new(
+                    BAD_GATEWAY,
+                    "api_token_refused",
+                    format!("the identity provider would not issue this API's token ({code})"),
+                )
+            }
             RefreshError::Store(e) => e.into(),
         }
     }

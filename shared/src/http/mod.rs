@@ -8,6 +8,7 @@
 
 pub mod access_log;
 pub mod app;
+pub mod body;
 pub mod cookies;
 pub mod error;
 pub mod handlers;

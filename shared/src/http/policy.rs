@@ -185,7 +185,7 @@ impl Policy {
 
     /// Adds this route's response headers: CORS for allowed origins, cache and referrer
     /// rules.
-    pub fn finish(&self, mut response: Response<Body>, edge: &EdgeRequest, config: &Config) -> Response<Body> {
+    pub fn finish<B>(&self, mut response: Response<B>, edge: &EdgeRequest, config: &Config) -> Response<B> {
         if self.cors {
             response.headers_mut().append(VARY, HeaderValue::from_static("Origin"));
             if let Some(origin) = edge.cors_origin(config) {
@@ -200,7 +200,7 @@ impl Policy {
         self.cache(response)
     }
 
-    fn cache(&self, mut response: Response<Body>) -> Response<Body> {
+    fn cache<B>(&self, mut response: Response<B>) -> Response<B> {
         if self.no_store {
             response
                 .headers_mut()

@@ -85,7 +85,7 @@ pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<Bod
 }
 
 /// Appends a `Set-Cookie` header.
-pub fn set_cookie(response: &mut Response<Body>, value: &str) {
+pub fn set_cookie<B>(response: &mut Response<B>, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().append(http::header::SET_COOKIE, value);
     }

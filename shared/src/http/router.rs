@@ -7,14 +7,16 @@
 //! entry logs around its own origin check.
 
 use http::Method;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Request, Response};
 
 use super::access_log;
 use super::app::App;
+use super::body::ResponseBody;
 use super::error::{ErrorAnswer, RequestError};
 use super::handlers::{self, Handled};
 use super::policy::{Admission, EdgeRequest, ErrorFormat, Guard, Policy};
 use super::response::set_cookie;
+use crate::platform::{metrics, trace_scope};
 
 /// An endpoint group of the BFF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,12 @@ pub enum Route {
     BackchannelLogout,
     /// `/api/*`
     Api,
+    /// `GET /healthz` (`bff-local` only)
+    Health,
+    /// `GET /readyz` (`bff-local` only)
+    Ready,
+    /// `GET /metrics` (`bff-local` only)
+    Metrics,
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -47,6 +55,9 @@ impl Route {
             "/auth/logout" => Self::Logout,
             "/auth/backchannel-logout" => Self::BackchannelLogout,
             p if p == "/api" || p.starts_with("/api/") => Self::Api,
+            "/healthz" => Self::Health,
+            "/readyz" => Self::Ready,
+            "/metrics" => Self::Metrics,
             _ => return None,
         })
     }
@@ -60,6 +71,9 @@ impl Route {
             Self::Logout => "logout",
             Self::BackchannelLogout => "backchannel_logout",
             Self::Api => "api",
+            Self::Health => "healthz",
+            Self::Ready => "readyz",
+            Self::Metrics => "metrics",
         }
     }
 
@@ -109,6 +123,11 @@ impl Route {
                 no_store: false,
                 ..auth
             },
+            // Probes: no browser calls them, no cookie matters.
+            Self::Health | Self::Ready | Self::Metrics => Policy {
+                methods: Some(GET_HEAD),
+                ..auth
+            },
         }
     }
 }
@@ -126,12 +145,13 @@ pub enum Function {
     Proxy,
     /// `/auth/backchannel-logout`
     Backchannel,
-    /// Every route (`bff-local`, the tests).
+    /// Every route (`bff-local`, the tests), the operator's probes included.
     All,
 }
 
 impl Function {
-    /// Whether this unit serves `route`.
+    /// Whether this unit serves `route`. The probes are `bff-local`'s only: in AWS,
+    /// Lambda and CloudFront watch the functions.
     pub fn serves(self, route: Route) -> bool {
         matches!(
             (self, route),
@@ -145,26 +165,34 @@ impl Function {
     }
 }
 
-/// Answers `req` as `function` does: 404 JSON for a path it does not serve.
-pub async fn handle(app: &App, function: Function, req: Request) -> Response<Body> {
+/// Answers `req` as `function` does: 404 JSON for a path it does not serve. Only the
+/// proxy's answers stream; every other body is whole.
+pub async fn handle(app: &App, function: Function, req: Request) -> Response<ResponseBody> {
     let Some(route) = Route::of(req.uri().path()).filter(|r| function.serves(*r)) else {
-        return ErrorAnswer::from(RequestError::NotFound).to_json();
+        return ErrorAnswer::from(RequestError::NotFound)
+            .to_json()
+            .map(ResponseBody::from);
     };
     let policy = route.policy();
     let edge = EdgeRequest::read(&req, &app.cookies);
     let handled = match policy.admit(req.method(), &edge, &app.config) {
-        Ok(Admission::Answer(response)) => return response,
-        Err(refused) => Handled::from(Err(refused)),
+        Ok(Admission::Answer(response)) => return response.map(ResponseBody::from),
+        Err(refused) => Handled::with_cookie(Err(refused), None),
         Ok(Admission::Continue) => match route {
             Route::Login => handlers::login::handle(app, &req, &edge).await.into(),
             Route::Callback => handlers::callback::handle(app, &req, &edge).await,
             Route::Me => handlers::session::me(app, &edge).await.into(),
-            Route::Logout => handlers::session::logout(app, &edge).await.into(),
+            Route::Logout => handlers::session::logout(app, &req, &edge).await.into(),
             Route::BackchannelLogout => handlers::backchannel::handle(app, &req).await.into(),
             Route::Api => handlers::proxy::handle(app, &req, &edge).await.into(),
+            Route::Health => handlers::ops::healthz().into(),
+            Route::Ready => handlers::ops::readyz(app).await.into(),
+            Route::Metrics => handlers::ops::metrics(app).into(),
         },
     };
-    let mut response = handled.reply.unwrap_or_else(|error| policy.error_answer(&error, &edge));
+    let mut response = handled
+        .reply
+        .unwrap_or_else(|error| policy.error_answer(&error, &edge).map(ResponseBody::from));
     if let Some(cookie) = handled.set_cookie {
         set_cookie(&mut response, &cookie);
     }
@@ -178,10 +206,16 @@ pub fn route_name(path: &str) -> &'static str {
 
 /// Answers `req` on every route and writes its access-log line: the one entry point of
 /// `bff-local` and of the integration tests.
-pub async fn route(app: &App, req: Request) -> Response<Body> {
-    let started = access_log::Started::new(&req, route_name(req.uri().path()));
-    let response = handle(app, Function::All, req).await;
-    started.finish(&response);
+pub async fn route(app: &App, mut req: Request) -> Response<ResponseBody> {
+    let route = route_name(req.uri().path());
+    let started = access_log::Started::new(&mut req, route);
+    let trace = access_log::trace_of(&req);
+    let work = trace_scope::within(trace, handle(app, Function::All, req));
+    let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
+    let emf = app
+        .emf_lines
+        .then_some((&invocation, app.config.metrics_namespace.as_str()));
+    started.finish(&response, emf);
     response
 }
 
@@ -202,5 +236,16 @@ mod tests {
         assert!(!Function::Login.serves(Route::Api));
         assert!(!Function::Proxy.serves(Route::Callback));
         assert!(Function::All.serves(Route::BackchannelLogout));
+        // The probes are never a Lambda function's.
+        for function in [
+            Function::Login,
+            Function::Callback,
+            Function::Session,
+            Function::Proxy,
+            Function::Backchannel,
+        ] {
+            assert!(!function.serves(Route::Health) && !function.serves(Route::Ready));
+            assert!(!function.serves(Route::Metrics));
+        }
     }
 }

@@ -70,6 +70,12 @@ impl Oidc {
         Ok(&self.discovered().await?.metadata)
     }
 
+    /// Whether the provider serves its discovery document now: a fresh fetch, never the
+    /// cache (readiness must see an unreachable provider).
+    pub async fn discovery_reachable(&self) -> Result<(), OidcError> {
+        self.get(&discovery_url(&self.issuer)).await.map(|_| ())
+    }
+
     pub(super) async fn discovered(&self) -> Result<&Arc<Discovered>, OidcError> {
         self.discovered
             .get_or_try_init(|| async {

@@ -9,8 +9,11 @@ use openidconnect::{
 use url::Url;
 
 use super::{Oidc, OidcError, transport_error};
+use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::trace::TRACEPARENT;
 use crate::platform::config::Config;
+use crate::platform::trace_scope::current_traceparent;
 
 /// Tokens from one token-endpoint answer.
 #[derive(Debug)]
@@ -50,6 +53,13 @@ impl Oidc {
             for (key, value) in &config.auth_params {
                 query.append_pair(key, value);
             }
+            // The grant must cover the resources that routes' tokens will be asked for.
+            for resource in config.routes.user_resources() {
+                let listed = config.auth_params.iter().any(|(k, v)| k == "resource" && v == resource);
+                if !listed {
+                    query.append_pair("resource", resource);
+                }
+            }
         }
         Ok(url.into())
     }
@@ -61,23 +71,53 @@ impl Oidc {
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.secret().to_owned()))
-            .request_async(&self.http)
+            .request_async(&Traced(&self.http))
             .await
             .map_err(token_error)?;
         token_set(&response)
     }
 
-    /// Uses a refresh token; the answer may rotate it.
-    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
+    /// Uses a refresh token for `target`'s access token (the login's own for the empty
+    /// target); the answer may rotate the refresh token.
+    pub async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
         let discovered = self.discovered().await?;
         let token = openidconnect::RefreshToken::new(refresh_token.secret().to_owned());
-        let response = discovered
-            .client
-            .exchange_refresh_token(&token)
-            .request_async(&self.http)
-            .await
-            .map_err(token_error)?;
+        let mut request = discovered.client.exchange_refresh_token(&token);
+        // A route's own token: RFC 8707 `resource`, Auth0's `audience`, or other scopes.
+        for (name, value) in target.grant_params() {
+            request = request.add_extra_param(name, value.to_owned());
+        }
+        let response = request.request_async(&Traced(&self.http)).await.map_err(token_error)?;
         token_set(&response)
+    }
+}
+
+impl Oidc {
+    /// The client-credentials grant (RFC 6749 §4.4) for the BFF's own token for `target`.
+    pub async fn client_credentials(&self, target: &TokenTarget) -> Result<TokenSet, OidcError> {
+        let discovered = self.discovered().await?;
+        let mut request = discovered.client.exchange_client_credentials();
+        for (name, value) in target.grant_params() {
+            request = request.add_extra_param(name, value.to_owned());
+        }
+        let response = request.request_async(&Traced(&self.http)).await.map_err(token_error)?;
+        token_set(&response)
+    }
+}
+
+/// The shared client, sending token requests with the current request's `traceparent`
+/// so the provider's logs join the same trace.
+struct Traced<'a>(&'a reqwest::Client);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for Traced<'_> {
+    type Error = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Error;
+    type Future = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Future;
+
+    fn call(&'c self, mut request: openidconnect::HttpRequest) -> Self::Future {
+        if let Some(value) = current_traceparent().and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+            request.headers_mut().insert(TRACEPARENT, value);
+        }
+        self.0.call(request)
     }
 }
 

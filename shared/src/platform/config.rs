@@ -11,8 +11,13 @@ use url::Url;
 use std::sync::Arc;
 
 use crate::domain::return_to::validate_return_to;
+use crate::domain::routes::Routes;
 use crate::domain::secret::ClientSecret;
 use crate::platform::seal::Sealer;
+
+pub mod apis;
+
+use apis::parse_routes;
 
 /// Default scopes requested at login.
 pub const DEFAULT_SCOPES: &str = "openid profile email offline_access";
@@ -67,8 +72,9 @@ pub struct Config {
     pub client_secret: Option<ClientSecret>,
     /// The origin the browser sees, without trailing slash (`https://app.example.com`).
     pub public_origin: String,
-    /// Base URL of the resource API, when this process serves the proxy.
-    pub upstream_url: Option<Url>,
+    /// The routes under `/api` (`BFF_APIS`, or `BFF_UPSTREAM_URL` as the one-route
+    /// shorthand); empty when this process does not serve the proxy.
+    pub routes: Routes,
     /// Scopes requested at login.
     pub scopes: Vec<String>,
     /// Extra authorize parameters (`audience`, `resource`, ...), in order.
@@ -81,7 +87,7 @@ pub struct Config {
     pub session_idle_secs: i64,
     /// Absolute session lifetime in seconds.
     pub session_max_secs: i64,
-    /// Timeout of one upstream API call.
+    /// Timeout of one upstream API call, for routes without their own.
     pub upstream_timeout: Duration,
     /// Provider logout URL template for providers without `end_session_endpoint`
     /// (Auth0's `/v2/logout`, Cognito's `/logout`), with `{client_id}`,
@@ -92,6 +98,11 @@ pub struct Config {
     /// The keys sealing tokens at rest, parsed once; without them a process seals with
     /// a key of its own.
     pub token_keys: Option<Arc<Sealer>>,
+    /// Whether metrics are kept (`BFF_METRICS`, `on` by default): `bff-local`'s
+    /// `/metrics` and the functions' EMF lines.
+    pub metrics: bool,
+    /// The CloudWatch namespace of the EMF metrics (`BFF_METRICS_NAMESPACE`, default `BFF`).
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -111,22 +122,7 @@ impl Config {
         let public_url = required("BFF_PUBLIC_URL")?;
         let public_origin = parse_origin("BFF_PUBLIC_URL", &public_url)?;
 
-        let upstream_url = match get("BFF_UPSTREAM_URL") {
-            Some(raw) => {
-                check_http_url("BFF_UPSTREAM_URL", &raw)?;
-                let mut url = Url::parse(&raw).map_err(|e| invalid("BFF_UPSTREAM_URL", e))?;
-                if url.query().is_some() || url.fragment().is_some() {
-                    return Err(invalid("BFF_UPSTREAM_URL", "must not have a query or fragment"));
-                }
-                // A base path always ends in `/`, so joining never drops its last segment.
-                if !url.path().ends_with('/') {
-                    let path = format!("{}/", url.path());
-                    url.set_path(&path);
-                }
-                Some(url)
-            }
-            None => None,
-        };
+        let routes = parse_routes(get("BFF_APIS").as_deref(), get("BFF_UPSTREAM_URL").as_deref())?;
 
         let scopes: Vec<String> = get("BFF_SCOPES")
             .unwrap_or_else(|| DEFAULT_SCOPES.to_owned())
@@ -191,12 +187,32 @@ impl Config {
             None => None,
         };
 
+        let metrics = match get("BFF_METRICS").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(_) => return Err(invalid("BFF_METRICS", "must be `on` or `off`")),
+        };
+        let metrics_namespace = get("BFF_METRICS_NAMESPACE").unwrap_or_else(|| "BFF".to_owned());
+        // CloudWatch's rules for a namespace; `AWS/` is reserved for AWS's own.
+        if metrics_namespace.is_empty()
+            || metrics_namespace.len() > 255
+            || metrics_namespace.starts_with("AWS/")
+            || !metrics_namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
+        {
+            return Err(invalid(
+                "BFF_METRICS_NAMESPACE",
+                "must be 1 to 255 letters, digits or . - _ / # : and space, not starting with AWS/",
+            ));
+        }
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
             client_secret: get("BFF_CLIENT_SECRET").map(ClientSecret::new),
             public_origin,
-            upstream_url,
+            routes,
             scopes,
             auth_params,
             allowed_origins,
@@ -207,6 +223,8 @@ impl Config {
             logout_url,
             post_logout_redirect_url,
             token_keys,
+            metrics,
+            metrics_namespace,
         })
     }
 
@@ -225,11 +243,12 @@ impl Config {
         self.public_origin.starts_with("http://")
     }
 
-    /// The upstream base URL, required by the processes that serve the proxy.
-    pub fn require_upstream(&self) -> Result<&Url, ConfigError> {
-        self.upstream_url
-            .as_ref()
-            .ok_or(ConfigError::Missing("BFF_UPSTREAM_URL"))
+    /// The API routes, required by the processes that serve the proxy.
+    pub fn require_routes(&self) -> Result<&Routes, ConfigError> {
+        if self.routes.is_empty() {
+            return Err(ConfigError::Missing("BFF_UPSTREAM_URL (or BFF_APIS)"));
+        }
+        Ok(&self.routes)
     }
 
     /// The client secret, required by the processes that call the provider's token
@@ -287,7 +306,7 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
 }
 
 /// An absolute http(s) URL; `http` only towards loopback hosts.
-fn check_http_url(name: &'static str, raw: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_http_url(name: &'static str, raw: &str) -> Result<(), ConfigError> {
     let url = Url::parse(raw).map_err(|e| invalid(name, e))?;
     let host = url.host().ok_or_else(|| invalid(name, "has no host"))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -379,6 +398,24 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_on_by_default_and_their_settings_are_checked() {
+        let config = load(&[]).expect("valid");
+        assert!(config.metrics);
+        assert_eq!(config.metrics_namespace, "BFF");
+        assert!(!load(&[("BFF_METRICS", "off")]).expect("off").metrics);
+        let custom = load(&[("BFF_METRICS_NAMESPACE", "BFF/prod-eu")]).expect("valid");
+        assert_eq!(custom.metrics_namespace, "BFF/prod-eu");
+        for (name, value) in [
+            ("BFF_METRICS", "yes"),
+            ("BFF_METRICS_NAMESPACE", "AWS/Lambda"),
+            ("BFF_METRICS_NAMESPACE", "bff\nx"),
+        ] {
+            let err = load(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn every_required_variable_is_named_when_missing() {
         for name in ["BFF_ISSUER", "BFF_CLIENT_ID", "BFF_PUBLIC_URL"] {
             let err = load(&[(name, "  ")]).expect_err(name);
@@ -460,15 +497,16 @@ mod tests {
     #[test]
     fn upstream_base_path_always_ends_with_a_slash() {
         let config = load(&[("BFF_UPSTREAM_URL", "https://api.example.com/v1")]).expect("ok");
-        assert_eq!(
-            config.require_upstream().expect("set").as_str(),
-            "https://api.example.com/v1/"
-        );
+        let (route, _) = config.require_routes().expect("set").find("/api/x").expect("catch-all");
+        assert_eq!(route.upstream.as_str(), "https://api.example.com/v1/");
         assert!(load(&[("BFF_UPSTREAM_URL", "https://api.example.com/v1?x=1")]).is_err());
         assert_eq!(
-            load(&[]).expect("ok").require_upstream().expect_err("unset"),
-            ConfigError::Missing("BFF_UPSTREAM_URL")
+            load(&[]).expect("ok").require_routes().expect_err("unset"),
+            ConfigError::Missing("BFF_UPSTREAM_URL (or BFF_APIS)")
         );
+        let apis = r#"[{"path": "/api/a", "upstream": "https://a.example.com"}]"#;
+        assert!(load(&[("BFF_APIS", apis)]).expect("ok").require_routes().is_ok());
+        assert!(load(&[("BFF_APIS", apis), ("BFF_UPSTREAM_URL", "https://b.example.com")]).is_err());
     }
 
     #[test]

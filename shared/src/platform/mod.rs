@@ -8,5 +8,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod seal;
 pub mod secrets_manager;
+pub mod trace_scope;

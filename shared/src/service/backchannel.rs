@@ -4,6 +4,7 @@
 //! session ends: those with its `sid`, or, with only `sub`, every session of that user.
 //! Sessions are found through the store's secondary indexes, never a scan.
 
+use crate::platform::metrics::{self, EndReason, Event};
 use futures_util::stream::{self, StreamExt as _};
 
 use super::Deps;
@@ -11,8 +12,8 @@ use crate::domain::secret::hash;
 use crate::oidc::{LOGOUT_TOKEN_MAX_AGE_SECS, MAX_CLOCK_SKEW_SECS, OidcError};
 use crate::store::{StoreError, StoreKey};
 
-/// How many sessions are deleted at once.
-const PARALLEL_DELETES: usize = 16;
+/// How many sessions are deleted at once (logout of every session uses it too).
+pub const PARALLEL_DELETES: usize = 16;
 
 /// Ends the session at `key`: with both `sid` and `sub` in the token, only if it is
 /// `sub`'s (a session of another subject is not this logout's). `true` when it ended.
@@ -29,7 +30,11 @@ async fn end_if_named(
     {
         return Ok(false);
     }
-    Ok(deps.store.delete_session(&key).await?.is_some())
+    let ended = deps.store.delete_session(&key).await?.is_some();
+    if ended {
+        metrics::record(Event::SessionsEnded(EndReason::Backchannel, 1));
+    }
+    Ok(ended)
 }
 
 /// Why a back-channel logout was refused.

@@ -7,6 +7,7 @@ use super::Deps;
 use crate::domain::secret::{SessionId, hash};
 use crate::domain::session::{LoginTransaction, SessionRecord, new_expiries};
 use crate::oidc::OidcError;
+use crate::platform::metrics::{self, EndReason, Event};
 use crate::store::{StoreError, StoreKey, session_key};
 
 /// Why a callback created no session.
@@ -110,6 +111,8 @@ pub async fn complete(
         idle_expires_at,
         version: 1,
         refresh_lease: None,
+        refresh_started_at: None,
+        api_tokens: Vec::new(),
     };
     let id = SessionId::generate();
     deps.store.put_session(&session_key(&id), &record).await?;
@@ -122,8 +125,10 @@ pub async fn complete(
         .iter()
         .chain(presented.iter().filter(|k| Some(*k) != replaced.as_ref()))
     {
-        if let Err(e) = deps.store.delete_session(old).await {
-            tracing::warn!(error = %e, "could not delete the previous session");
+        match deps.store.delete_session(old).await {
+            Ok(Some(_)) => metrics::record(Event::SessionsEnded(EndReason::Replaced, 1)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not delete the previous session"),
         }
     }
     tracing::info!(sub_hash = %hash(&record.sub), "session created");

@@ -2,8 +2,14 @@
 //!
 //! When the upstream answers 401 to a token the BFF believed valid, the token is
 //! refreshed once and the call retried once; the second answer stands, so this never
-//! loops. Request bodies are always buffered (Lambda delivers them whole), so every call
-//! can be replayed.
+//! loops. Such a forced refresh happens at most once per session in
+//! [`FORCED_REFRESH_INTERVAL_SECS`](crate::domain::session::FORCED_REFRESH_INTERVAL_SECS):
+//! within it the upstream's 401 goes to the browser as it is, so a stream of upstream 401s
+//! never becomes a stream of token requests. Request bodies are always buffered (Lambda
+//! delivers them whole), so every call can be replayed. Answers are not: the refused
+//! answer's body is dropped unread, and the one that stands streams to the browser.
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -11,21 +17,18 @@ use url::Url;
 
 use super::refresh::{RefreshError, Refresher};
 use super::{Deps, SessionError};
-use crate::domain::forwarding::upstream_request_headers;
+use crate::domain::forwarding::{anonymous_request_headers, upstream_request_headers};
+use crate::domain::routes::TokenTarget;
+use crate::domain::secret::AccessToken;
 use crate::domain::session::SessionRecord;
+use crate::domain::trace::TraceContext;
+use crate::platform::metrics::{self, Event};
 use crate::store::{StoreError, StoreKey};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamAnswer, UpstreamError};
 
-/// The upstream's answer, as the browser may see it.
-#[derive(Debug)]
-pub struct Forwarded {
-    /// The upstream's status.
-    pub status: StatusCode,
-    /// The upstream's headers, filtered for the browser.
-    pub headers: HeaderMap,
-    /// The upstream's body, byte for byte.
-    pub body: Bytes,
-}
+/// The upstream's answer, as the browser may see it: status and filtered headers, and
+/// the body still streaming from the upstream.
+pub type Forwarded = UpstreamAnswer;
 
 /// Why a call was not forwarded, or its answer not returned.
 #[derive(Debug, thiserror::Error)]
@@ -54,25 +57,28 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     /// The body, byte for byte.
     pub body: Bytes,
+    /// The BFF's span in the browser's trace (or a new one).
+    pub trace: &'a TraceContext,
+    /// The route's name, for the metrics.
+    pub route: &'static str,
 }
 
-/// Sends `call` with the access token of the session `(key, session)`.
+/// Sends `call` with the session's `(key, session)` access token for `target` (the
+/// login's own for the empty target).
 pub async fn forward(
     deps: &Deps<'_>,
     upstream: &Upstream,
     key: &StoreKey,
     session: SessionRecord,
+    target: &TokenTarget,
     call: Call<'_>,
 ) -> Result<Forwarded, ForwardError> {
     let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
-    let token = refresher.usable_access_token(key, session, None).await?;
-    let send = |token| {
-        let headers = upstream_request_headers(call.headers, &token);
-        upstream.forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
-    };
-    let (mut status, mut headers, mut body) = send(token.clone()).await?;
+    let token = refresher.usable_token_for(key, session, target, None).await?;
+    let send = |token: AccessToken| send(upstream, &call, Some(token));
+    let mut answer = send(token.clone()).await?;
 
-    if status == StatusCode::UNAUTHORIZED {
+    if answer.status == StatusCode::UNAUTHORIZED {
         // The upstream refused a token we believed valid (revoked, or clocks disagree).
         let session = deps
             .store
@@ -80,11 +86,67 @@ pub async fn forward(
             .await?
             .ok_or(SessionError::Expired)?;
         if session.refresh_token.is_some() {
-            let retry_token = refresher.usable_access_token(key, session, Some(&token)).await?;
+            // The same token back means the refresh is throttled: the upstream's 401 stands.
+            let retry_token = refresher.usable_token_for(key, session, target, Some(&token)).await?;
             if retry_token != token {
-                (status, headers, body) = send(retry_token).await?;
+                answer = send(retry_token).await?;
             }
         }
     }
-    Ok(Forwarded { status, headers, body })
+    Ok(answer)
+}
+
+/// Sends `call` without any token, for routes whose token kind says so (or a
+/// `user_or_none` route called without a session).
+pub async fn forward_without_token(upstream: &Upstream, call: Call<'_>) -> Result<Forwarded, ForwardError> {
+    let answer = send(upstream, &call, None).await?;
+    Ok(answer)
+}
+
+/// Sends `call` with the BFF's own client-credentials token for `target`; an upstream
+/// 401 renews a token that is not brand new and retries once.
+pub async fn forward_with_client_token(
+    deps: &Deps<'_>,
+    upstream: &Upstream,
+    target: &TokenTarget,
+    call: Call<'_>,
+) -> Result<Forwarded, ForwardError> {
+    let token_for = |rejected| {
+        deps.client_tokens
+            .token(deps.store, deps.oidc, deps.clock, target, rejected)
+    };
+    let token = token_for(None).await?;
+    let mut answer = send(upstream, &call, Some(token.clone())).await?;
+    if answer.status == StatusCode::UNAUTHORIZED {
+        let retry_token = token_for(Some(&token)).await?;
+        if retry_token != token {
+            answer = send(upstream, &call, Some(retry_token)).await?;
+        }
+    }
+    Ok(answer)
+}
+
+/// One upstream call of `call` with `token` (or none), timed and counted.
+async fn send(
+    upstream: &Upstream,
+    call: &Call<'_>,
+    token: Option<AccessToken>,
+) -> Result<UpstreamAnswer, UpstreamError> {
+    let headers = match &token {
+        Some(token) => upstream_request_headers(call.headers, token, call.trace),
+        None => anonymous_request_headers(call.headers, call.trace),
+    };
+    let started = Instant::now();
+    let answer = upstream
+        .forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
+        .await;
+    metrics::upstream_latency(call.route, started.elapsed().as_secs_f64() * 1000.0);
+    metrics::record(match &answer {
+        Ok(answer) => Event::UpstreamAnswer {
+            route: call.route,
+            status: answer.status.as_u16(),
+        },
+        Err(_) => Event::UpstreamFailed { route: call.route },
+    });
+    answer
 }

@@ -7,15 +7,19 @@
 
 pub mod backchannel;
 pub mod callback;
+pub mod client_token;
 pub mod current_session;
 pub mod forward;
 pub mod login;
 pub mod logout;
 pub mod refresh;
+#[cfg(test)]
+mod tokio_clock;
 
 use crate::domain::clock::Clock;
 use crate::oidc::Oidc;
 use crate::platform::config::Config;
+use crate::service::client_token::ClientTokens;
 use crate::store::Store;
 
 /// What the services share: borrowed from the per-process context for one request.
@@ -29,6 +33,8 @@ pub struct Deps<'a> {
     pub oidc: &'a Oidc,
     /// The clock every expiry decision reads.
     pub clock: &'a dyn Clock,
+    /// This process's memory of the BFF's own client-credentials tokens.
+    pub client_tokens: &'a ClientTokens,
 }
 
 /// The request has no usable session.

@@ -18,9 +18,11 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::domain::clock::Clock;
+use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
-use crate::domain::session::{RefreshLease, SessionRecord, refresh_due};
+use crate::domain::session::{HeldToken, RefreshLease, SessionRecord, forced_refresh_of_allowed};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
+use crate::platform::metrics::{self, EndReason, Event, RefreshOutcome};
 use crate::store::{SessionStore, StoreError, StoreKey};
 
 /// Time kept on the lease after the grant for writing its tokens (with retries).
@@ -29,15 +31,18 @@ const WRITE_BUDGET_MS: i64 = 6_000;
 /// by the lease itself) and the write after it. Discovery and keys are ready before it.
 pub const LEASE_MS: i64 = PROVIDER_TIMEOUT.as_millis() as i64 + WRITE_BUDGET_MS;
 /// How often a waiting caller re-reads the session.
-const WAIT_POLL: Duration = Duration::from_millis(100);
+pub const WAIT_POLL: Duration = Duration::from_millis(100);
+/// How long past a lease's own length a caller waits for another holder before it gives
+/// up (the whole wait: [`LEASE_MS`] plus this).
+pub const WAIT_BEYOND_LEASE: Duration = Duration::from_secs(2);
 /// Attempts at the final write when other updates (idle sliding) interleave.
-const WRITE_ATTEMPTS: usize = 3;
+pub const WRITE_ATTEMPTS: usize = 3;
 /// First and longest pause between retries of the final write after a store failure.
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(1);
 /// The final write gives up this long before the lease lapses, so no other instance can
 /// take the lease while a write of ours may still land.
-const WRITE_MARGIN_MS: i64 = 500;
+pub const WRITE_MARGIN_MS: i64 = 500;
 
 /// Why no usable access token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,14 @@ pub enum RefreshError {
     /// `invalid_grant`).
     #[error("refresh failed at the provider: {0}")]
     Provider(OidcError),
+    /// The provider would not issue a token for an API route's target
+    /// (`invalid_target`, `invalid_scope`, ...), or the session has no refresh token to
+    /// ask with; the session and its other tokens stay.
+    #[error("the provider refused the API route's token: {error}")]
+    TargetRefused {
+        /// The provider's OAuth error code (or why it could not be asked).
+        error: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,8 +79,8 @@ pub trait RefreshGrant: Send + Sync {
     /// keys), so none of it happens under the lease.
     async fn prepare(&self) -> Result<(), OidcError>;
 
-    /// Uses `refresh_token`; the answer may rotate it.
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError>;
+    /// Uses `refresh_token` for `target`'s access token; the answer may rotate it.
+    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError>;
 
     /// Validates an ID token returned by the refresh grant (no nonce) at `now`.
     async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError>;
@@ -84,8 +97,8 @@ impl RefreshGrant for Oidc {
         Ok(())
     }
 
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
-        Oidc::refresh(self, refresh_token).await
+    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
+        Oidc::refresh(self, refresh_token, target).await
     }
 
     async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError> {
@@ -112,41 +125,77 @@ where
 
     /// The access token to send for `session`: the stored one, or a refreshed one when
     /// it is due or when `rejected` (the token the upstream just refused) is still the
-    /// stored one.
+    /// stored one and no refresh is throttled ([`forced_refresh_allowed`]): a throttled
+    /// refusal answers the stored token, the one refused.
     pub async fn usable_access_token(
         &self,
         key: &StoreKey,
-        mut session: SessionRecord,
+        session: SessionRecord,
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
-        let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
+        self.usable_token_for(key, session, &TokenTarget::default(), rejected)
+            .await
+    }
+
+    /// Like [`Self::usable_access_token`], for `target`'s token: obtained with the refresh
+    /// grant when the session holds none yet. One lease per session covers all its
+    /// tokens, since every grant may rotate the one refresh token they share.
+    pub async fn usable_token_for(
+        &self,
+        key: &StoreKey,
+        mut session: SessionRecord,
+        target: &TokenTarget,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken, RefreshError> {
+        let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + WAIT_BEYOND_LEASE;
         let mut prepared = false;
+        let mut waited = false;
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
-            let was_rejected = rejected.is_some_and(|r| *r == session.access_token);
-            if !was_rejected && !refresh_due(&session, now) {
-                return Ok(session.access_token);
+            let held = session.token_for(target);
+            // Throttled per session in the store, so across every instance: the upstream's
+            // 401 then stands, and no token request follows it.
+            let was_rejected = held.as_ref().is_some_and(|h| {
+                rejected == Some(&h.access_token) && forced_refresh_of_allowed(&session, h.issued_at, now)
+            });
+            if let Some(held) = &held
+                && !was_rejected
+                && !held.is_due(now)
+            {
+                if waited {
+                    metrics::record(Event::Refresh(RefreshOutcome::Waited));
+                }
+                return Ok(held.access_token.clone());
             }
             // A token the upstream refused is never "still valid", whatever its expiry says.
-            let still_valid = !was_rejected && session.access_expires_at.is_some_and(|exp| now < exp);
+            let valid = held
+                .filter(|h| !was_rejected && h.is_valid(now))
+                .map(|h| h.access_token);
             if session.refresh_token.is_none() {
-                if still_valid {
-                    return Ok(session.access_token);
+                if let Some(token) = valid {
+                    return Ok(token);
+                }
+                if !target.is_login() {
+                    return Err(RefreshError::TargetRefused {
+                        error: "no refresh token to ask with".into(),
+                    });
                 }
                 self.end_session(key).await;
+                metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
                 return Err(RefreshError::SessionEnded);
             }
 
             if session.refresh_lease.as_ref().is_some_and(|l| l.is_held(now_ms)) {
                 // Someone else is refreshing.
-                if still_valid {
-                    return Ok(session.access_token);
+                if let Some(token) = valid {
+                    return Ok(token);
                 }
                 if Instant::now() >= give_up {
                     return Err(RefreshError::InProgress);
                 }
                 tokio::time::sleep(WAIT_POLL).await;
+                waited = true;
                 session = self.reload(key).await?;
                 continue;
             }
@@ -155,7 +204,8 @@ where
             // lease is taken, so the lease covers the grant and the write only.
             if !prepared {
                 if let Err(e) = self.provider.prepare().await {
-                    return self.unrefreshed(e, &session, still_valid);
+                    metrics::record(Event::Refresh(RefreshOutcome::ProviderFailure));
+                    return unrefreshed(e, valid);
                 }
                 prepared = true;
                 continue; // time passed: look at the session with a fresh clock
@@ -167,15 +217,16 @@ where
             };
             let mut leased = session.clone();
             leased.refresh_lease = Some(lease.clone());
+            leased.refresh_started_at = Some(now);
             leased.version = session.version + 1;
             match self.store.update_session(key, &leased, session.version).await {
-                Ok(()) => return self.refresh_under_lease(key, leased, &lease, still_valid).await,
+                Ok(()) => return self.refresh_under_lease(key, leased, &lease, target, valid).await,
                 Err(StoreError::Conflict) => {
                     session = self.reload(key).await?;
                     // A write whose answer was lost and that the SDK retried reads as a
                     // conflict: when the stored lease is ours, the first attempt landed.
                     if session.refresh_lease.as_ref() == Some(&lease) {
-                        return self.refresh_under_lease(key, session, &lease, still_valid).await;
+                        return self.refresh_under_lease(key, session, &lease, target, valid).await;
                     }
                     // Otherwise another caller changed it first (took the lease, or
                     // refreshed): look again.
@@ -188,13 +239,17 @@ where
                     let fresh = match self.reload(key).await {
                         Ok(fresh) => fresh,
                         Err(RefreshError::SessionEnded) => return Err(RefreshError::SessionEnded),
-                        Err(_) => return Err(failure.into()),
+                        Err(_) => {
+                            metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
+                            return Err(failure.into());
+                        }
                     };
                     if fresh.refresh_lease.as_ref() == Some(&lease) {
-                        return self.refresh_under_lease(key, fresh, &lease, still_valid).await;
+                        return self.refresh_under_lease(key, fresh, &lease, target, valid).await;
                     }
                     if fresh.version == session.version {
                         // Nothing moved: the store refused our write.
+                        metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
                         return Err(failure.into());
                     }
                     // Another caller moved first (took the lease, or refreshed): look again.
@@ -211,27 +266,13 @@ where
             .ok_or(RefreshError::SessionEnded)
     }
 
-    /// The answer when the provider failed: a still-valid token serves until it expires.
-    fn unrefreshed(
-        &self,
-        e: OidcError,
-        session: &SessionRecord,
-        still_valid: bool,
-    ) -> Result<AccessToken, RefreshError> {
-        if still_valid {
-            tracing::warn!(error = %e, "refresh failed; using the still-valid access token");
-            Ok(session.access_token.clone())
-        } else {
-            Err(RefreshError::Provider(e))
-        }
-    }
-
     async fn refresh_under_lease(
         &self,
         key: &StoreKey,
         leased: SessionRecord,
         lease: &RefreshLease,
-        still_valid: bool,
+        target: &TokenTarget,
+        valid: Option<AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
         let Some(refresh_token) = leased.refresh_token.clone() else {
             return Err(RefreshError::SessionEnded);
@@ -240,28 +281,41 @@ where
         let budget_ms = lease.until_ms - self.clock.now_ms() - WRITE_BUDGET_MS;
         let grant = tokio::time::timeout(
             Duration::from_millis(budget_ms.max(0) as u64),
-            self.provider.refresh(&refresh_token),
+            self.provider.refresh(&refresh_token, target),
         );
         match grant.await.unwrap_or(Err(OidcError::Timeout)) {
-            Ok(tokens) => self.save_refreshed(key, leased, lease, tokens).await,
+            Ok(tokens) => self.save_refreshed(key, leased, lease, target, tokens).await,
             Err(e) if e.is_invalid_grant() => {
+                metrics::record(Event::Refresh(RefreshOutcome::InvalidGrant));
                 // The grant is gone at the provider (revoked, expired, or a rotated token
                 // reused), unless another instance refreshed meanwhile: only the session
                 // as this caller read it is ended.
                 if self.store.delete_session_at(key, leased.version).await? {
+                    metrics::record(Event::SessionsEnded(EndReason::RefreshEnded, 1));
                     return Err(RefreshError::SessionEnded);
                 }
                 match self.reload(key).await? {
                     fresh if fresh.refresh_token != leased.refresh_token => {
                         tracing::warn!("refresh token refused, but another instance had refreshed; session kept");
-                        Ok(fresh.access_token)
+                        fresh
+                            .token_for(target)
+                            .map(|held| held.access_token)
+                            .ok_or(RefreshError::InProgress)
                     }
                     _ => Err(RefreshError::SessionEnded),
                 }
             }
+            Err(OidcError::Rejected { error }) if !target.is_login() => {
+                // The provider will not issue this route's token; the session and the
+                // other routes' tokens are not affected.
+                self.release_lease(key, leased).await;
+                tracing::warn!(error = %error, "the provider refused an API route's token");
+                Err(RefreshError::TargetRefused { error })
+            }
             Err(e) => {
-                self.release_lease(key, leased.clone()).await;
-                self.unrefreshed(e, &leased, still_valid)
+                metrics::record(Event::Refresh(RefreshOutcome::ProviderFailure));
+                self.release_lease(key, leased).await;
+                unrefreshed(e, valid)
             }
         }
     }
@@ -271,15 +325,21 @@ where
         key: &StoreKey,
         leased: SessionRecord,
         lease: &RefreshLease,
+        target: &TokenTarget,
         tokens: TokenSet,
     ) -> Result<AccessToken, RefreshError> {
         let now = self.clock.now();
         let access_token = tokens.access_token.clone();
         let apply = |current: &SessionRecord| {
             let mut next = current.clone();
-            next.access_token = tokens.access_token.clone();
-            next.access_issued_at = now;
-            next.access_expires_at = tokens.expires_in.map(|secs| now.saturating_add(secs));
+            next.set_token(
+                target,
+                HeldToken {
+                    access_token: tokens.access_token.clone(),
+                    expires_at: tokens.expires_in.map(|secs| now.saturating_add(secs)),
+                    issued_at: now,
+                },
+            );
             // Rotation: the new refresh token replaces the old in the same write.
             if let Some(rotated) = &tokens.refresh_token {
                 next.refresh_token = Some(rotated.clone());
@@ -309,9 +369,12 @@ where
                             continue;
                         }
                         // A retried write that had landed: our tokens are there.
-                        Ok(Some(fresh)) if fresh.access_token == access_token => break fresh,
+                        Ok(Some(fresh)) if fresh.token_for(target).is_some_and(|h| h.access_token == access_token) => {
+                            break fresh;
+                        }
                         Ok(_) => {
                             tracing::warn!("refresh lease lost before the tokens were saved");
+                            metrics::record(Event::Refresh(RefreshOutcome::Done));
                             return Ok(access_token);
                         }
                         Err(e) => e,
@@ -319,18 +382,21 @@ where
                 }
                 Err(StoreError::Conflict) => {
                     tracing::warn!("could not save refreshed tokens after retries");
+                    metrics::record(Event::Refresh(RefreshOutcome::Done));
                     return Ok(access_token);
                 }
                 Err(e) => e,
             };
             if self.clock.now_ms() + backoff.as_millis() as i64 >= deadline_ms {
                 tracing::error!(error = %failure, "refreshed tokens not saved before the lease lapsed");
+                metrics::record(Event::Refresh(RefreshOutcome::StoreFailure));
                 return Err(failure.into());
             }
             tracing::warn!(error = %failure, "saving refreshed tokens failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(WRITE_RETRY_MAX);
         };
+        metrics::record(Event::Refresh(RefreshOutcome::Done));
         match tokens.id_token {
             Some(id_token) => self.adopt_id_token(key, saved, id_token).await.map(|()| access_token),
             None => Ok(access_token),
@@ -375,6 +441,7 @@ where
     async fn end_for_id_token(&self, key: &StoreKey, why: &str) -> Result<(), RefreshError> {
         tracing::warn!(reason = why, "refreshed ID token refused; session ended");
         self.end_session(key).await;
+        metrics::record(Event::SessionsEnded(EndReason::InvalidIdToken, 1));
         Err(RefreshError::SessionEnded)
     }
 
@@ -392,6 +459,17 @@ where
         if let Err(e) = self.store.delete_session(key).await {
             tracing::warn!(error = %e, "could not delete an ended session");
         }
+    }
+}
+
+/// The answer when the provider failed: a still-valid token serves until it expires.
+fn unrefreshed(e: OidcError, valid: Option<AccessToken>) -> Result<AccessToken, RefreshError> {
+    match valid {
+        Some(token) => {
+            tracing::warn!(error = %e, "refresh failed; using the still-valid access token");
+            Ok(token)
+        }
+        None => Err(RefreshError::Provider(e)),
     }
 }
 

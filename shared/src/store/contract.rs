@@ -469,6 +469,8 @@ fn session(now: i64, version: u64) -> SessionRecord {
         idle_expires_at: now + LIFETIME,
         version,
         refresh_lease: None,
+        refresh_started_at: Some(now - 60),
+        api_tokens: Vec::new(),
     }
 }
 
@@ -507,4 +509,8 @@ fn assert_same_session(actual: &SessionRecord, expected: &SessionRecord) {
     );
     assert_eq!(actual.version, expected.version, "version differs");
     assert_eq!(actual.refresh_lease, expected.refresh_lease, "refresh_lease differs");
+    assert_eq!(
+        actual.refresh_started_at, expected.refresh_started_at,
+        "refresh_started_at differs"
+    );
 }

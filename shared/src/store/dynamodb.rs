@@ -12,6 +12,7 @@
 //! the caller's `now` itself. This module never logs, and no error it returns carries item
 //! contents: SDK and JSON errors are reduced to an operation name and an error code.
 
+use crate::platform::metrics::{self, Event};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey,
-    TransactionStore,
+    ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
+    SessionStore, StoreError, StoreKey, TransactionStore,
 };
 
 /// Partition key attribute.
@@ -55,9 +56,14 @@ const KIND_TRANSACTION: &str = "tx";
 const KIND_USED: &str = "used";
 const KIND_DOCUMENT: &str = "doc";
 const KIND_SESSION: &str = "session";
+const KIND_CLIENT_TOKEN: &str = "client";
 
 /// The code DynamoDB answers when a condition expression is false.
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
+
+/// The longest one store call takes, its retries included: the unit of the functions'
+/// time budgets (template.yaml, checked by `shared/tests/template_timeouts.rs`).
+pub const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long [`create_table`] waits for the table to become `ACTIVE`.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -319,6 +325,45 @@ impl DocumentCache for DynamoStore {
     }
 }
 
+#[async_trait]
+impl ClientTokenStore for DynamoStore {
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+        // Strongly consistent: a waiting instance must see the token the holder wrote.
+        // Expired items are returned too, so that their version chain continues.
+        match self.get_live(key, KIND_CLIENT_TOKEN, i64::MIN, true).await? {
+            Some(item) => decode(&item, KIND_CLIENT_TOKEN).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let mut item = item(key, KIND_CLIENT_TOKEN, keep_until);
+        item.extend([
+            (DATA.to_owned(), AttributeValue::S(encode(record, KIND_CLIENT_TOKEN)?)),
+            (VERSION.to_owned(), AttributeValue::N(record.version.to_string())),
+        ]);
+        match expected {
+            None => self.put_new(item).await,
+            Some(expected) => {
+                self.put_if(item, |put| {
+                    put.condition_expression("#kind = :kind AND #version = :expected")
+                        .expression_attribute_names("#kind", KIND)
+                        .expression_attribute_names("#version", VERSION)
+                        .expression_attribute_values(":kind", AttributeValue::S(KIND_CLIENT_TOKEN.to_owned()))
+                        .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+                })
+                .await
+            }
+        }
+    }
+}
+
 /// Creates the store's table for local use and tests: on-demand billing, `pk` as the
 /// partition key, TTL on `ttl`. An existing table is accepted; returns once it is `ACTIVE`
 /// and TTL is on. Deployed tables come from the infrastructure template, not from here.
@@ -435,7 +480,7 @@ pub fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
     aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(800))
         .operation_attempt_timeout(Duration::from_millis(1500))
-        .operation_timeout(Duration::from_secs(4))
+        .operation_timeout(STORE_CALL_TIMEOUT)
         .build()
 }
 
@@ -518,7 +563,18 @@ fn sdk_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata,
 {
-    match &err {
+    let error = classify(operation, &err);
+    if !matches!(error, StoreError::Conflict) {
+        metrics::record(Event::StoreError);
+    }
+    error
+}
+
+fn classify<E, R>(operation: &str, err: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
         SdkError::ServiceError(service) => match service.err().code() {
             Some(CONDITIONAL_CHECK_FAILED) => StoreError::Conflict,
             Some(code) => StoreError::Unavailable(format!("DynamoDB {operation}: {code}")),

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, StoreError, StoreKey,
-    TransactionStore,
+    ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
+    SessionStore, StoreError, StoreKey, TransactionStore,
 };
 
 /// Transactions and sessions in process memory.
@@ -26,6 +26,7 @@ struct Inner {
     sessions: HashMap<StoreKey, SessionRecord>,
     used: HashMap<StoreKey, i64>,
     documents: HashMap<StoreKey, (String, i64)>,
+    client_tokens: HashMap<StoreKey, ClientTokenRecord>,
 }
 
 impl MemoryStore {
@@ -154,6 +155,29 @@ impl DocumentCache for MemoryStore {
         self.lock()?
             .documents
             .insert(key.clone(), (document.to_owned(), expires_at));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ClientTokenStore for MemoryStore {
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+        Ok(self.lock()?.client_tokens.get(key).cloned())
+    }
+
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        _keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let stored = inner.client_tokens.get(key).map(|r| r.version);
+        if stored != expected {
+            return Err(StoreError::Conflict);
+        }
+        inner.client_tokens.insert(key.clone(), record.clone());
         Ok(())
     }
 }

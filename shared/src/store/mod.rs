@@ -17,7 +17,7 @@ pub mod sealed;
 use async_trait::async_trait;
 
 use crate::domain::secret::SessionId;
-pub use crate::domain::session::{LoginTransaction, RefreshLease, SessionRecord};
+pub use crate::domain::session::{ClientTokenRecord, LoginTransaction, RefreshLease, SessionRecord};
 
 /// A store key: a kind prefix and the SHA-256 of a browser-held secret, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +37,12 @@ impl StoreKey {
     /// Key remembering one use of an identifier (a logout token's `jti`), by its hash.
     pub fn replay(id_hash: &str) -> Self {
         Self(format!("used#{id_hash}"))
+    }
+
+    /// Key of the BFF's client-credentials token for the target `target_id` (a stable
+    /// serialisation of the target; hashed here).
+    pub fn client_token(target_id: &str) -> Self {
+        Self(format!("client#{}", crate::domain::secret::hash(target_id)))
     }
 
     /// Key of a cached provider document (discovery, JWKS) for `issuer`.
@@ -129,7 +135,8 @@ pub trait ReplayGuard: Send + Sync {
 }
 
 /// Public documents shared by every instance (the provider's discovery and JWKS), so a
-/// cold start need not fetch them from the provider.
+/// cold start need not fetch them from the provider. [`sealed::SealedStore`] tags them,
+/// and reads one without a valid tag as absent.
 #[async_trait]
 pub trait DocumentCache: Send + Sync {
     /// The document at `key`, `None` when absent or expired at `now`.
@@ -139,7 +146,28 @@ pub trait DocumentCache: Send + Sync {
     async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError>;
 }
 
-/// Every store role: what `bff-local` and the test harness hand to every handler.
-pub trait Store: TransactionStore + SessionStore + SessionIndex + ReplayGuard + DocumentCache {}
+/// The BFF's own client-credentials tokens, one item per target, shared by every
+/// instance so that one grant serves them all.
+#[async_trait]
+pub trait ClientTokenStore: Send + Sync {
+    /// The record at `key`, whatever its expiry (the caller judges the token's age).
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError>;
 
-impl<T: TransactionStore + SessionStore + SessionIndex + ReplayGuard + DocumentCache> Store for T {}
+    /// Writes `record` if the stored version is `expected` (`None`: if there is no record
+    /// yet); [`StoreError::Conflict`] otherwise. The item lives until `keep_until`.
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        keep_until: i64,
+    ) -> Result<(), StoreError>;
+}
+
+/// Every store role: what `bff-local` and the test harness hand to every handler.
+pub trait Store:
+    TransactionStore + SessionStore + SessionIndex + ReplayGuard + DocumentCache + ClientTokenStore
+{
+}
+
+impl<T: TransactionStore + SessionStore + SessionIndex + ReplayGuard + DocumentCache + ClientTokenStore> Store for T {}

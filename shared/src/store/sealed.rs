@@ -1,22 +1,55 @@
-//! A store decorator that seals every token and PKCE verifier before it is written and
-//! opens it after it is read, bound to the item's store key (see [`crate::platform::seal`]).
+//! A store decorator that seals every token, PKCE verifier and the session's personal
+//! claims before they are written and opens them after they are read, bound to the item's
+//! store key and to the field they are in (see [`crate::platform::seal`]); and that
+//! authenticates the provider documents it caches.
 //!
-//! A value that does not open (tampered, copied under another key, sealed with a key no
-//! longer configured) makes its item read as absent: the user logs in again, and the
-//! event is logged without the value.
+//! A value that does not open (tampered, copied under another key or into another field,
+//! sealed with a key no longer configured, or in an earlier format) makes its item read as
+//! absent: the user logs in again, and the event is logged without the value.
+//!
+//! Of a session only what an index or the store itself needs stays in the clear: `sub`
+//! and `sid` (the back-channel logout indexes), expiries, the version and the refresh
+//! lease. The claims `/auth/me` shows (name, e-mail, picture, ...) are sealed as one value.
+//!
+//! Cached discovery and JWKS documents are public but decide where the BFF sends codes
+//! and secrets and which keys sign ID tokens: each carries an HMAC over the document, its
+//! store key (kind and issuer) and its expiry, under a key derived from the sealing keys.
+//! A document without a valid tag (written by anyone without the keys) reads as absent
+//! and is fetched again from the provider. Without `BFF_TOKEN_KEYS` every process has keys
+//! of its own, so it trusts only documents it cached itself.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::{
-    DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord, SessionStore, Store, StoreError,
-    StoreKey, TransactionStore,
+    ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
+    SessionStore, Store, StoreError, StoreKey, TransactionStore,
 };
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
 use crate::platform::seal::{SealError, Sealer};
 
-/// `inner`, with tokens sealed at rest.
+/// The field names sealed values are bound to (those of the stored record).
+const ACCESS_TOKEN: &str = "access_token";
+const REFRESH_TOKEN: &str = "refresh_token";
+const ID_TOKEN: &str = "id_token";
+const CLAIMS: &str = "claims";
+const PKCE_VERIFIER: &str = "pkce_verifier";
+
+/// The one member of a stored session's `claims`: the claims as JSON, sealed.
+const SEALED_CLAIMS: &str = "sealed";
+
+/// First part of what a cached document's tag covers, so that no other tag made with the
+/// same key could pass for a document's.
+const DOCUMENT_TAG_LABEL: &str = "bff provider document";
+
+/// The field an API route's token is bound to: its target too, so that two routes'
+/// tokens swapped inside one item do not open.
+fn api_token_field(target: &crate::domain::routes::TokenTarget) -> String {
+    format!("api_token {}", serde_json::to_string(target).unwrap_or_default())
+}
+
+/// `inner`, with tokens and personal claims sealed and cached documents authenticated.
 pub struct SealedStore {
     inner: Arc<dyn Store>,
     sealer: Arc<Sealer>,
@@ -28,27 +61,48 @@ impl SealedStore {
         Self { inner, sealer }
     }
 
-    fn seal_session(&self, key: &StoreKey, s: &SessionRecord) -> SessionRecord {
-        let ctx = key.as_str();
+    fn seal_session(&self, key: &StoreKey, s: &SessionRecord) -> Result<SessionRecord, StoreError> {
+        let item = key.as_str();
+        let claims = serde_json::to_string(&s.claims)
+            .map_err(|e| StoreError::Corrupt(format!("session claims not encodable ({:?})", e.classify())))?;
         let mut sealed = s.clone();
-        sealed.access_token = AccessToken::new(self.sealer.seal(s.access_token.secret(), ctx));
+        sealed.access_token = AccessToken::new(self.sealer.seal(s.access_token.secret(), item, ACCESS_TOKEN));
         sealed.refresh_token = s
             .refresh_token
             .as_ref()
-            .map(|t| RefreshToken::new(self.sealer.seal(t.secret(), ctx)));
-        sealed.id_token = IdToken::new(self.sealer.seal(s.id_token.secret(), ctx));
-        sealed
+            .map(|t| RefreshToken::new(self.sealer.seal(t.secret(), item, REFRESH_TOKEN)));
+        sealed.id_token = IdToken::new(self.sealer.seal(s.id_token.secret(), item, ID_TOKEN));
+        sealed.claims = serde_json::Map::from_iter([(
+            SEALED_CLAIMS.to_owned(),
+            serde_json::Value::String(self.sealer.seal(&claims, item, CLAIMS)),
+        )]);
+        for api in &mut sealed.api_tokens {
+            let field = api_token_field(&api.target);
+            api.access_token = AccessToken::new(self.sealer.seal(api.access_token.secret(), item, &field));
+        }
+        Ok(sealed)
     }
 
     fn open_session(&self, key: &StoreKey, s: SessionRecord) -> Result<SessionRecord, SealError> {
-        let ctx = key.as_str();
+        let item = key.as_str();
         let mut opened = s;
-        opened.access_token = AccessToken::new(self.sealer.open(opened.access_token.secret(), ctx)?);
+        opened.access_token = AccessToken::new(self.sealer.open(opened.access_token.secret(), item, ACCESS_TOKEN)?);
         opened.refresh_token = match &opened.refresh_token {
-            Some(t) => Some(RefreshToken::new(self.sealer.open(t.secret(), ctx)?)),
+            Some(t) => Some(RefreshToken::new(self.sealer.open(t.secret(), item, REFRESH_TOKEN)?)),
             None => None,
         };
-        opened.id_token = IdToken::new(self.sealer.open(opened.id_token.secret(), ctx)?);
+        opened.id_token = IdToken::new(self.sealer.open(opened.id_token.secret(), item, ID_TOKEN)?);
+        let sealed_claims = match opened.claims.get(SEALED_CLAIMS) {
+            Some(serde_json::Value::String(sealed)) if opened.claims.len() == 1 => sealed,
+            // Claims in the clear, or beside the sealed ones: not written by this store.
+            _ => return Err(SealError::DoesNotOpen),
+        };
+        let claims = self.sealer.open(sealed_claims, item, CLAIMS)?;
+        opened.claims = serde_json::from_str(&claims).map_err(|_| SealError::DoesNotOpen)?;
+        for api in &mut opened.api_tokens {
+            let field = api_token_field(&api.target);
+            api.access_token = AccessToken::new(self.sealer.open(api.access_token.secret(), item, &field)?);
+        }
         Ok(opened)
     }
 
@@ -62,13 +116,31 @@ impl SealedStore {
             }
         }
     }
+
+    /// `document` as cached: `<expires_at> <tag>\n<document>`.
+    fn wrap_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> String {
+        let expires = expires_at.to_string();
+        let tag = self.sealer.mac(&[DOCUMENT_TAG_LABEL, key.as_str(), &expires, document]);
+        format!("{expires} {tag}\n{document}")
+    }
+
+    /// The document `stored` under `key` if its tag verifies; `None` when the expiry the
+    /// tag covers has passed at `now` (a forged `ttl` attribute cannot extend it).
+    fn unwrap_document<'a>(&self, key: &StoreKey, stored: &'a str, now: i64) -> Result<Option<&'a str>, SealError> {
+        let (header, document) = stored.split_once('\n').ok_or(SealError::NotAuthentic)?;
+        let (expires, tag) = header.split_once(' ').ok_or(SealError::NotAuthentic)?;
+        self.sealer
+            .verify_mac(tag, &[DOCUMENT_TAG_LABEL, key.as_str(), expires, document])?;
+        let expires_at: i64 = expires.parse().map_err(|_| SealError::NotAuthentic)?;
+        Ok((now < expires_at).then_some(document))
+    }
 }
 
 #[async_trait]
 impl TransactionStore for SealedStore {
     async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
         let sealed = LoginTransaction {
-            pkce_verifier: PkceVerifier::new(self.sealer.seal(tx.pkce_verifier.secret(), key.as_str())),
+            pkce_verifier: PkceVerifier::new(self.sealer.seal(tx.pkce_verifier.secret(), key.as_str(), PKCE_VERIFIER)),
             ..tx.copy()
         };
         self.inner.put_transaction(key, &sealed).await
@@ -78,7 +150,7 @@ impl TransactionStore for SealedStore {
         let Some(tx) = self.inner.take_transaction(key, now).await? else {
             return Ok(None);
         };
-        match self.sealer.open(tx.pkce_verifier.secret(), key.as_str()) {
+        match self.sealer.open(tx.pkce_verifier.secret(), key.as_str(), PKCE_VERIFIER) {
             Ok(verifier) => Ok(Some(LoginTransaction {
                 pkce_verifier: PkceVerifier::new(verifier),
                 ..tx
@@ -94,7 +166,7 @@ impl TransactionStore for SealedStore {
 #[async_trait]
 impl SessionStore for SealedStore {
     async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
-        self.inner.put_session(key, &self.seal_session(key, session)).await
+        self.inner.put_session(key, &self.seal_session(key, session)?).await
     }
 
     async fn get_session(&self, key: &StoreKey, now: i64) -> Result<Option<SessionRecord>, StoreError> {
@@ -104,7 +176,7 @@ impl SessionStore for SealedStore {
 
     async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
         self.inner
-            .update_session(key, &self.seal_session(key, session), expected)
+            .update_session(key, &self.seal_session(key, session)?, expected)
             .await
     }
 
@@ -142,13 +214,57 @@ impl ReplayGuard for SealedStore {
 
 #[async_trait]
 impl DocumentCache for SealedStore {
-    // Public documents: nothing to seal.
     async fn get_document(&self, key: &StoreKey, now: i64) -> Result<Option<String>, StoreError> {
-        self.inner.get_document(key, now).await
+        let Some(stored) = self.inner.get_document(key, now).await? else {
+            return Ok(None);
+        };
+        match self.unwrap_document(key, &stored, now) {
+            Ok(document) => Ok(document.map(str::to_owned)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a cached provider document is not authentic; fetched again");
+                Ok(None)
+            }
+        }
     }
 
     async fn put_document(&self, key: &StoreKey, document: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.inner.put_document(key, document, expires_at).await
+        let stored = self.wrap_document(key, document, expires_at);
+        self.inner.put_document(key, &stored, expires_at).await
+    }
+}
+
+#[async_trait]
+impl ClientTokenStore for SealedStore {
+    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+        let Some(mut record) = self.inner.get_client_token(key).await? else {
+            return Ok(None);
+        };
+        if let Some(token) = &record.access_token {
+            match self.sealer.open(token.secret(), key.as_str(), ACCESS_TOKEN) {
+                Ok(opened) => record.access_token = Some(AccessToken::new(opened)),
+                Err(e) => {
+                    // Unusable, but its version chain continues: the next renewal replaces it.
+                    tracing::warn!(error = %e, "a stored client token does not open; treated as expired");
+                    record.access_token = None;
+                }
+            }
+        }
+        Ok(Some(record))
+    }
+
+    async fn put_client_token(
+        &self,
+        key: &StoreKey,
+        record: &ClientTokenRecord,
+        expected: Option<u64>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let mut sealed = record.clone();
+        sealed.access_token = record
+            .access_token
+            .as_ref()
+            .map(|t| AccessToken::new(self.sealer.seal(t.secret(), key.as_str(), ACCESS_TOKEN)));
+        self.inner.put_client_token(key, &sealed, expected, keep_until).await
     }
 }
 
@@ -167,7 +283,14 @@ mod tests {
         SessionRecord {
             sub: "alice".into(),
             sid: None,
-            claims: serde_json::Map::new(),
+            claims: serde_json::json!({
+                "sub": "alice",
+                "name": "Alice Plain",
+                "email": "alice-plain@example.com",
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
             id_token: IdToken::new("id-token-plain"),
             access_token: AccessToken::new("access-token-plain"),
             access_expires_at: Some(i64::MAX / 2),
@@ -178,6 +301,16 @@ mod tests {
             idle_expires_at: i64::MAX / 2,
             version: 1,
             refresh_lease: None,
+            refresh_started_at: None,
+            api_tokens: vec![crate::domain::session::ApiToken {
+                target: crate::domain::routes::TokenTarget {
+                    resource: Some("https://orders.example".into()),
+                    ..Default::default()
+                },
+                access_token: AccessToken::new("api-token-plain"),
+                expires_at: None,
+                issued_at: 0,
+            }],
         }
     }
 
@@ -202,17 +335,118 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_inner_store_holds_only_sealed_tokens() {
+    async fn the_inner_store_holds_only_sealed_tokens_and_claims() {
         let (inner, sealed, key) = stores_with_a_session("h1").await;
         let raw = raw_session(&inner, &key).await;
         let raw_json = serde_json::to_string(&raw).expect("json");
         assert!(
             !raw_json.contains("plain"),
-            "no plaintext token in the store: {raw_json}"
+            "no plaintext token or claim in the store: {raw_json}"
         );
+        assert!(!raw_json.contains("email"), "not even a claim's name: {raw_json}");
+        assert_eq!(raw.sub, "alice", "the index attribute stays readable");
         let opened = sealed.get_session(&key, 0).await.expect("get").expect("opens");
         assert_eq!(opened.access_token.secret(), "access-token-plain");
         assert_eq!(opened.refresh_token.expect("refresh").secret(), "refresh-token-plain");
+        assert_eq!(opened.api_tokens[0].access_token.secret(), "api-token-plain");
+        assert_eq!(opened.claims, record().claims);
+    }
+
+    #[tokio::test]
+    async fn tokens_swapped_between_fields_of_one_item_read_as_absent() {
+        let (inner, sealed, key) = stores_with_a_session("swap").await;
+        let mut raw = raw_session(&inner, &key).await;
+        let refresh = raw.refresh_token.take().expect("refresh");
+        raw.refresh_token = Some(RefreshToken::new(raw.access_token.secret()));
+        raw.access_token = AccessToken::new(refresh.secret());
+        raw.version = 2;
+        inner.update_session(&key, &raw, 1).await.expect("swap");
+        assert!(sealed.get_session(&key, 0).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn route_tokens_swapped_between_targets_read_as_absent() {
+        let (inner, sealed) = stores();
+        let key = StoreKey::session("routes");
+        let mut session = record();
+        let mut billing = session.api_tokens[0].clone();
+        billing.target.resource = Some("https://billing.example".into());
+        billing.access_token = AccessToken::new("billing-token-plain");
+        session.api_tokens.push(billing);
+        sealed.put_session(&key, &session).await.expect("put");
+        assert_eq!(
+            sealed
+                .get_session(&key, 0)
+                .await
+                .expect("get")
+                .expect("opens")
+                .api_tokens
+                .len(),
+            2
+        );
+        let mut raw = raw_session(&inner, &key).await;
+        let first = raw.api_tokens[0].access_token.clone();
+        raw.api_tokens[0].access_token = raw.api_tokens[1].access_token.clone();
+        raw.api_tokens[1].access_token = first;
+        raw.version = 2;
+        inner.update_session(&key, &raw, 1).await.expect("swap");
+        assert!(sealed.get_session(&key, 0).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_claims_are_not_sealed_reads_as_absent() {
+        let (inner, sealed, key) = stores_with_a_session("clear").await;
+        let mut raw = raw_session(&inner, &key).await;
+        raw.claims.insert("name".into(), "Mallory".into());
+        raw.version = 2;
+        inner.update_session(&key, &raw, 1).await.expect("add a claim");
+        assert!(sealed.get_session(&key, 0).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn cached_documents_round_trip_until_their_expiry() {
+        let (inner, sealed) = stores();
+        let key = StoreKey::document("jwks", "https://idp.example");
+        sealed.put_document(&key, r#"{"keys":[]}"#, 100).await.expect("put");
+        assert_eq!(
+            sealed.get_document(&key, 99).await.expect("get").as_deref(),
+            Some(r#"{"keys":[]}"#)
+        );
+        assert_eq!(sealed.get_document(&key, 100).await.expect("get"), None);
+        let raw = inner.get_document(&key, 0).await.expect("get").expect("present");
+        assert!(raw.starts_with("100 m1.k1."), "{raw}");
+    }
+
+    #[tokio::test]
+    async fn documents_without_a_valid_tag_read_as_absent() {
+        let (inner, sealed) = stores();
+        let jwks = StoreKey::document("jwks", "https://idp.example");
+        let discovery = StoreKey::document("discovery", "https://idp.example");
+        let forged = r#"{"keys":[{"kty":"RSA","kid":"attacker"}]}"#;
+        sealed.put_document(&jwks, r#"{"keys":[]}"#, 100).await.expect("put");
+        let genuine = inner.get_document(&jwks, 0).await.expect("get").expect("present");
+        let (header, _) = genuine.split_once('\n').expect("header");
+        let (_, tag) = header.split_once(' ').expect("tag");
+        let stranger = SealedStore::new(inner.clone(), Arc::new(Sealer::ephemeral()));
+        let with_strangers_tag = {
+            stranger.put_document(&jwks, forged, 100).await.expect("put");
+            inner.get_document(&jwks, 0).await.expect("get").expect("present")
+        };
+        for (key, stored) in [
+            // Written without the keys at all.
+            (&jwks, forged.to_owned()),
+            // Tagged with another key under the same key id.
+            (&jwks, with_strangers_tag.replace(".ephemeral.", ".k1.")),
+            // A genuine tag over another document.
+            (&jwks, format!("100 {tag}\n{forged}")),
+            // A genuine tag, its expiry moved on.
+            (&jwks, format!("1000 {tag}\n{{\"keys\":[]}}")),
+            // A genuine document of another kind.
+            (&discovery, genuine.clone()),
+        ] {
+            inner.put_document(key, &stored, 1000).await.expect("forge");
+            assert_eq!(sealed.get_document(key, 50).await.expect("get"), None, "{stored}");
+        }
     }
 
     #[tokio::test]
@@ -237,7 +471,7 @@ mod tests {
         rotated.update_session(&key, &session, 1).await.expect("update");
         let raw = raw_session(&inner, &key).await;
         assert!(
-            raw.access_token.secret().starts_with("v1.k2."),
+            raw.access_token.secret().starts_with("v2.k2."),
             "new writes use the new key"
         );
     }

@@ -112,7 +112,7 @@ impl Provider {
         let mut body = serde_json::json!({
             "redirect_uris": [format!("{public_origin}/auth/callback")],
             "post_logout_redirect_uris": [format!("{public_origin}/")],
-            "grant_types": ["authorization_code", "refresh_token"],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
             "response_types": ["code"],
             "token_endpoint_auth_method": auth_method,
         });

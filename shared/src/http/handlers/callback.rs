@@ -15,6 +15,7 @@ use crate::http::cookies::{holds_state, without_state};
 use crate::http::error::{RequestError, Unredirectable};
 use crate::http::policy::EdgeRequest;
 use crate::http::response::{query_pairs, redirect, set_cookie, single_param};
+use crate::platform::metrics::{self, Event};
 use crate::service::callback::{self, CallbackError, provider_reported};
 
 /// Handles the provider's redirect back to the BFF.
@@ -24,11 +25,15 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
         Ok(state) => state
             .filter(|s| holds_state(&edge.pending_states, s))
             .map(str::to_owned),
-        Err(e) => return Handled::from(Err(RequestError::Invalid(e).into())),
+        Err(e) => return Handled::with_cookie(Err(RequestError::Invalid(e).into()), None),
     };
     let reply = finish(app, edge, &query, state.as_deref()).await;
+    metrics::record(match &reply {
+        Ok(_) => Event::LoginCompleted,
+        Err(answer) => Event::LoginFailed(answer.code),
+    });
     let set_cookie = state.map(|state| app.cookies.tx_cookie(&without_state(&edge.pending_states, &state)));
-    Handled { reply, set_cookie }
+    Handled::with_cookie(reply, set_cookie)
 }
 
 async fn finish(app: &App, edge: &EdgeRequest, query: &[(String, String)], state: Option<&str>) -> Reply {

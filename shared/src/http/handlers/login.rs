@@ -10,6 +10,7 @@ use crate::http::cookies::with_state;
 use crate::http::error::{RequestError, Unredirectable};
 use crate::http::policy::EdgeRequest;
 use crate::http::response::{query_pairs, redirect, set_cookie, single_param};
+use crate::platform::metrics::{self, Event};
 use crate::service::login;
 
 /// Handles `GET /auth/login?returnTo=...`.
@@ -21,5 +22,6 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
     let pending = with_state(edge.pending_states.clone(), started.state);
     let mut response = redirect(&started.location).map_err(|_| Unredirectable::AuthorizationEndpoint)?;
     set_cookie(&mut response, &app.cookies.tx_cookie(&pending));
+    metrics::record(Event::LoginStarted);
     Ok(response)
 }

@@ -1,46 +1,72 @@
-//! `/api/{rest}`: confines the path below the upstream's base, finds the session and
-//! hands the call to the forwarding service; the upstream's answer goes back as it is
-//! (minus the headers the browser must not see).
+//! `/api/*`: finds the route, checks its method, confines the rest of the path below the
+//! route's upstream base, finds the session when the route's token needs one and hands
+//! the call to the forwarding service; the upstream's answer goes back as it is (minus
+//! the headers the browser must not see), its body streamed through as it arrives.
 
 use bytes::Bytes;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Request, Response};
 
-use super::Reply;
+use super::StreamedReply;
 use crate::domain::forwarding::upstream_url;
+use crate::domain::routes::TokenKind;
 use crate::http::access_log;
 use crate::http::app::App;
+use crate::http::body::ResponseBody;
 use crate::http::error::RequestError;
 use crate::http::policy::EdgeRequest;
 use crate::http::response::body_bytes;
 use crate::service::SessionError;
-use crate::service::forward::{Call, Forwarded, forward};
+use crate::service::forward::{Call, Forwarded, forward, forward_with_client_token, forward_without_token};
 
 /// Handles every method on `/api/*`.
-pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
-    let upstream = app.upstream.as_ref().ok_or(RequestError::UpstreamNotConfigured)?;
-    let rest = req.uri().path().strip_prefix("/api").unwrap_or_default();
-    let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let url = upstream_url(&upstream.base, rest, req.uri().query())?;
-
-    let (key, session) = app.current_session(edge).await?.ok_or(SessionError::LoginRequired)?;
-    let sub = session.sub.clone();
+pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> StreamedReply {
+    let routes = &app.config.routes;
+    let (route, rest) = routes.find(req.uri().path()).ok_or(if routes.is_empty() {
+        RequestError::UpstreamNotConfigured
+    } else {
+        RequestError::NoRoute
+    })?;
+    if !route.allows(req.method()) {
+        return Err(RequestError::RouteMethodNotAllowed(route.allow_header()).into());
+    }
+    let upstream = app
+        .upstreams
+        .get(&route.path)
+        .ok_or(RequestError::UpstreamNotConfigured)?;
+    // Attached by the access log when the request came in; a fresh trace otherwise.
+    let trace = access_log::trace_of(req);
     let call = Call {
         method: req.method().clone(),
-        url,
+        url: upstream_url(&upstream.base, rest, req.uri().query())?,
         headers: req.headers(),
         body: Bytes::copy_from_slice(body_bytes(req.body())),
+        trace: &trace,
+        // The name `router::Route::Api` logs under (the router imports this module).
+        route: "api",
     };
-    let answer = forward(&app.deps(), upstream, &key, session, call).await?;
+
+    if route.token == TokenKind::None {
+        return Ok(browser_response(forward_without_token(upstream, call).await?));
+    }
+    let Some((key, session)) = app.current_session(edge).await? else {
+        if route.token == TokenKind::UserOrNone {
+            return Ok(browser_response(forward_without_token(upstream, call).await?));
+        }
+        return Err(SessionError::LoginRequired.into());
+    };
+    let sub = session.sub.clone();
+    let answer = match route.token {
+        // The BFF's own token, lent only to logged-in users of the front end.
+        TokenKind::Client => forward_with_client_token(&app.deps(), upstream, &route.target, call).await?,
+        _ => forward(&app.deps(), upstream, &key, session, &route.target, call).await?,
+    };
     Ok(access_log::for_user(browser_response(answer), &sub))
 }
 
-/// The browser's response for an upstream answer.
-fn browser_response(answer: Forwarded) -> Response<Body> {
-    let mut response = Response::new(if answer.body.is_empty() {
-        Body::Empty
-    } else {
-        Body::Binary(answer.body.to_vec())
-    });
+/// The browser's response for an upstream answer: status and headers now, the body as
+/// the upstream sends it.
+fn browser_response(answer: Forwarded) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::Stream(answer.body));
     *response.status_mut() = answer.status;
     *response.headers_mut() = answer.headers;
     response

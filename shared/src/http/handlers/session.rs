@@ -1,17 +1,20 @@
 //! `GET /auth/me` and `POST /auth/logout`.
 //!
 //! `/auth/me` answers the user's ID-token claims and the session's expiries, never a
-//! token. Logout ends the session, clears the cookie and answers where to send the
-//! browser.
+//! token. Logout ends the session (with `?scope=all`, every session of the user), clears
+//! the cookie and answers where to send the browser.
 
 use http::StatusCode;
+use lambda_http::Request;
 use serde_json::Value;
 
 use super::Reply;
 use crate::http::access_log;
 use crate::http::app::App;
+use crate::http::error::RequestError;
 use crate::http::policy::EdgeRequest;
-use crate::http::response::{json, set_cookie};
+use crate::http::response::{json, query_pairs, set_cookie, single_param};
+use crate::service::logout::Scope;
 use crate::service::{SessionError, logout};
 
 /// Handles `GET /auth/me`.
@@ -28,9 +31,15 @@ pub async fn me(app: &App, edge: &EdgeRequest) -> Reply {
     ))
 }
 
-/// Handles `POST /auth/logout`.
-pub async fn logout(app: &App, edge: &EdgeRequest) -> Reply {
-    let done = logout::logout(&app.deps(), edge.session_id()).await?;
+/// Handles `POST /auth/logout`; `?scope=all` ends every session of the user.
+pub async fn logout(app: &App, req: &Request, edge: &EdgeRequest) -> Reply {
+    let query = query_pairs(req);
+    let scope = match single_param(&query, "scope").map_err(RequestError::Invalid)? {
+        None => Scope::This,
+        Some("all") => Scope::All,
+        Some(_) => return Err(RequestError::Invalid("`scope` must be `all` when given".into()).into()),
+    };
+    let done = logout::logout(&app.deps(), edge.session_id(), scope).await?;
     let mut response = json(StatusCode::OK, &serde_json::json!({ "logout_url": done.logout_url }));
     if let Some(sub) = &done.sub {
         response = access_log::for_user(response, sub);

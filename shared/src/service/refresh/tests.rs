@@ -12,29 +12,9 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::domain::secret::SessionId;
+use crate::service::tokio_clock::TokioClock;
 use crate::store::memory::MemoryStore;
 use crate::store::session_key;
-
-/// Wall-clock milliseconds at the start, advancing with tokio's (paused) time.
-struct TokioClock {
-    base_ms: i64,
-    start: Instant,
-}
-
-impl TokioClock {
-    fn new() -> Self {
-        Self {
-            base_ms: 1_700_000_000_000,
-            start: Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> i64 {
-        self.base_ms + self.start.elapsed().as_millis() as i64
-    }
-}
 
 /// A provider answering the refresh grant from a script, after `delay`; its refreshed ID
 /// tokens validate as naming `id_token_sub` (or fail validation when `None`).
@@ -42,6 +22,7 @@ impl Clock for TokioClock {
 struct FakeProvider {
     answers: Mutex<VecDeque<Result<TokenSet, OidcError>>>,
     presented: Mutex<Vec<String>>,
+    targets: Mutex<Vec<TokenTarget>>,
     delay: Mutex<Duration>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
@@ -86,7 +67,8 @@ impl RefreshGrant for FakeProvider {
         Ok(())
     }
 
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, OidcError> {
+    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
+        self.targets.lock().expect("lock").push(target.clone());
         self.presented
             .lock()
             .expect("lock")
@@ -218,6 +200,8 @@ impl Fixture {
             idle_expires_at: now + 86_400,
             version: 1,
             refresh_lease: None,
+            refresh_started_at: None,
+            api_tokens: Vec::new(),
         };
         edit(&mut record, &clock);
         let key = session_key(&SessionId::generate());
@@ -410,6 +394,55 @@ async fn an_upstream_rejection_refreshes_even_a_token_that_is_not_due() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_upstream_rejection_of_a_token_obtained_moments_ago_forces_no_refresh() {
+    let at = Fixture::new(200, |r, clock| r.access_issued_at = clock.now() - 10).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    let rejected = AccessToken::new("access-1");
+    assert_eq!(
+        at.usable(&provider, Some(&rejected)).await.expect("token").secret(),
+        "access-1",
+        "the refused token comes back: the caller's 401 stands"
+    );
+    assert!(provider.grants().is_empty(), "no token request");
+}
+
+/// A forced refresh that failed at the provider counts against the interval too: the
+/// next refusal, from any instance, reads its start from the store.
+#[tokio::test(start_paused = true)]
+async fn a_failed_forced_refresh_throttles_the_next_one() {
+    let at = Fixture::new(200, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![
+        Err(OidcError::Unreachable("down".into())),
+        Ok(tokens("access-2", "refresh-2")),
+    ]);
+    let rejected = AccessToken::new("access-1");
+    assert!(matches!(
+        at.usable(&provider, Some(&rejected)).await,
+        Err(RefreshError::Provider(_))
+    ));
+    let stored = at.stored().await.expect("kept");
+    assert_eq!(stored.refresh_started_at, Some(at.clock.now()));
+    let again = at
+        .refresher(&provider)
+        .usable_access_token(&at.key, stored, Some(&rejected))
+        .await;
+    assert_eq!(again.expect("token").secret(), "access-1");
+    assert_eq!(provider.grants(), ["refresh-1"], "one token request in the interval");
+
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let stored = at.stored().await.expect("kept");
+    let later = at
+        .refresher(&provider)
+        .usable_access_token(&at.key, stored, Some(&rejected))
+        .await;
+    assert_eq!(
+        later.expect("token").secret(),
+        "access-2",
+        "allowed again after the interval"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_a_refresh_token_an_expired_session_ends() {
     let at = Fixture::new(-1, |r, _| r.refresh_token = None).await;
     let err = at.usable(&FakeProvider::default(), None).await.expect_err("ended");
@@ -565,4 +598,131 @@ async fn today_a_lost_lease_drops_the_rotated_refresh_token() {
     assert_eq!(token.expect("token").secret(), "access-2");
     let kept = at.stored().await.expect("there");
     assert_eq!(kept.refresh_token.expect("token").secret(), "refresh-1");
+}
+
+fn orders() -> TokenTarget {
+    TokenTarget {
+        resource: Some("https://orders.example".into()),
+        ..TokenTarget::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_token_comes_from_the_refresh_grant_for_its_target_beside_the_login_token() {
+    let f = Fixture::new(3_000, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("orders-1", "refresh-2"))]);
+    let token = f
+        .refresher(&provider)
+        .usable_token_for(&f.key, f.record.clone(), &orders(), None)
+        .await
+        .expect("route token");
+    assert_eq!(token.secret(), "orders-1");
+    assert_eq!(*provider.targets.lock().expect("lock"), vec![orders()]);
+    let stored = f.stored().await.expect("kept");
+    assert_eq!(
+        stored.access_token.secret(),
+        "access-1",
+        "the login's token is untouched"
+    );
+    assert_eq!(
+        stored.refresh_token.as_ref().expect("rt").secret(),
+        "refresh-2",
+        "rotation kept"
+    );
+    assert_eq!(
+        stored.token_for(&orders()).expect("held").access_token.secret(),
+        "orders-1"
+    );
+    // Steady state: the stored route token serves without another grant.
+    let again = f
+        .refresher(&provider)
+        .usable_token_for(&f.key, stored, &orders(), None)
+        .await
+        .expect("again");
+    assert_eq!((again.secret(), provider.grants().len()), ("orders-1", 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_route_token_leaves_the_session_and_its_other_tokens_alone() {
+    let f = Fixture::new(3_000, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Err(OidcError::Rejected {
+        error: "invalid_target".into(),
+    })]);
+    let refused = f
+        .refresher(&provider)
+        .usable_token_for(&f.key, f.record.clone(), &orders(), None)
+        .await;
+    assert!(
+        matches!(&refused, Err(RefreshError::TargetRefused { error }) if error == "invalid_target"),
+        "{refused:?}"
+    );
+    let stored = f.stored().await.expect("the session stays");
+    assert_eq!(stored.access_token.secret(), "access-1");
+    assert_eq!(stored.refresh_token.as_ref().expect("rt").secret(), "refresh-1");
+    assert!(stored.refresh_lease.is_none(), "the lease is released");
+    assert!(stored.api_tokens.is_empty());
+}
+
+/// The registry's count of refreshes that ended with `outcome`.
+fn refreshes(registry: &crate::platform::metrics::Registry, outcome: RefreshOutcome) -> f64 {
+    registry.value("bff_refreshes_total", &[("outcome", outcome.as_str())])
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_refresh_outcome_is_counted() {
+    use std::sync::Arc;
+
+    use crate::platform::metrics::{Registry, measure};
+
+    let registry = Arc::new(Registry::new());
+    let counted = |run| measure(&registry, "api", run, |_| (200, false));
+
+    let at = Fixture::new(10, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Ok(tokens("access-2", "refresh-2"))]);
+    counted(at.usable(&provider, None)).await.0.expect("refreshed");
+    assert_eq!(refreshes(&registry, RefreshOutcome::Done), 1.0);
+
+    let at = Fixture::new(-1, |r, clock| {
+        r.refresh_lease = Fixture::held_elsewhere(clock, "other", LEASE_MS)
+    })
+    .await;
+    let other = at.written_elsewhere(Duration::from_millis(750), |r, clock| {
+        r.access_token = AccessToken::new("access-other");
+        r.access_expires_at = Some(clock.now() + 300);
+        r.refresh_lease = None;
+    });
+    let provider = FakeProvider::default();
+    let ((waited, _), ()) = tokio::join!(counted(at.usable(&provider, None)), other);
+    waited.expect("the other's token");
+    assert_eq!(refreshes(&registry, RefreshOutcome::Waited), 1.0);
+
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Err(OidcError::Rejected {
+        error: "invalid_grant".into(),
+    })]);
+    counted(at.usable(&provider, None)).await.0.expect_err("ended");
+    assert_eq!(refreshes(&registry, RefreshOutcome::InvalidGrant), 1.0);
+    assert_eq!(
+        registry.value("bff_sessions_ended_total", &[("reason", "refresh_ended")]),
+        1.0
+    );
+
+    let at = Fixture::new(-1, |_, _| {}).await;
+    let provider = FakeProvider::answering(vec![Err(OidcError::Timeout)]);
+    counted(at.usable(&provider, None)).await.0.expect_err("provider down");
+    assert_eq!(refreshes(&registry, RefreshOutcome::ProviderFailure), 1.0);
+
+    let at = Fixture::new(-1, |_, _| {}).await;
+    measure(
+        &registry,
+        "api",
+        at.refresh_during_outage(Duration::from_secs(60)),
+        |_| (200, false),
+    )
+    .await
+    .0
+    .expect_err("store down");
+    assert_eq!(refreshes(&registry, RefreshOutcome::StoreFailure), 1.0);
+    // Each outcome was counted once, and only its own.
+    assert_eq!(refreshes(&registry, RefreshOutcome::Done), 1.0);
 }
