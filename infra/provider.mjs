@@ -340,6 +340,9 @@ if (opts.testHooks) {
       const stats = tokenStats(String(ctx.query.client ?? ''));
       ctx.body = {
         presentations: Object.values(stats.presentations),
+        // Each token presented more than once: its user and when (ms since the epoch).
+        repeated: Object.entries(stats.presentations).filter(([, n]) => n > 1)
+          .map(([key]) => ({ account: stats.accounts[key] ?? null, at: stats.times[key] })),
         abandoned: stats.abandoned,
         overlapping: stats.overlapping,
       };
@@ -397,8 +400,14 @@ async function tokenEndpoint(ctx, next) {
         return;
       }
     }
-    if (key) stats.presentations[key] = (stats.presentations[key] ?? 0) + 1;
+    if (key) {
+      stats.presentations[key] = (stats.presentations[key] ?? 0) + 1;
+      (stats.times[key] ??= []).push(Date.now());
+    }
     await next();
+    // Whose token it was, so a token presented twice can be traced to its user.
+    const account = ctx.oidc?.entities?.RefreshToken?.accountId;
+    if (key && account) stats.accounts[key] = account;
   } finally {
     settle();
   }
@@ -417,6 +426,7 @@ function tokenClient(ctx, form) {
 function tokenStats(client) {
   tokenHooks[client] ??= {
     slow: { count: 0, ms: 0 }, abandoned: 0, overlapping: 0, pending: {}, presentations: {},
+    times: {}, accounts: {},
   };
   return tokenHooks[client];
 }
