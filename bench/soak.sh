@@ -9,8 +9,10 @@
 # access tokens, while store writes fail, are delayed or lose their answers, the token
 # endpoint is held, and bff-local processes are killed and restarted. Reports sessions
 # lost, refresh tokens presented twice and answers by status; writes bench/soak.md and
-# the "Soak" section of BENCHMARKS.md. Options after the script name go to
-# `bff-bench soak` (--minutes, --sessions, --access-token-ttl, --bff-local).
+# the "Soak" section of BENCHMARKS.md, and traces each lost session in
+# target/bench/soak/lost-sessions.txt (with the processes' logs). Options after the
+# script name go to `bff-bench soak` (--minutes, --sessions, --access-token-ttl,
+# --pause-ms, --bff-local, --faults on|off).
 #
 # Everything listens on loopback only. Not part of infra/test.sh or bench/run.sh.
 

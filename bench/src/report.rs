@@ -426,7 +426,10 @@ pub fn soak_section(figures: &str) -> String {
          Faults survived over time, not a speed figure, and not part of `bench/run.sh` or the test \
          command. The documented command is the 30-minute run, `bash bench/soak.sh` \
          (`bash bench/soak.sh --minutes 2` for a short one); it writes `bench/soak.md` and this \
-         section.\n\n{}\n\n",
+         section, and traces each lost session in `target/bench/soak/lost-sessions.txt`. The \
+         detection was checked with a build whose refresh lease was disabled (every instance \
+         refreshing on its own), without faults: the provider saw refresh tokens presented twice \
+         and the harness reported the sessions they belonged to as lost.\n\n{}\n\n",
         figures.trim()
     )
 }

@@ -4,10 +4,16 @@
 //! random: store writes dropped, delayed or answered into the void, the token endpoint
 //! held, `bff-local` processes killed (`SIGKILL`) and restarted on the same port.
 //!
-//! It reports the sessions lost (a session answered 401, or not working at the end once
-//! the faults stop; goal 0), the refresh tokens the provider saw presented twice (goal 0)
-//! and the answers by status, and writes them to `bench/soak.md` and the "Soak" section
-//! of `BENCHMARKS.md`. Everything listens on loopback only.
+//! Each session calls one instance at a time, and now and then several at once (as a page
+//! loading from several APIs does), so instances race for the same session's refresh.
+//!
+//! It reports the sessions lost (a session answered 401 after its login, or not working at
+//! the end once the faults stop; goal 0), the refresh tokens the provider saw presented
+//! twice (goal 0) and the answers by status, and writes them to `bench/soak.md` and the
+//! "Soak" section of `BENCHMARKS.md`. A lost session is traced to the provider's record:
+//! was its refresh token presented twice, and was a process killed just after the first
+//! presentation (the rotated token then died with the process). Everything listens on
+//! loopback only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -18,10 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bff_testkit::fault_proxy::{Fault, FaultProxy};
+use bff_testkit::provider::RepeatedToken;
 use bff_testkit::{Browser, Provider, RegisteredClient};
 use tokio::process::{Child, Command};
 
-use crate::procs::{Proc, free_port, start_ready, wait_http};
+use crate::procs::{Proc, free_port, start_ready};
 
 /// What one soak run is asked to do.
 #[derive(Debug, Clone)]
@@ -38,11 +45,15 @@ pub struct Plan {
     pub bff_local: PathBuf,
     /// Whether faults are injected (`--faults off` gives the same traffic without them).
     pub faults: bool,
+    /// The mean pause between a session's calls, milliseconds (uniform over half to
+    /// one and a half of it).
+    pub pause_ms: u64,
 }
 
 impl Plan {
-    /// Reads `--minutes N`, `--sessions N` and `--bff-local PATH` from `args`; defaults:
-    /// 30 minutes, 200 sessions, the `dev-local` build of `bff-local`.
+    /// Reads `--minutes N`, `--sessions N`, `--access-token-ttl S`, `--pause-ms N`,
+    /// `--bff-local PATH` and `--faults on|off` from `args`; defaults: 30 minutes, 200
+    /// sessions, 30 s, 1500 ms, the `dev-local` build of `bff-local`, faults on.
     pub fn from_args(args: &[String]) -> Result<Self, String> {
         let mut plan = Self {
             duration: Duration::from_secs(30 * 60),
@@ -51,22 +62,28 @@ impl Plan {
             access_token_ttl: 30,
             bff_local: bff_bench::target_dir().join("dev-local/bff-local"),
             faults: true,
+            pause_ms: 1500,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let number = || value.parse::<f64>().map_err(|_| format!("{flag}: not a number: {value}"));
+            let number = || {
+                value
+                    .parse::<f64>()
+                    .map_err(|_| format!("{flag}: not a number: {value}"))
+            };
             match flag.as_str() {
                 "--minutes" => plan.duration = Duration::from_secs_f64(number()? * 60.0),
                 "--sessions" => plan.sessions = number()? as usize,
                 "--access-token-ttl" => plan.access_token_ttl = number()? as u64,
                 "--bff-local" => plan.bff_local = PathBuf::from(value),
                 "--faults" => plan.faults = value != "off",
+                "--pause-ms" => plan.pause_ms = number()? as u64,
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
-        if plan.sessions == 0 || plan.access_token_ttl < 4 {
-            return Err("--sessions must be positive and --access-token-ttl at least 4".into());
+        if plan.sessions == 0 || plan.access_token_ttl < 4 || plan.pause_ms < 2 {
+            return Err("--sessions must be positive, --access-token-ttl at least 4 and --pause-ms at least 2".into());
         }
         Ok(plan)
     }
@@ -103,23 +120,44 @@ struct Instance {
 }
 
 impl Instance {
+    /// Starts it and waits until it answers; a start that fails (DynamoDB Local slow to
+    /// create the table on a busy machine, say) is tried again, up to five times.
     async fn start(&mut self, binary: &Path) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("bff-local log");
-        let child = Command::new(binary)
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("BFF_LISTEN", format!("127.0.0.1:{}", self.port))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        self.child = Some(child);
-        wait_http(&format!("{}/auth/me", self.origin), Duration::from_secs(30)).await;
+        for attempt in 1..=5 {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .expect("bff-local log");
+            let mut child = Command::new(binary)
+                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env("BFF_LISTEN", format!("127.0.0.1:{}", self.port))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            let probe = reqwest::Client::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
+                if probe.get(format!("{}/auth/me", self.origin)).send().await.is_ok() {
+                    self.child = Some(child);
+                    return;
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.kill().await;
+            eprintln!(
+                "soak: {} did not start (attempt {attempt}), see {}",
+                self.origin,
+                self.log.display()
+            );
+        }
+        panic!("{} did not start; see {}", self.origin, self.log.display());
     }
 
     /// Kills it the hard way, as a crash would.
@@ -136,9 +174,12 @@ struct Tally {
     /// Answers by status (`error` for no answer: connection refused while an instance
     /// was down, or a timeout).
     statuses: Mutex<BTreeMap<String, u64>>,
-    /// Sessions that were answered 401 at least once.
-    lost: Mutex<Vec<usize>>,
+    /// Sessions answered 401 after their login: when (ms since the Unix epoch), by which
+    /// instance, and what it said.
+    lost: Mutex<BTreeMap<usize, (u64, usize, String)>>,
     requests: AtomicU64,
+    /// Calls sent together with others of the same session.
+    concurrent: AtomicU64,
 }
 
 impl Tally {
@@ -150,8 +191,25 @@ impl Tally {
     }
 }
 
-/// Faults injected, by kind.
-type Injected = BTreeMap<&'static str, u64>;
+/// Faults injected, by kind, and when each process kill happened (ms since the epoch).
+#[derive(Default)]
+struct Injected {
+    kinds: BTreeMap<&'static str, u64>,
+    kills: Vec<u64>,
+}
+
+/// Milliseconds since the Unix epoch (the provider's clock for presentations).
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How soon after a refresh token's first presentation a kill counts as having taken the
+/// rotated token with it: the grant's answer and the write of the new tokens normally take
+/// milliseconds; the write's retries under a store fault take longer.
+const KILL_WINDOW_MS: u64 = 3_000;
 
 /// Runs the soak and writes its report.
 pub async fn run(plan: Plan) -> Result<(), String> {
@@ -225,6 +283,7 @@ pub async fn run(plan: Plan) -> Result<(), String> {
 
     // Traffic and faults until the deadline.
     let tally = Arc::new(Tally::default());
+    let traffic_started = Instant::now();
     let deadline = tokio::time::Instant::now() + plan.duration;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -239,6 +298,7 @@ pub async fn run(plan: Plan) -> Result<(), String> {
             origins.clone(),
             http.clone(),
             tally.clone(),
+            plan.pause_ms,
             deadline,
         ));
     }
@@ -246,9 +306,10 @@ pub async fn run(plan: Plan) -> Result<(), String> {
         chaos(&mut instances, &plan, &proxy, &provider, &client, deadline).await
     } else {
         tokio::time::sleep_until(deadline).await;
-        Injected::new()
+        Injected::default()
     };
     while traffic.join_next().await.is_some() {}
+    let traffic_lasted = traffic_started.elapsed();
 
     // The faults end: every process up, no fault armed, a lease's time for stragglers.
     proxy.clear();
@@ -262,27 +323,42 @@ pub async fn run(plan: Plan) -> Result<(), String> {
     let finally_lost = final_check(&http, &origins, &cookies).await;
 
     let seen = provider.refresh_presentations(&client).await;
-    let mut lost: BTreeSet<usize> = tally
-        .lost
-        .lock()
-        .map(|l| l.iter().copied().collect::<BTreeSet<usize>>())
-        .unwrap_or_default();
+    let answered_401 = tally.lost.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut lost: BTreeSet<usize> = answered_401.keys().copied().collect();
     lost.extend(finally_lost.iter().copied());
+    let causes = trace_losses(&lost, &answered_401, &finally_lost, &seen.repeated, &injected.kills);
+    let mut trace = String::new();
+    for line in &causes.lines {
+        let _ = writeln!(trace, "{line}");
+    }
+    let _ = std::fs::write(work.join("lost-sessions.txt"), &trace);
+    eprint!("{trace}");
     let statuses = tally.statuses.lock().map(|s| s.clone()).unwrap_or_default();
     let report = Report {
         started_at,
         plan: plan.clone(),
+        traffic_lasted,
         sessions: cookies.len(),
         lost: lost.len(),
         lost_at_the_end: finally_lost.len(),
+        lost_after_kill: causes.after_kill,
+        lost_twice_without_kill: causes.twice_without_kill,
         refresh_grants: seen.total(),
         presented_twice: seen.per_token.iter().filter(|n| **n > 1).count() as u64,
+        twice_after_kill: seen
+            .repeated
+            .iter()
+            .filter(|r| killed_after_first(r, &injected.kills))
+            .count() as u64,
         overlapping: seen.overlapping,
         abandoned: seen.abandoned,
         requests: tally.requests.load(Ordering::Relaxed),
+        concurrent: tally.concurrent.load(Ordering::Relaxed),
         statuses,
         injected,
         proxy: proxy.stats(),
+        logged: logged_events(&work, plan.instances),
+        machine: machine(),
     };
     let text = report.markdown();
     println!("{text}");
@@ -320,7 +396,9 @@ fn bff_env(
     ]
 }
 
-/// Logs `n` users in at `origin`, twenty at a time; returns each one's `Cookie` header.
+/// Logs `n` users in at `origin`, twenty at a time; returns each one's `Cookie` header. A
+/// login that fails (the store slow on a busy machine, say) is tried again, up to five
+/// times: the soak is about sessions once logged in.
 async fn login_all(origin: &str, n: usize) -> Result<Vec<String>, String> {
     let mut cookies = vec![String::new(); n];
     let mut logins = tokio::task::JoinSet::new();
@@ -328,34 +406,48 @@ async fn login_all(origin: &str, n: usize) -> Result<Vec<String>, String> {
     while next < n || !logins.is_empty() {
         while next < n && logins.len() < 20 {
             let origin = origin.to_owned();
-            let user = format!("soak{next}");
             let index = next;
             logins.spawn(async move {
-                let browser = Browser::new();
-                let response = browser.login_at(&origin, &user, "/").await;
-                (index, response.status().as_u16(), browser.cookies(&origin))
+                let mut last = String::new();
+                for _ in 0..5 {
+                    let origin = origin.clone();
+                    // The test kit's browser panics on an unexpected answer: one attempt
+                    // per task.
+                    let attempt = tokio::spawn(async move {
+                        let browser = Browser::new();
+                        let response = browser.login_at(&origin, &format!("soak{index}"), "/").await;
+                        (response.status().as_u16(), browser.cookies(&origin))
+                    })
+                    .await;
+                    match attempt {
+                        Ok((302, cookie)) => return (index, Ok(cookie)),
+                        Ok((status, _)) => last = format!("answered {status}"),
+                        Err(e) => last = e.to_string(),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                (index, Err(last))
             });
             next += 1;
         }
         if let Some(done) = logins.join_next().await {
-            let (index, status, cookie) = done.map_err(|e| format!("login task: {e}"))?;
-            if status != 302 {
-                return Err(format!("login {index} answered {status}"));
-            }
-            cookies[index] = cookie;
+            let (index, cookie) = done.map_err(|e| format!("login task: {e}"))?;
+            cookies[index] = cookie.map_err(|e| format!("login {index}: {e}"))?;
         }
     }
     Ok(cookies)
 }
 
-/// One session's traffic: API calls (and now and then `/auth/me`) to a random instance,
-/// a second or two apart, until `deadline` or until the session is lost.
+/// One session's traffic until `deadline` or until the session is lost: a call every
+/// `pause_ms` or so to a random instance (one in ten `/auth/me`, the others `/api/*`), and
+/// one time in four a burst of two to four calls at once to different instances.
 async fn session_traffic(
     session: usize,
     cookie: String,
     origins: Arc<Vec<String>>,
     http: reqwest::Client,
     tally: Arc<Tally>,
+    pause_ms: u64,
     deadline: tokio::time::Instant,
 ) {
     let mut dice = Dice::seeded(session as u64 + 1);
@@ -363,42 +455,61 @@ async fn session_traffic(
     tokio::time::sleep(Duration::from_millis(dice.between(0, 1000))).await;
     let mut call = 0u64;
     while tokio::time::Instant::now() < deadline {
-        call += 1;
-        let origin = &origins[dice.between(0, origins.len() as u64) as usize];
-        let url = if dice.between(0, 10) == 0 {
-            format!("{origin}/auth/me")
+        let width = if dice.between(0, 4) == 0 {
+            dice.between(2, 5).min(origins.len() as u64) as usize
         } else {
-            format!("{origin}/api/soak/{session}/{call}")
+            1
         };
-        let answered = http
-            .get(url)
-            .header("Cookie", &cookie)
-            .header("X-CSRF", "1")
-            .send()
-            .await;
-        match answered {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let body = response.bytes().await.unwrap_or_default();
-                // A 401 says why: no such session (`login_required`) or ended (`session_expired`).
-                let code = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_owned))
-                    .filter(|_| status == 401);
-                tally.count(match code {
-                    Some(code) => format!("{status} {code}"),
-                    None => status.to_string(),
-                });
-                if status == 401 {
-                    if let Ok(mut lost) = tally.lost.lock() {
-                        lost.push(session);
-                    }
-                    return;
+        let first = dice.between(0, origins.len() as u64) as usize;
+        let mut calls = tokio::task::JoinSet::new();
+        for k in 0..width {
+            call += 1;
+            let instance = (first + k) % origins.len();
+            let url = if dice.between(0, 10) == 0 {
+                format!("{}/auth/me", origins[instance])
+            } else {
+                format!("{}/api/soak/{session}/{call}", origins[instance])
+            };
+            let request = http.get(url).header("Cookie", &cookie).header("X-CSRF", "1");
+            calls.spawn(async move { (instance, answer(request).await) });
+        }
+        if width > 1 {
+            tally.concurrent.fetch_add(width as u64, Ordering::Relaxed);
+        }
+        let mut ended = false;
+        while let Some(done) = calls.join_next().await {
+            let Ok((instance, answer)) = done else { continue };
+            if answer.starts_with("401") {
+                ended = true;
+                if let Ok(mut lost) = tally.lost.lock() {
+                    lost.entry(session).or_insert((epoch_ms(), instance, answer.clone()));
                 }
             }
-            Err(_) => tally.count("error".into()),
+            tally.count(answer);
         }
-        tokio::time::sleep(Duration::from_millis(dice.between(700, 2300))).await;
+        if ended {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(dice.between(pause_ms / 2, pause_ms * 3 / 2))).await;
+    }
+}
+
+/// Sends `request`; the answer as counted: the status, for a 401 with the BFF's error code
+/// (`login_required`: no such session; `session_expired`: it ended), or `error` for no
+/// answer.
+async fn answer(request: reqwest::RequestBuilder) -> String {
+    let Ok(response) = request.send().await else {
+        return "error".into();
+    };
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap_or_default();
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .filter(|_| status == 401);
+    match code {
+        Some(code) => format!("{status} {code}"),
+        None => status.to_string(),
     }
 }
 
@@ -412,7 +523,7 @@ async fn chaos(
     deadline: tokio::time::Instant,
 ) -> Injected {
     let mut dice = Dice::seeded(0xC4A05);
-    let mut injected = Injected::new();
+    let mut injected = Injected::default();
     let mut down: Option<(usize, tokio::time::Instant)> = None;
     loop {
         let pause = Duration::from_millis(dice.between(2000, 6000));
@@ -449,6 +560,7 @@ async fn chaos(
             _ if down.is_none() => {
                 let n = dice.between(0, instances.len() as u64) as usize;
                 instances[n].kill().await;
+                injected.kills.push(epoch_ms());
                 down = Some((
                     n,
                     tokio::time::Instant::now() + Duration::from_millis(dice.between(500, 3000)),
@@ -457,7 +569,7 @@ async fn chaos(
             }
             _ => continue,
         };
-        *injected.entry(kind).or_default() += 1;
+        *injected.kinds.entry(kind).or_default() += 1;
     }
     if let Some((n, _)) = down {
         instances[n].start(&plan.bff_local).await;
@@ -467,11 +579,7 @@ async fn chaos(
 
 /// Sessions that do not work once the faults are over: each is called up to three times
 /// (a 503 or 504 may still be a lease left by a killed process, which lapses).
-async fn final_check(
-    http: &reqwest::Client,
-    origins: &[String],
-    cookies: &[String],
-) -> BTreeSet<usize> {
+async fn final_check(http: &reqwest::Client, origins: &[String], cookies: &[String]) -> BTreeSet<usize> {
     let mut lost = BTreeSet::new();
     for (session, cookie) in cookies.iter().enumerate() {
         let mut ok = false;
@@ -501,36 +609,154 @@ async fn final_check(
     lost
 }
 
+/// Whether a process was killed soon after `token` was first presented.
+fn killed_after_first(token: &RepeatedToken, kills: &[u64]) -> bool {
+    token.at.first().is_some_and(|&first| {
+        kills
+            .iter()
+            .any(|&kill| kill + 50 >= first && kill <= first + KILL_WINDOW_MS)
+    })
+}
+
+/// The lost sessions traced to the provider's record of refresh tokens presented twice.
+struct Causes {
+    /// One line per lost session, for `lost-sessions.txt`.
+    lines: Vec<String>,
+    /// Lost with their refresh token presented twice, a process killed just after the
+    /// first presentation.
+    after_kill: usize,
+    /// Lost with their refresh token presented twice, no kill near the first presentation.
+    twice_without_kill: usize,
+}
+
+fn trace_losses(
+    lost: &BTreeSet<usize>,
+    answered_401: &BTreeMap<usize, (u64, usize, String)>,
+    finally_lost: &BTreeSet<usize>,
+    repeated: &[RepeatedToken],
+    kills: &[u64],
+) -> Causes {
+    let mut causes = Causes {
+        lines: Vec::new(),
+        after_kill: 0,
+        twice_without_kill: 0,
+    };
+    for &session in lost {
+        let account = format!("soak{session}");
+        let twice: Vec<&RepeatedToken> = repeated
+            .iter()
+            .filter(|r| r.account.as_deref() == Some(account.as_str()))
+            .collect();
+        let after_kill = twice.iter().any(|r| killed_after_first(r, kills));
+        if after_kill {
+            causes.after_kill += 1;
+        } else if !twice.is_empty() {
+            causes.twice_without_kill += 1;
+        }
+        let how = match answered_401.get(&session) {
+            Some((at, instance, answer)) => format!("answered {answer} by instance {instance} at {at}"),
+            None if finally_lost.contains(&session) => "not working at the end".to_owned(),
+            None => "lost".to_owned(),
+        };
+        let presentations: Vec<String> = twice.iter().map(|r| format!("{:?}", r.at)).collect();
+        causes.lines.push(format!(
+            "session {session}: {how}; refresh token presented twice: {}; killed just after: {after_kill}",
+            if presentations.is_empty() {
+                "no".to_owned()
+            } else {
+                presentations.join(" ")
+            }
+        ));
+    }
+    causes
+}
+
+/// What the instances logged that explains lost rotations and error answers: lines by
+/// event, over every instance's log.
+fn logged_events(work: &Path, instances: usize) -> BTreeMap<&'static str, usize> {
+    const EVENTS: [(&str, &str); 5] = [
+        (
+            "rotated tokens not saved before the lease lapsed",
+            "refreshed tokens not saved before the lease lapsed",
+        ),
+        (
+            "refresh lease lost before the tokens were saved",
+            "refresh lease lost before the tokens were saved",
+        ),
+        ("token request timed out at the BFF", "the provider timed out"),
+        ("store call timed out", "DynamoDB"),
+        ("store call timed out (reads)", "GetItem: timed out"),
+    ];
+    let mut counts = BTreeMap::new();
+    for n in 0..instances {
+        let log = std::fs::read_to_string(work.join(format!("bff-local-{n}.log"))).unwrap_or_default();
+        for line in log.lines() {
+            for (event, needle) in EVENTS {
+                let hit = match event {
+                    "store call timed out" => line.contains(needle) && line.contains("timed out"),
+                    _ => line.contains(needle),
+                };
+                if hit {
+                    *counts.entry(event).or_default() += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// A line on the machine the run had: cores, and the load when it ended.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .unwrap_or_default();
+    format!("{cores} cores, load average over the last 15 minutes at the end {load}")
+}
+
 /// One run's figures.
 struct Report {
     started_at: String,
     plan: Plan,
+    traffic_lasted: Duration,
     sessions: usize,
     lost: usize,
     lost_at_the_end: usize,
+    lost_after_kill: usize,
+    lost_twice_without_kill: usize,
     refresh_grants: u64,
     presented_twice: u64,
+    twice_after_kill: u64,
     overlapping: u64,
     abandoned: u64,
     requests: u64,
+    concurrent: u64,
     statuses: BTreeMap<String, u64>,
     injected: Injected,
     proxy: bff_testkit::fault_proxy::Stats,
+    logged: BTreeMap<&'static str, usize>,
+    machine: String,
 }
 
 impl Report {
     fn markdown(&self) -> String {
         let mut out = String::new();
-        let minutes = self.plan.duration.as_secs_f64() / 60.0;
+        let minutes = self.traffic_lasted.as_secs_f64() / 60.0;
+        let faults = if self.plan.faults {
+            "every 2–6 s one fault is injected at random"
+        } else {
+            "no faults are injected (`--faults off`)"
+        };
         let _ = writeln!(
             out,
             "Run of {} (UTC): {minutes:.1} minutes of traffic from {} sessions through {} `bff-local` \
              processes (the `{}` build) on one DynamoDB Local behind the fault proxy, and one \
              `oidc-provider` rotating refresh tokens, access tokens living {} s (a refresh per session \
-             every {} s or so). Each session calls a random instance every 0.7–2.3 s (one call in ten \
-             `/auth/me`, the others `/api/*`); every 2–6 s one fault is injected at random. \
+             every {} s or so). Each session calls a random instance every {:.1}–{:.1} s (one call in ten \
+             `/auth/me`, the others `/api/*`), one time in four two to four instances at once; {faults}. \
              After the traffic the faults stop, every process is up, and each session is called once \
-             more (up to three tries).\n",
+             more (up to three tries). Machine: {}, shared with other work.\n",
             self.started_at,
             self.sessions,
             self.plan.instances,
@@ -542,32 +768,58 @@ impl Report {
                 .unwrap_or_default(),
             self.plan.access_token_ttl,
             self.plan.access_token_ttl / 2,
+            self.plan.pause_ms as f64 / 2000.0,
+            self.plan.pause_ms as f64 * 3.0 / 2000.0,
+            self.machine,
         );
         let _ = writeln!(out, "| figure | value | goal |\n|---|---|---|");
         let _ = writeln!(
             out,
-            "| sessions lost (answered 401, or not working at the end) | {} of {} ({} not working at the end) | 0 |",
+            "| sessions lost (answered 401 after login, or not working at the end) | {} of {} ({} not working at the end) | 0 |",
             self.lost, self.sessions, self.lost_at_the_end
         );
         let _ = writeln!(
             out,
-            "| refresh tokens presented twice | {} (of {} refresh grants processed) | 0 |",
-            self.presented_twice, self.refresh_grants
+            "| of those, refresh token presented twice after a process kill within {} s of its first presentation | {} | |",
+            KILL_WINDOW_MS / 1000,
+            self.lost_after_kill
+        );
+        let _ = writeln!(
+            out,
+            "| of those, refresh token presented twice with no kill near | {} | 0 |",
+            self.lost_twice_without_kill
+        );
+        let _ = writeln!(
+            out,
+            "| refresh tokens presented twice | {} (of {} refresh grants processed; {} after a kill within {} s of the first presentation) | 0 |",
+            self.presented_twice,
+            self.refresh_grants,
+            self.twice_after_kill,
+            KILL_WINDOW_MS / 1000
         );
         let _ = writeln!(
             out,
             "| refresh-token presentations overlapping a pending one | {} | 0 |",
             self.overlapping
         );
-        let _ = writeln!(out, "| requests | {} | |", self.requests);
-        let _ = writeln!(out, "\nAnswers by status (`error`: no answer, e.g. the instance was down):\n");
+        let _ = writeln!(
+            out,
+            "| requests (sent together with others of the same session) | {} ({}) | |",
+            self.requests, self.concurrent
+        );
+        let _ = writeln!(
+            out,
+            "\nAnswers by status (`error`: no answer, e.g. the instance was down):\n"
+        );
         let _ = writeln!(out, "| status | answers |\n|---|---|");
         for (status, n) in &self.statuses {
             let _ = writeln!(out, "| {status} | {n} |");
         }
-        let _ = writeln!(out, "\nFaults injected:\n\n| fault | times |\n|---|---|");
-        for (kind, n) in &self.injected {
-            let _ = writeln!(out, "| {kind} | {n} |");
+        if self.plan.faults {
+            let _ = writeln!(out, "\nFaults injected:\n\n| fault | times |\n|---|---|");
+            for (kind, n) in &self.injected.kinds {
+                let _ = writeln!(out, "| {kind} | {n} |");
+            }
         }
         let _ = writeln!(
             out,
@@ -575,6 +827,10 @@ impl Report {
              until their client hung up (dropped unprocessed): {}.",
             self.proxy.writes, self.proxy.dropped, self.proxy.delayed, self.proxy.answers_lost, self.abandoned
         );
+        let _ = writeln!(out, "\nIn the `bff-local` logs:\n\n| event | lines |\n|---|---|");
+        for (event, n) in &self.logged {
+            let _ = writeln!(out, "| {event} | {n} |");
+        }
         out
     }
 }
@@ -590,7 +846,10 @@ fn splice_into_benchmarks(text: &str) -> Result<(), String> {
     let updated = match current.find("\n## Soak\n") {
         Some(start) => {
             let rest = &current[start + 1..];
-            let end = rest[3..].find("\n## ").map(|i| start + 1 + 3 + i + 1).unwrap_or(current.len());
+            let end = rest[3..]
+                .find("\n## ")
+                .map(|i| start + 1 + 3 + i + 1)
+                .unwrap_or(current.len());
             format!("{}{section}{}", &current[..start + 1], &current[end..])
         }
         None => match current.find("\n## Findings\n") {
