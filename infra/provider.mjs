@@ -60,6 +60,13 @@ if (!verbose) {
 }
 
 const { default: Provider, errors } = await import('oidc-provider');
+// The built-in in-memory adapter keeps only the 1000 most recent entries (sessions, grants,
+// tokens): with a few hundred users refreshing it forgets refresh tokens still in use and
+// refuses them with invalid_grant. The same adapter on a larger store: expired entries
+// still go, live ones stay.
+const { default: MemoryAdapter } = await import('oidc-provider/lib/adapters/memory_adapter.js');
+const { default: Lru } = await import('oidc-provider/lib/helpers/lru.js');
+const adapterStore = new Lru({ maxSize: 1_000_000 });
 
 function fail(message) {
   process.stderr.write(`provider: ${message}\n`);
@@ -213,6 +220,7 @@ const configuration = {
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   findAccount,
+  adapter: (model) => new MemoryAdapter(model, adapterStore),
   claims: {
     acr: null,
     sid: null,
@@ -332,6 +340,9 @@ if (opts.testHooks) {
       const stats = tokenStats(String(ctx.query.client ?? ''));
       ctx.body = {
         presentations: Object.values(stats.presentations),
+        // Each token presented more than once: its user and when (ms since the epoch).
+        repeated: Object.entries(stats.presentations).filter(([, n]) => n > 1)
+          .map(([key]) => ({ account: stats.accounts[key] ?? null, at: stats.times[key] })),
         abandoned: stats.abandoned,
         overlapping: stats.overlapping,
       };
@@ -389,8 +400,14 @@ async function tokenEndpoint(ctx, next) {
         return;
       }
     }
-    if (key) stats.presentations[key] = (stats.presentations[key] ?? 0) + 1;
+    if (key) {
+      stats.presentations[key] = (stats.presentations[key] ?? 0) + 1;
+      (stats.times[key] ??= []).push(Date.now());
+    }
     await next();
+    // Whose token it was, so a token presented twice can be traced to its user.
+    const account = ctx.oidc?.entities?.RefreshToken?.accountId;
+    if (key && account) stats.accounts[key] = account;
   } finally {
     settle();
   }
@@ -409,6 +426,7 @@ function tokenClient(ctx, form) {
 function tokenStats(client) {
   tokenHooks[client] ??= {
     slow: { count: 0, ms: 0 }, abandoned: 0, overlapping: 0, pending: {}, presentations: {},
+    times: {}, accounts: {},
   };
   return tokenHooks[client];
 }

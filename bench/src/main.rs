@@ -4,6 +4,9 @@
 //! bff-bench run         measure everything, write BENCHMARKS.md and bench/proxy.svg
 //! bff-bench report      write them again from the last run's target/bench/results.json
 //! bff-bench upstream    serve the fast loopback upstream (prints `READY <base URL>`)
+//! bff-bench soak [--minutes N] [--sessions N] [--access-token-ttl S] [--bff-local PATH]
+//!                       faults over time (bench/soak.sh); writes bench/soak.md and the
+//!                       "Soak" section of BENCHMARKS.md
 //! ```
 //!
 //! `run` expects the release binaries (`cargo build --release`) and the criterion results
@@ -20,6 +23,7 @@ mod load;
 mod procs;
 mod report;
 mod sizes;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -48,6 +52,20 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        "soak" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let outcome = soak::Plan::from_args(&args).and_then(|plan| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(soak::run(plan))
+            });
+            if let Err(e) = outcome {
+                eprintln!("bff-bench: {e}");
+                std::process::exit(1);
+            }
+        }
         "report" => {
             if let Err(e) = report_again() {
                 eprintln!("bff-bench: {e}");
@@ -55,7 +73,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: bff-bench run | bff-bench report | bff-bench upstream");
+            eprintln!("usage: bff-bench run | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N]");
             std::process::exit(2);
         }
     }

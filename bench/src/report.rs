@@ -401,6 +401,10 @@ pub fn markdown(input: &Input) -> String {
     store_section(&mut out, input);
     cost_section(&mut out, input);
 
+    if let Ok(soak) = std::fs::read_to_string(bff_bench::repo_root().join("bench/soak.md")) {
+        out.push_str(&soak_section(&soak));
+    }
+
     let _ = writeln!(out, "## Findings\n");
     let findings = bff_bench::repo_root().join("bench/findings.md");
     match std::fs::read_to_string(&findings) {
@@ -412,6 +416,22 @@ pub fn markdown(input: &Input) -> String {
         }
     }
     out
+}
+
+/// The "Soak" section around the last soak run's figures (`bench/soak.md`, written by
+/// `bff-bench soak`; not part of `bench/run.sh`).
+pub fn soak_section(figures: &str) -> String {
+    format!(
+        "## Soak\n\n\
+         Faults survived over time, not a speed figure, and not part of `bench/run.sh` or the test \
+         command. The documented command is the 30-minute run, `bash bench/soak.sh` \
+         (`bash bench/soak.sh --minutes 2` for a short one); it writes `bench/soak.md` and this \
+         section, and traces each lost session in `target/bench/soak/lost-sessions.txt`. The \
+         detection was checked with a build whose refresh lease was disabled (every instance \
+         refreshing on its own), without faults: the provider saw refresh tokens presented twice \
+         and the harness reported the sessions they belonged to as lost.\n\n{}\n\n",
+        figures.trim()
+    )
 }
 
 fn fmt_summary_ms(s: &Summary) -> String {

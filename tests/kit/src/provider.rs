@@ -42,6 +42,17 @@ pub struct RefreshPresentations {
     pub abandoned: u64,
     /// Presentations that arrived while another of the same token was still pending.
     pub overlapping: u64,
+    /// Every token processed more than once: whose it was and when.
+    pub repeated: Vec<RepeatedToken>,
+}
+
+/// A refresh token the provider processed more than once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatedToken {
+    /// The user (account id) the token was issued to, when the provider knew it.
+    pub account: Option<String>,
+    /// When each presentation was processed, milliseconds since the Unix epoch.
+    pub at: Vec<u64>,
 }
 
 impl RefreshPresentations {
@@ -167,6 +178,20 @@ impl Provider {
             per_token: serde_json::from_value(seen["presentations"].clone()).expect("presentations"),
             abandoned: seen["abandoned"].as_u64().unwrap_or(0),
             overlapping: seen["overlapping"].as_u64().unwrap_or(0),
+            repeated: seen["repeated"]
+                .as_array()
+                .map(|all| {
+                    all.iter()
+                        .map(|one| RepeatedToken {
+                            account: one["account"].as_str().map(str::to_owned),
+                            at: one["at"]
+                                .as_array()
+                                .map(|at| at.iter().filter_map(serde_json::Value::as_u64).collect())
+                                .unwrap_or_default(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
