@@ -184,3 +184,19 @@ async fn a_bad_userinfo_setting_stops_bff_local_at_start() {
     assert!(output.contains("BFF_USERINFO"), "{output}");
     assert!(!output.contains("listening"), "{output}");
 }
+
+/// `/auth/me` keeps what step-up needs (`auth_time`, here asked for with `max_age`) and
+/// shows no claim about the token itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_me_keeps_auth_time_for_step_up_and_shows_no_protocol_claim() {
+    let mut options = Options::new(StoreKind::Memory);
+    options.env = vec![("BFF_AUTH_PARAMS", "max_age=600".to_owned())];
+    let app = spawn_app_with(options).await;
+    let browser = app.browser();
+    assert_eq!(browser.login("alice", "/").await.status(), StatusCode::FOUND);
+    let me = me(&browser).await;
+    assert!(me["auth_time"].as_i64().is_some_and(|t| t > 0), "{me}");
+    for protocol in ["iss", "aud", "azp", "exp", "iat", "nonce", "at_hash", "sid", "jti"] {
+        assert!(me.get(protocol).is_none(), "{protocol} shown: {me}");
+    }
+}
