@@ -6,6 +6,7 @@ mod apis;
 mod at_rest;
 mod attack_kit;
 mod cold_start;
+mod diagnostics;
 mod faults;
 mod flow;
 mod lifecycle;

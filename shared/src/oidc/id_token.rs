@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{ClientId, IssuerUrl, Nonce};
 
+use super::jwks::{accepted_algs, alg_name};
 use super::{ALLOWED_ALGS, MAX_CLOCK_SKEW_SECS, Oidc, OidcError};
 use crate::domain::claims::id_token_claims;
 use crate::domain::secret::IdToken;
@@ -30,10 +31,19 @@ impl Oidc {
         expected_nonce: Option<&str>,
         now: i64,
     ) -> Result<VerifiedClaims, OidcError> {
-        let token: CoreIdToken = raw
-            .secret()
-            .parse()
-            .map_err(|e: serde_json::Error| OidcError::InvalidIdToken(format!("malformed: {e}")))?;
+        // Checked first, so that the answer names the algorithm rather than a failed
+        // signature: an HMAC-signed ID token is a provider setting to change.
+        if let Some(received) = header_alg(raw.secret())
+            && !ALLOWED_ALGS.iter().any(|alg| alg_name(alg) == received)
+        {
+            return Err(OidcError::IdTokenAlgorithm {
+                received,
+                accepted: accepted_algs(),
+            });
+        }
+        let token: CoreIdToken = raw.secret().parse().map_err(|e: serde_json::Error| {
+            OidcError::InvalidIdToken(format!("not a well-formed JWS ({:?} error)", e.classify()))
+        })?;
         let keys = self.jwks(false).await?;
         match self.check_claims(&token, &keys.keys, expected_nonce, now) {
             Err(openidconnect::ClaimsVerificationError::SignatureVerification(
@@ -45,7 +55,7 @@ impl Oidc {
             }
             other => other,
         }
-        .map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
+        .map_err(|e| OidcError::InvalidIdToken(describe(&e)))?;
         user_claims(raw)
     }
 
@@ -83,6 +93,35 @@ impl Oidc {
             ));
         }
         Ok(())
+    }
+}
+
+/// The `alg` of a compact JWS's header, when it can be read.
+fn header_alg(raw: &str) -> Option<String> {
+    let header = URL_SAFE_NO_PAD.decode(raw.split('.').next()?).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    header["alg"].as_str().map(str::to_owned)
+}
+
+/// A failed check in words that name the claim and what was found (issuers, audiences,
+/// times and key ids; never the token or the nonce's value).
+fn describe(e: &openidconnect::ClaimsVerificationError) -> String {
+    use openidconnect::ClaimsVerificationError as E;
+    use openidconnect::SignatureVerificationError as S;
+    match e {
+        E::Expired(why) => format!("`exp`/`iat` out of range: {why}"),
+        E::InvalidAudience(why) => format!("`aud`/`azp` does not name this client: {why}"),
+        E::InvalidIssuer(why) => format!("`iss` is not the configured issuer: {why}"),
+        E::InvalidNonce(_) => "`nonce` does not match the login's".to_owned(),
+        E::InvalidSubject(why) => format!("`sub`: {why}"),
+        E::SignatureVerification(S::NoMatchingKey) => {
+            "no key of the provider's JWKS fits the token's `kid` and algorithm".to_owned()
+        }
+        E::SignatureVerification(S::CryptoError(_)) => {
+            "the signature does not verify with the provider's key".to_owned()
+        }
+        E::SignatureVerification(other) => format!("signature: {other}"),
+        other => other.to_string(),
     }
 }
 

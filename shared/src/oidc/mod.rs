@@ -91,9 +91,18 @@ pub enum OidcError {
     /// The token endpoint answered something that is not a valid token response.
     #[error("the token endpoint answered nonsense: {0}")]
     BadResponse(String),
-    /// The ID token failed validation (signature, alg, iss, aud, azp, exp, iat, nonce, sub).
+    /// The ID token failed validation (signature, iss, aud, azp, exp, iat, nonce, sub); the
+    /// text names the check and what was found, never the token.
     #[error("invalid ID token: {0}")]
     InvalidIdToken(String),
+    /// The ID token is signed with an algorithm the BFF never accepts (HMAC, `none`, ...).
+    #[error("invalid ID token: signed with `{received}`, accepted: {accepted}")]
+    IdTokenAlgorithm {
+        /// The `alg` of the token's header.
+        received: String,
+        /// The accepted algorithms.
+        accepted: String,
+    },
 }
 
 impl OidcError {

@@ -117,6 +117,10 @@ pub struct Config {
     pub metrics_namespace: String,
     /// When userinfo is fetched after login (`BFF_USERINFO`, `auto` by default).
     pub userinfo: UserinfoMode,
+    /// Where a failed login sends the browser, with `error=<code>` added to the query,
+    /// instead of the BFF's error page (`BFF_ERROR_URL`: a path on this origin or a URL
+    /// on an allowed origin).
+    pub error_url: Option<String>,
 }
 
 impl Config {
@@ -228,6 +232,22 @@ impl Config {
             Some(_) => return Err(invalid("BFF_USERINFO", "must be `auto`, `always` or `off`")),
         };
 
+        let error_url = match get("BFF_ERROR_URL") {
+            Some(raw) => Some(
+                validate_return_to(Some(&raw), &public_origin, &allowed_origins)
+                    .ok()
+                    .filter(|url| !url.contains('#'))
+                    .ok_or_else(|| {
+                        invalid(
+                            "BFF_ERROR_URL",
+                            "must be a path on this origin (one leading /) or a URL on an allowed origin, \
+                             without fragment",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
@@ -247,6 +267,7 @@ impl Config {
             metrics,
             metrics_namespace,
             userinfo,
+            error_url,
         })
     }
 
@@ -450,6 +471,25 @@ mod tests {
         for bad in ["on", "yes", "ALWAYS"] {
             let err = load(&[("BFF_USERINFO", bad)]).expect_err(bad);
             assert!(err.to_string().starts_with("BFF_USERINFO is invalid"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_error_url_stays_on_known_origins() {
+        assert_eq!(load(&[]).expect("valid").error_url, None);
+        for ok in ["/login-failed", "/app?x=1", "https://app.example.com/oops"] {
+            assert_eq!(load(&[("BFF_ERROR_URL", ok)]).expect(ok).error_url.as_deref(), Some(ok));
+        }
+        for bad in [
+            "//evil.example.com/",
+            "https://evil.example.com/",
+            "javascript:alert(1)",
+            "login-failed",
+            "/oops#x",
+        ] {
+            let err = load(&[("BFF_ERROR_URL", bad)]).expect_err(bad);
+            assert!(err.to_string().starts_with("BFF_ERROR_URL is invalid"), "{err}");
+            assert!(!err.to_string().contains("evil"), "the value is not echoed");
         }
     }
 
