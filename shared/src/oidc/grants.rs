@@ -136,7 +136,7 @@ fn token_error(e: TokenRequestError) -> OidcError {
                 "the token endpoint answered an OAuth error"
             );
             OidcError::Rejected {
-                error: oauth_code(&response.error().to_string()),
+                error: oauth_code(response.error().as_ref()),
             }
         }
         RequestTokenError::Request(openidconnect::HttpClientError::Reqwest(inner)) => transport_error(*inner),
