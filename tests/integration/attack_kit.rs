@@ -59,6 +59,7 @@ pub(crate) async fn plant_session(app: &TestApp) -> Planted {
         refresh_started_at: None,
         user_agent: None,
         api_tokens: Vec::new(),
+        userinfo: None,
     };
     app.store
         .put_session(&session_key(&id), &record)

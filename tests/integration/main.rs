@@ -7,6 +7,7 @@ mod apis;
 mod at_rest;
 mod attack_kit;
 mod cold_start;
+mod diagnostics;
 mod faults;
 mod faults_refresh;
 mod flow;
@@ -26,6 +27,7 @@ mod security_session;
 mod store;
 mod streaming;
 mod traces;
+mod userinfo;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
 #[macro_export]

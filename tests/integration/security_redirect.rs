@@ -347,10 +347,15 @@ async fn attack_open_redirect_via_logout_request_parameters_is_ignored() {
     let params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let targets: Vec<&str> = params
         .iter()
-        .filter(|(k, _)| k != "client_id" && k != "id_token_hint")
+        .filter(|(k, _)| k != "client_id" && k != "id_token_hint" && k != "state")
         .map(|(_, v)| v.as_str())
         .collect();
     assert_eq!(targets, [configured.as_str()], "only the configured target: {params:?}");
+    let state = params.iter().find(|(k, _)| k == "state").map(|(_, v)| v.as_str());
+    assert!(
+        state.is_some_and(|s| s.len() >= 22 && !s.contains("evil")),
+        "the state is the BFF's own random value: {state:?}"
+    );
 
     // Without a session (logout is idempotent) the answer names the same target.
     let again: Value = browser.logout().await.json().await.expect("json");

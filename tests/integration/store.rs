@@ -69,6 +69,7 @@ fn expired_session(now: i64) -> SessionRecord {
         refresh_started_at: None,
         user_agent: None,
         api_tokens: Vec::new(),
+        userinfo: None,
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Options {
     /// The DynamoDB endpoint the BFF talks to (a fault proxy, say) instead of the shared
     /// DynamoDB Local; its table is still created on the shared one.
     pub dynamo_endpoint: Option<String>,
+    /// More client metadata registered at the provider (signing algorithms, say).
+    pub client_metadata: Option<serde_json::Value>,
 }
 
 impl Options {
@@ -66,6 +68,7 @@ impl Options {
             wrap_store: None,
             own_store: None,
             dynamo_endpoint: None,
+            client_metadata: None,
         }
     }
 }
@@ -115,7 +118,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let backchannel_uri = options.backchannel.then(|| format!("{url}/auth/backchannel-logout"));
     let client = provider
-        .register_with(&url, options.auth_method, backchannel_uri.as_deref())
+        .register_client(
+            &url,
+            options.auth_method,
+            backchannel_uri.as_deref(),
+            options.client_metadata.as_ref(),
+        )
         .await;
     let upstream = Upstream::start().await;
 

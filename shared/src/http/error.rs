@@ -115,11 +115,7 @@ impl ErrorAnswer {
             s if s.is_client_error() => "Login failed",
             _ => "Login is unavailable right now",
         };
-        self.coded(response::html_page(
-            self.status,
-            title,
-            &format!("{} ({})", self.description, self.code),
-        ))
+        self.coded(response::html_page(self.status, title, &self.description, self.code))
     }
 
     /// Marks `answer` with this error's code for the access log.
@@ -218,32 +214,72 @@ impl From<StoreError> for ErrorAnswer {
 
 impl From<OidcError> for ErrorAnswer {
     fn from(e: OidcError) -> Self {
+        // The log line and the description both name the cause; neither carries a token,
+        // a code or a secret (the variants never hold one).
         tracing::warn!(error = %e, "identity provider error");
         match e {
             OidcError::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "provider_timeout",
-                "the identity provider did not answer in time",
+                "the identity provider did not answer in time; check that it is up and reachable from the BFF",
             ),
             OidcError::Rejected { error } if error == "invalid_grant" => Self::new(
                 BAD_REQUEST,
                 "invalid_grant",
-                "the identity provider refused the authorization code; log in again",
+                "the identity provider refused the authorization code (invalid_grant): it expired or was \
+                 already used, or the redirect URI or PKCE verifier did not match; log in again",
             ),
-            OidcError::InvalidIdToken(_) => Self::new(
+            OidcError::IdTokenAlgorithm { received, accepted } => Self::new(
+                BAD_GATEWAY,
+                "invalid_id_token_alg",
+                format!(
+                    "the identity provider signed the ID token with {received}, which the BFF does not \
+                     accept (accepted: {accepted}); set this client's ID-token signature algorithm at \
+                     the provider to RS256 (or another accepted one)"
+                ),
+            ),
+            OidcError::InvalidIdToken(why) => Self::new(
                 BAD_GATEWAY,
                 "invalid_id_token",
-                "the identity provider sent an ID token that failed validation",
+                format!("the identity provider's ID token was refused: {why}"),
             ),
-            OidcError::Discovery(_) | OidcError::Jwks(_) | OidcError::Unreachable(_) => Self::new(
+            OidcError::Discovery(why) => Self::new(
                 BAD_GATEWAY,
                 "provider_unavailable",
-                "the identity provider could not be reached or is misconfigured",
+                format!("the identity provider's discovery document is not usable: {why}"),
             ),
-            OidcError::Rejected { .. } | OidcError::BadResponse(_) => Self::new(
+            OidcError::Jwks(why) => Self::new(
+                BAD_GATEWAY,
+                "provider_unavailable",
+                format!("the identity provider's signing keys (jwks_uri) could not be read: {why}"),
+            ),
+            OidcError::Unreachable(why) => Self::new(
+                BAD_GATEWAY,
+                "provider_unavailable",
+                format!("the identity provider could not be reached: {why}"),
+            ),
+            OidcError::Rejected { error } => {
+                let advice = match error.as_str() {
+                    "invalid_client" => {
+                        "; check BFF_CLIENT_ID, BFF_CLIENT_SECRET and the client's token endpoint \
+                         authentication method at the provider"
+                    }
+                    "unauthorized_client" => {
+                        "; allow this client the authorization_code and refresh_token grants at the provider"
+                    }
+                    "invalid_scope" => "; check BFF_SCOPES against the scopes the provider allows this client",
+                    _ => "",
+                };
+                Self::new(
+                    BAD_GATEWAY,
+                    "provider_error",
+                    format!("the identity provider's token endpoint refused the request ({error}){advice}"),
+                )
+            }
+            OidcError::BadResponse(why) => Self::new(
                 BAD_GATEWAY,
                 "provider_error",
-                "the identity provider answered with an error",
+                format!("the identity provider's token endpoint answered something unusable: {why}"),
             ),
         }
     }
@@ -355,6 +391,12 @@ impl From<CallbackError> for ErrorAnswer {
                 "the authorization response does not come from the configured identity provider",
             ),
             CallbackError::NoIdToken => Self::new(BAD_GATEWAY, "invalid_id_token", "the provider returned no ID token"),
+            CallbackError::UserinfoSubjectMismatch => Self::new(
+                BAD_GATEWAY,
+                "userinfo_subject_mismatch",
+                "the identity provider's userinfo endpoint described another user than the ID token; \
+                 check the provider's subject (sub) settings for this client",
+            ),
             CallbackError::Provider(e) => e.into(),
             CallbackError::Store(e) => e.into(),
         }

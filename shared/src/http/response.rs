@@ -61,15 +61,40 @@ pub fn redirect(location: &str) -> Result<Response<Body>, http::header::InvalidH
     Ok(response)
 }
 
-/// A short human-readable HTML page; `title` and `message` are escaped here.
-pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<Body> {
+/// The error page's look: the demo front end's palette, light and dark, in one inline
+/// style sheet (the page's CSP allows inline styles and nothing else).
+const PAGE_STYLE: &str = "\
+:root{color-scheme:light dark;--bg:#f6f8fa;--card:#fff;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;\
+--accent:#0969da;--accent-fg:#fff;--bad:#cf222e;--bad-bg:#ffebe9;--code:#f6f8fa}\
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--card:#151b23;--fg:#e6edf3;--muted:#9198a1;\
+--line:#3d444d;--accent:#2f81f7;--bad:#f85149;--bad-bg:#2d1214;--code:#0d1117}}\
+*{box-sizing:border-box}\
+body{margin:0;background:var(--bg);color:var(--fg);\
+font:16px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",sans-serif}\
+main{max-width:44rem;margin:0 auto;padding:2.5rem 1rem 3rem}\
+h1{margin:0 0 1.5rem;font-size:1.6rem;letter-spacing:-.01em}\
+.card{background:var(--bad-bg);border:1px solid var(--bad);border-radius:10px;padding:1.25rem 1.5rem;\
+margin-bottom:1rem;overflow-wrap:anywhere}\
+.card p{margin:0}.card .code{margin-top:.75rem;color:var(--muted);font-size:.875rem}\
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--code);\
+border:1px solid var(--line);border-radius:4px;padding:0 .3em}\
+a.button{display:inline-block;font-weight:500;padding:.5rem 1.1rem;border-radius:6px;\
+background:var(--accent);color:var(--accent-fg);text-decoration:none}\
+a.button:hover{filter:brightness(1.08)}";
+
+/// A short human-readable HTML page in the demo's look; `title`, `message` and `code`
+/// are escaped here.
+pub fn html_page(status: StatusCode, title: &str, message: &str, code: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
-         <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
-         <h1>{title}</h1><p>{message}</p><p><a href=\"/\">Back to the application</a></p></body></html>\n",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>{PAGE_STYLE}</style></head>\
+         <body><main><h1>{title}</h1><div class=\"card\" role=\"alert\"><p>{message}</p>\
+         <p class=\"code\">Error code: <code>{code}</code></p></div>\
+         <p><a class=\"button\" href=\"/\">Back to the application</a></p></main></body></html>\n",
         title = escape_html(title),
         message = escape_html(message),
+        code = escape_html(code),
     );
     let mut response = Response::new(Body::Text(html));
     *response.status_mut() = status;
@@ -125,11 +150,11 @@ mod tests {
 
     #[test]
     fn html_page_escapes_everything_it_shows() {
-        let page = html_page(StatusCode::BAD_REQUEST, "<b>", "<script>alert('x')</script>&");
+        let page = html_page(StatusCode::BAD_REQUEST, "<b>", "<script>alert('x')</script>&", "<i>");
         let Body::Text(html) = page.body() else {
             panic!("text body")
         };
-        assert!(!html.contains("<script>") && !html.contains("<b>"));
+        assert!(!html.contains("<script>") && !html.contains("<b>") && !html.contains("<i>"));
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
     }
 

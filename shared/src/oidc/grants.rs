@@ -128,15 +128,33 @@ type TokenRequestError = RequestTokenError<
 
 fn token_error(e: TokenRequestError) -> OidcError {
     match e {
-        RequestTokenError::ServerResponse(response) => OidcError::Rejected {
-            error: response.error().to_string(),
-        },
+        RequestTokenError::ServerResponse(response) => {
+            // The provider's own words, for the log only (they are not ours to show).
+            tracing::warn!(
+                error = %response.error(),
+                error_description = response.error_description().map(String::as_str).unwrap_or(""),
+                "the token endpoint answered an OAuth error"
+            );
+            OidcError::Rejected {
+                error: oauth_code(response.error().as_ref()),
+            }
+        }
         RequestTokenError::Request(openidconnect::HttpClientError::Reqwest(inner)) => transport_error(*inner),
         RequestTokenError::Request(other) => OidcError::Unreachable(other.to_string()),
         // The parse error's body may hold tokens: keep only the path of the failure.
         RequestTokenError::Parse(e, _body) => OidcError::BadResponse(format!("unparsable at {}", e.path())),
         RequestTokenError::Other(message) => OidcError::BadResponse(message),
     }
+}
+
+/// An OAuth error code reduced to the characters codes use (RFC 6749 §5.2), so it can be
+/// shown and logged as it is.
+fn oauth_code(error: &str) -> String {
+    error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
 }
 
 /// The tokens of a token response. An access token of a type the BFF does not know how

@@ -5,14 +5,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{ClientId, IssuerUrl, Nonce};
 
+use super::jwks::{accepted_algs, alg_name};
 use super::{ALLOWED_ALGS, MAX_CLOCK_SKEW_SECS, Oidc, OidcError};
+use crate::domain::claims::id_token_claims;
 use crate::domain::secret::IdToken;
-
-/// Claims about the token itself, not the user: not shown by `/auth/me`, where a front
-/// end could mistake the ID token's `exp` for the session's expiry.
-const PROTOCOL_CLAIMS: &[&str] = &[
-    "nonce", "at_hash", "c_hash", "s_hash", "iss", "aud", "azp", "exp", "iat", "nbf", "jti", "sid",
-];
 
 /// Claims of a validated ID token.
 #[derive(Debug, Clone)]
@@ -21,7 +17,7 @@ pub struct VerifiedClaims {
     pub sub: String,
     /// The provider session id, when present.
     pub sid: Option<String>,
-    /// Every user claim, as shown by `/auth/me` (protocol-only claims removed).
+    /// Every user claim, as shown by `/auth/me` (see [`crate::domain::claims`]).
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -35,10 +31,19 @@ impl Oidc {
         expected_nonce: Option<&str>,
         now: i64,
     ) -> Result<VerifiedClaims, OidcError> {
-        let token: CoreIdToken = raw
-            .secret()
-            .parse()
-            .map_err(|e: serde_json::Error| OidcError::InvalidIdToken(format!("malformed: {e}")))?;
+        // Checked first, so that the answer names the algorithm rather than a failed
+        // signature: an HMAC-signed ID token is a provider setting to change.
+        if let Some(received) = header_alg(raw.secret())
+            && !ALLOWED_ALGS.iter().any(|alg| alg_name(alg) == received)
+        {
+            return Err(OidcError::IdTokenAlgorithm {
+                received,
+                accepted: accepted_algs(),
+            });
+        }
+        let token: CoreIdToken = raw.secret().parse().map_err(|e: serde_json::Error| {
+            OidcError::InvalidIdToken(format!("not a well-formed JWS ({:?} error)", e.classify()))
+        })?;
         let keys = self.jwks(false).await?;
         match self.check_claims(&token, &keys.keys, expected_nonce, now) {
             Err(openidconnect::ClaimsVerificationError::SignatureVerification(
@@ -50,7 +55,7 @@ impl Oidc {
             }
             other => other,
         }
-        .map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
+        .map_err(|e| OidcError::InvalidIdToken(describe(&e)))?;
         user_claims(raw)
     }
 
@@ -91,6 +96,35 @@ impl Oidc {
     }
 }
 
+/// The `alg` of a compact JWS's header, when it can be read.
+fn header_alg(raw: &str) -> Option<String> {
+    let header = URL_SAFE_NO_PAD.decode(raw.split('.').next()?).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    header["alg"].as_str().map(str::to_owned)
+}
+
+/// A failed check in words that name the claim and what was found (issuers, audiences,
+/// times and key ids; never the token or the nonce's value).
+fn describe(e: &openidconnect::ClaimsVerificationError) -> String {
+    use openidconnect::ClaimsVerificationError as E;
+    use openidconnect::SignatureVerificationError as S;
+    match e {
+        E::Expired(why) => format!("`exp`/`iat` out of range: {why}"),
+        E::InvalidAudience(why) => format!("`aud`/`azp` does not name this client: {why}"),
+        E::InvalidIssuer(why) => format!("`iss` is not the configured issuer: {why}"),
+        E::InvalidNonce(_) => "`nonce` does not match the login's".to_owned(),
+        E::InvalidSubject(why) => format!("`sub`: {why}"),
+        E::SignatureVerification(S::NoMatchingKey) => {
+            "no key of the provider's JWKS fits the token's `kid` and algorithm".to_owned()
+        }
+        E::SignatureVerification(S::CryptoError(_)) => {
+            "the signature does not verify with the provider's key".to_owned()
+        }
+        E::SignatureVerification(other) => format!("signature: {other}"),
+        other => other.to_string(),
+    }
+}
+
 /// The payload of an ID token whose signature was verified, minus protocol-only claims.
 fn user_claims(raw: &IdToken) -> Result<VerifiedClaims, OidcError> {
     let payload = raw
@@ -101,13 +135,11 @@ fn user_claims(raw: &IdToken) -> Result<VerifiedClaims, OidcError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .map_err(|_| OidcError::InvalidIdToken("payload is not base64url".into()))?;
-    let mut claims: serde_json::Map<String, serde_json::Value> =
+    let claims: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&bytes).map_err(|_| OidcError::InvalidIdToken("payload is not a JSON object".into()))?;
     // Read before the protocol claims are removed.
     let sid = claims.get("sid").and_then(|v| v.as_str()).map(str::to_owned);
-    for name in PROTOCOL_CLAIMS {
-        claims.remove(*name);
-    }
+    let claims = id_token_claims(claims);
     let sub = match claims.get("sub") {
         Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub.clone(),
         _ => return Err(OidcError::InvalidIdToken("no sub".into())),

@@ -2,8 +2,8 @@
 //!
 //! [`Oidc`] holds the configuration, one HTTP client and the discovery and JWKS caches;
 //! its parts live in the child modules: [`discovery`], [`jwks`], [`grants`] (authorization
-//! URL, code and refresh grants), [`id_token`], [`logout_token`] and [`logout_url`]
-//! (RP-initiated logout and revocation).
+//! URL, code and refresh grants), [`id_token`], [`userinfo`], [`logout_token`] and
+//! [`logout_url`] (RP-initiated logout and revocation).
 //!
 //! Discovery and the JWKS are fetched lazily, once per process, and shared; a `kid` the
 //! cached JWKS does not know triggers one refetch (at most one per second, so forged
@@ -18,6 +18,7 @@ pub mod id_token;
 pub mod jwks;
 pub mod logout_token;
 pub mod logout_url;
+pub mod userinfo;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use discovery::{ClientAuth, ProviderMetadata, discovery_url};
 pub use grants::TokenSet;
 pub use id_token::VerifiedClaims;
 pub use logout_token::{BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_MAX_AGE_SECS, LogoutClaims};
+pub use userinfo::UserinfoError;
 
 use crate::domain::clock::Clock;
 use crate::domain::secret::ClientSecret;
@@ -89,9 +91,18 @@ pub enum OidcError {
     /// The token endpoint answered something that is not a valid token response.
     #[error("the token endpoint answered nonsense: {0}")]
     BadResponse(String),
-    /// The ID token failed validation (signature, alg, iss, aud, azp, exp, iat, nonce, sub).
+    /// The ID token failed validation (signature, iss, aud, azp, exp, iat, nonce, sub); the
+    /// text names the check and what was found, never the token.
     #[error("invalid ID token: {0}")]
     InvalidIdToken(String),
+    /// The ID token is signed with an algorithm the BFF never accepts (HMAC, `none`, ...).
+    #[error("invalid ID token: signed with `{received}`, accepted: {accepted}")]
+    IdTokenAlgorithm {
+        /// The `alg` of the token's header.
+        received: String,
+        /// The accepted algorithms.
+        accepted: String,
+    },
 }
 
 impl OidcError {

@@ -60,6 +60,18 @@ pub enum ConfigError {
     },
 }
 
+/// When the BFF asks the provider's userinfo endpoint for the user's claims after login
+/// (`BFF_USERINFO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoMode {
+    /// When the ID token lacks the claims of a requested scope (`profile`, `email`, ...).
+    Auto,
+    /// After every login.
+    Always,
+    /// Never.
+    Off,
+}
+
 /// The validated configuration shared by every function.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -103,6 +115,12 @@ pub struct Config {
     pub metrics: bool,
     /// The CloudWatch namespace of the EMF metrics (`BFF_METRICS_NAMESPACE`, default `BFF`).
     pub metrics_namespace: String,
+    /// When userinfo is fetched after login (`BFF_USERINFO`, `auto` by default).
+    pub userinfo: UserinfoMode,
+    /// Where a failed login sends the browser, with `error=<code>` added to the query,
+    /// instead of the BFF's error page (`BFF_ERROR_URL`: a path on this origin or a URL
+    /// on an allowed origin).
+    pub error_url: Option<String>,
 }
 
 impl Config {
@@ -183,6 +201,29 @@ impl Config {
 
         let (metrics, metrics_namespace) = parse_metrics(&get)?;
 
+        let userinfo = match get("BFF_USERINFO").as_deref() {
+            None | Some("auto") => UserinfoMode::Auto,
+            Some("always") => UserinfoMode::Always,
+            Some("off") => UserinfoMode::Off,
+            Some(_) => return Err(invalid("BFF_USERINFO", "must be `auto`, `always` or `off`")),
+        };
+
+        let error_url = match get("BFF_ERROR_URL") {
+            Some(raw) => Some(
+                validate_return_to(Some(&raw), &public_origin, &allowed_origins)
+                    .ok()
+                    .filter(|url| !url.contains('#'))
+                    .ok_or_else(|| {
+                        invalid(
+                            "BFF_ERROR_URL",
+                            "must be a path on this origin (one leading /) or a URL on an allowed origin, \
+                             without fragment",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
@@ -201,6 +242,8 @@ impl Config {
             token_keys,
             metrics,
             metrics_namespace,
+            userinfo,
+            error_url,
         })
     }
 
@@ -484,6 +527,41 @@ mod tests {
         ] {
             let err = load(&[(name, value)]).expect_err(value);
             assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn userinfo_is_auto_by_default_and_a_bad_value_is_named() {
+        assert_eq!(load(&[]).expect("valid").userinfo, UserinfoMode::Auto);
+        for (value, mode) in [
+            ("auto", UserinfoMode::Auto),
+            ("always", UserinfoMode::Always),
+            ("off", UserinfoMode::Off),
+        ] {
+            assert_eq!(load(&[("BFF_USERINFO", value)]).expect(value).userinfo, mode);
+        }
+        for bad in ["on", "yes", "ALWAYS"] {
+            let err = load(&[("BFF_USERINFO", bad)]).expect_err(bad);
+            assert!(err.to_string().starts_with("BFF_USERINFO is invalid"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_error_url_stays_on_known_origins() {
+        assert_eq!(load(&[]).expect("valid").error_url, None);
+        for ok in ["/login-failed", "/app?x=1", "https://app.example.com/oops"] {
+            assert_eq!(load(&[("BFF_ERROR_URL", ok)]).expect(ok).error_url.as_deref(), Some(ok));
+        }
+        for bad in [
+            "//evil.example.com/",
+            "https://evil.example.com/",
+            "javascript:alert(1)",
+            "login-failed",
+            "/oops#x",
+        ] {
+            let err = load(&[("BFF_ERROR_URL", bad)]).expect_err(bad);
+            assert!(err.to_string().starts_with("BFF_ERROR_URL is invalid"), "{err}");
+            assert!(!err.to_string().contains("evil"), "the value is not echoed");
         }
     }
 

@@ -179,6 +179,7 @@ mod tests {
             refresh_lease: None,
             refresh_started_at: None,
             api_tokens: Vec::new(),
+            userinfo: None,
             user_agent: user_agent.map(str::to_owned),
         }
     }

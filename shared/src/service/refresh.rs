@@ -445,6 +445,7 @@ where
             Ok(verified) if verified.sub == saved.sub => verified,
             Ok(_) => return self.end_for_id_token(key, "names another subject").await,
             Err(OidcError::InvalidIdToken(why)) => return self.end_for_id_token(key, &why).await,
+            Err(e @ OidcError::IdTokenAlgorithm { .. }) => return self.end_for_id_token(key, &e.to_string()).await,
             Err(e) => {
                 // The keys could not be read: the token is not known bad; the claims wait.
                 tracing::warn!(error = %e, "refreshed ID token not checked; claims kept");

@@ -472,6 +472,7 @@ fn session(now: i64, version: u64) -> SessionRecord {
         refresh_started_at: Some(now - 60),
         user_agent: None,
         api_tokens: Vec::new(),
+        userinfo: None,
     }
 }
 

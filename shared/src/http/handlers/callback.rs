@@ -3,8 +3,9 @@
 //! The `state` must be one of this browser's pending logins (its transaction cookie).
 //! The transaction is consumed before anything else, so it can never be used twice,
 //! whether this callback succeeds, fails, or reports a provider error; the spent `state`
-//! leaves the transaction cookie in every case. Any failure answers an error page,
-//! creates no session and sets no session cookie.
+//! leaves the transaction cookie in every case. Any failure answers an error page (or,
+//! with `BFF_ERROR_URL`, a redirect there carrying the error code), creates no session
+//! and sets no session cookie.
 
 use lambda_http::Request;
 
@@ -33,8 +34,25 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
         Ok(_) => Event::LoginCompleted,
         Err(answer) => Event::LoginFailed(answer.code),
     });
+    // A team's own page for failed logins: the code only, never the description.
+    let reply = match (reply, &app.config.error_url) {
+        (Err(answer), Some(error_url)) => {
+            tracing::info!(
+                error = answer.code,
+                "login failed; sending the browser to BFF_ERROR_URL"
+            );
+            redirect(&with_error_code(error_url, answer.code)).map_err(|_| answer)
+        }
+        (reply, _) => reply,
+    };
     let set_cookie = state.map(|state| app.cookies.tx_cookie(&without_state(&edge.pending_states, &state)));
     Handled::with_cookie(reply, set_cookie)
+}
+
+/// `url` with `error=<code>` added to its query (codes are plain ASCII words).
+fn with_error_code(url: &str, code: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}error={code}")
 }
 
 async fn finish(
@@ -63,4 +81,18 @@ async fn finish(
     let mut response = redirect(&done.return_to).map_err(|_| Unredirectable::ReturnTo)?;
     set_cookie(&mut response, &app.cookies.session_cookie(&done.id));
     Ok(access_log::for_user(response, &done.sub))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_code_joins_the_query() {
+        assert_eq!(with_error_code("/oops", "invalid_state"), "/oops?error=invalid_state");
+        assert_eq!(
+            with_error_code("https://app.example.com/x?lang=en", "access_denied"),
+            "https://app.example.com/x?lang=en&error=access_denied"
+        );
+    }
 }

@@ -203,6 +203,7 @@ impl Fixture {
             refresh_started_at: None,
             user_agent: None,
             api_tokens: Vec::new(),
+            userinfo: None,
         };
         edit(&mut record, &clock);
         let key = session_key(&SessionId::generate());
