@@ -1,0 +1,34 @@
+// LemonLDAP::NG 2.16 (Debian's packages behind nginx, configured from
+// tests/providers/lemonldap-ng/) as the provider of the BFF: the flow of flow.mjs.
+// LemonLDAP::NG 2.16 has no back-channel logout.
+//
+//   bash tests/providers/run.sh        (installs what is missing, builds, runs these)
+
+import { startLemonLdap } from './lemonldap-ng.mjs';
+import { providerFlow } from './flow.mjs';
+
+providerFlow('lemonldap-ng', {
+  start: startLemonLdap,
+  user: { name: 'Doctor Who', email: 'dwho@badwolf.org' },
+
+  // The Demo authentication: the password is the user name.
+  async signIn(page) {
+    const user = page.locator('input[name="user"]');
+    await user.waitFor();
+    await user.fill('dwho');
+    await page.locator('input[name="password"]').fill('dwho');
+    await Promise.all([page.waitForEvent('load'), page.locator('button[type="submit"]').first().click()]);
+  },
+
+  // LemonLDAP::NG asks once per relying party and scope set ("Accept" / "Refuse").
+  async consent(page) {
+    const accept = page.getByRole('button', { name: 'Accept' });
+    await accept.waitFor();
+    await Promise.all([page.waitForEvent('load'), accept.click()]);
+  },
+
+  async confirmLogout(page) {
+    const confirm = page.locator('button[type="submit"]').first();
+    await Promise.all([page.waitForEvent('load'), confirm.click()]);
+  },
+});
