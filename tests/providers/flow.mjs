@@ -15,7 +15,8 @@
 //
 // A provider module gives: start({ bffUrl, clientId, clientSecret, password }) → { issuer,
 // stop() }, signIn(page, password) on its login page, consent(page) when it asks,
-// confirmLogout(page) on its end-session page, and logoutAtProvider(page) for step 6.
+// confirmLogout(page) on its end-session page, and logoutAtProvider(page, idp, clientId)
+// for step 6.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -229,7 +230,7 @@ export function providerFlow(name, provider) {
       test('a logout at the provider itself ends the BFF session', LIMIT, (t) => run(t, async () => {
         await login();
         assert.equal((await call(page, '/auth/me')).status, 200);
-        await provider.logoutAtProvider(page, idp);
+        await provider.logoutAtProvider(page, idp, clientId);
         await page.goto(`${bffUrl}/`);
         await eventually(async () => (await call(page, '/auth/me')).status === 401, 10_000,
           'the session ends after the provider\'s back-channel logout');

@@ -4,7 +4,9 @@
 // - glewlwyd.conf: the server (SQLite database, the package's web application, plain
 //   http on 127.0.0.1);
 // - oidc-plugin.json: the OpenID Connect plugin instance (RS256 with a key made for this
-//   run, PKCE required, 20 s access tokens, refresh tokens, back-channel logout);
+//   run, PKCE required, 20 s access tokens, refresh tokens, back-channel logout; and
+//   front-channel logout allowed, without which the package's end-session page fails
+//   and ends nothing);
 // - scopes.json, user.json, client.json: the scopes, the user alice, and the BFF's
 //   confidential client with its redirect, post-logout and back-channel logout URIs.
 //

@@ -37,14 +37,17 @@ providerFlow('glewlwyd', {
     await page.getByRole('button', { name: 'Logout' }).click();
   },
 
-  // The user ends the session on Glewlwyd's own page: its back-channel logout reaches
-  // the BFF.
-  async logoutAtProvider(page, idp) {
-    console.log('COOKIES', JSON.stringify(await page.context().cookies(idp.url)));
+  // The user ends the session on Glewlwyd's own end-session page (where another
+  // application's logout would send the browser; the session id is Glewlwyd's session
+  // cookie): Glewlwyd tells every client of that session through its back-channel logout
+  // URI, the BFF among them.
+  async logoutAtProvider(page, idp, clientId) {
     const sid = (await page.context().cookies(idp.url)).find((c) => c.name === 'GLEWLWYD2_OIDC_SID')?.value;
-    await page.goto(`${idp.url}/login.html?sid=${sid}&plugin=oidc&prompt=end_session`);
+    if (!sid) throw new Error('no GLEWLWYD2_OIDC_SID cookie after the login');
+    await page.goto(`${idp.url}/login.html?sid=${encodeURIComponent(sid)}&plugin=oidc&client_id=${clientId}&prompt=end_session`);
+    await page.getByText('End session').waitFor();
+    const ended = page.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/api/oidc/session/'));
     await page.getByRole('button', { name: 'Logout' }).click();
-    await page.waitForTimeout(2000);
-    console.log('AFTER', page.url(), await page.locator('body').innerText());
+    if ((await ended).status() !== 200) throw new Error(`Glewlwyd's session deletion answered ${(await ended).status()}`);
   },
 });
