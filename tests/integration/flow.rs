@@ -138,6 +138,7 @@ async fn full_flow_login_me_api_logout(store: StoreKind) {
     assert_eq!(params["client_id"], app.client.client_id);
     assert_eq!(params["post_logout_redirect_uri"], format!("{}/", app.url));
     assert_eq!(params["id_token_hint"], session.id_token.secret());
+    assert!(params["state"].len() >= 22, "a random state of 128 bits at least");
 
     // The old cookie is worth nothing now.
     let replay = app.browser();
@@ -577,4 +578,50 @@ async fn cors_preflight_answers_only_allowed_origins(store: StoreKind) {
     assert_eq!(call.status(), StatusCode::OK);
     assert_eq!(header(&call, "access-control-allow-origin"), "http://localhost:5173");
     assert_eq!(header(&call, "access-control-allow-credentials"), "true");
+}
+
+/// RP-Initiated Logout 1.0 §2: the end-session URL carries a fresh random `state`, and
+/// the provider hands it back on the redirect to `post_logout_redirect_uri` (some
+/// providers return the browser there only when `state` was sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rp_initiated_logout_urls_carry_a_fresh_random_state() {
+    let app = spawn_app(StoreKind::Memory).await;
+    let mut states = Vec::new();
+    for _ in 0..2 {
+        let browser = app.browser();
+        assert_eq!(browser.login("alice", "/").await.status(), StatusCode::FOUND);
+        let body: Value = browser.logout().await.json().await.expect("json");
+        let logout_url = url::Url::parse(body["logout_url"].as_str().expect("logout_url")).expect("url");
+        let state = logout_url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("the end-session URL carries a state");
+        assert!(state.len() >= 22, "128 random bits at least: {state}");
+
+        // The provider's confirmation page, confirmed: back to the BFF with that state.
+        let page = browser.get(logout_url.as_str()).await.text().await.expect("page");
+        let xsrf = page
+            .split(r#"name="xsrf" value=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("xsrf field on the provider's logout page")
+            .to_owned();
+        let confirmed = browser
+            .http
+            .post(format!("{}/session/end/confirm", app.provider.issuer))
+            .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+            .send()
+            .await
+            .expect("confirm");
+        let back = url::Url::parse(&location(&confirmed)).expect("redirect back");
+        assert_eq!(back.origin().ascii_serialization(), app.url);
+        let returned = back
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(returned.as_deref(), Some(state.as_str()), "the state comes back");
+        states.push(state);
+    }
+    assert_ne!(states[0], states[1], "a fresh state per logout");
 }

@@ -1,16 +1,25 @@
 //! Ending the provider's side of a session: the RP-initiated logout URL and RFC 7009
 //! revocation of the refresh token.
+//!
+//! The end-session URL always carries a fresh random `state` (RP-Initiated Logout 1.0
+//! §2): some providers (Glewlwyd) send the browser back to `post_logout_redirect_uri`
+//! only when the request has one. The BFF keeps no logout state, so the value is not
+//! checked on return; it protects nothing and costs nothing.
 
 use url::Url;
 
 use super::{ClientAuth, Oidc, transport_error};
-use crate::domain::secret::{IdToken, RefreshToken};
+use crate::domain::secret::{IdToken, RefreshToken, random_token};
 use crate::platform::config::Config;
+
+/// Random bytes of the end-session request's `state`.
+const LOGOUT_STATE_BYTES: usize = 16;
 
 impl Oidc {
     /// Where to send the browser after a local logout: the configured logout URL
     /// template, else the provider's end-session endpoint (OpenID Connect RP-Initiated
-    /// Logout 1.0, with `id_token_hint`), else the BFF's own post-logout page.
+    /// Logout 1.0, with `id_token_hint` and a random `state`), else the BFF's own
+    /// post-logout page.
     pub async fn logout_url(&self, config: &Config, id_token_hint: Option<&IdToken>) -> String {
         let post_logout = config.post_logout_url();
         let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
@@ -37,7 +46,8 @@ impl Oidc {
             let mut query = url.query_pairs_mut();
             query
                 .append_pair("client_id", &self.client_id)
-                .append_pair("post_logout_redirect_uri", &post_logout);
+                .append_pair("post_logout_redirect_uri", &post_logout)
+                .append_pair("state", &random_token(LOGOUT_STATE_BYTES));
             if let Some(hint) = id_token_hint {
                 query.append_pair("id_token_hint", hint.secret());
             }
