@@ -9,7 +9,8 @@
 // 4. a refresh: the providers issue 20 s access tokens, the next call after half that
 //    reaches the upstream with another token the provider accepts;
 // 5. logout: POST /auth/logout, the provider's end-session page, and the redirect back to
-//    the app, with the session gone;
+//    the app (for a provider with logoutStaysAtProvider, its own page), with the session
+//    gone;
 // 6. when the provider has back-channel logout: a new login, then the user logs out at
 //    the provider itself (not through the app), and the BFF session ends.
 //
@@ -219,8 +220,14 @@ export function providerFlow(name, provider) {
       assert.ok(logoutUrl.searchParams.get('state'), `a state on ${logoutUrl.origin}${logoutUrl.pathname}`);
       await page.goto(logoutUrl.href);
       await page.waitForLoadState('load');
-      if (!back(new URL(page.url()))) await provider.confirmLogout(page);
-      await page.waitForURL(back, { waitUntil: 'load' });
+      if (provider.logoutStaysAtProvider) {
+        await page.waitForURL((u) => u.origin === new URL(idp.issuer).origin && !u.pathname.endsWith('/logout'),
+          { waitUntil: 'load' });
+        await page.goto(`${bffUrl}/`);
+      } else {
+        if (!back(new URL(page.url()))) await provider.confirmLogout(page);
+        await page.waitForURL(back, { waitUntil: 'load' });
+      }
       assert.equal((await call(page, '/auth/me')).status, 401);
     }));
   });

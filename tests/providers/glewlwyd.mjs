@@ -81,6 +81,13 @@ export async function startGlewlwyd({ bffUrl, clientId, clientSecret, password }
       PUBLIC_KEY: publicKey.export({ type: 'spki', format: 'pem' }),
     })));
     for (const scope of JSON.parse(template('scopes.json', {}))) await admin('POST', '/api/scope/', scope);
+    // The package's client backend knows no post_logout_redirect_uris, which the plugin
+    // reads as a list: without it in the backend's data format the property is refused
+    // as a list, or kept as a string the plugin ignores, and logout never returns.
+    const backend = await admin('GET', '/api/mod/client/database');
+    backend.parameters['data-format'].post_logout_redirect_uris = { multiple: true, read: true, write: true };
+    await admin('PUT', '/api/mod/client/database', backend);
+    await admin('PUT', '/api/mod/client/database/reset');
     await admin('POST', '/api/user/', JSON.parse(template('user.json', { PASSWORD: password })));
     await admin('POST', '/api/client/', JSON.parse(template('client.json', {
       CLIENT_ID: clientId, CLIENT_SECRET: clientSecret, BFF: bffUrl,
@@ -106,8 +113,10 @@ async function adminSession(url) {
     const res = await fetch(`${url}${route}`, {
       method,
       headers: { 'content-type': 'application/json', cookie },
-      body: JSON.stringify(body),
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (res.status !== 200) throw new Error(`glewlwyd ${method} ${route}: ${res.status} ${await res.text()}`);
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`glewlwyd ${method} ${route}: ${res.status} ${text}`);
+    return text ? JSON.parse(text) : null;
   };
 }
