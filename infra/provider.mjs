@@ -19,10 +19,17 @@
 //   PROVIDER_POST_LOGOUT_REDIRECT_URIS comma-separated post-logout redirect URIs
 //   PROVIDER_BACKCHANNEL_LOGOUT_URI    optional back-channel logout URI
 //   PROVIDER_ACCESS_TOKEN_TTL          access-token lifetime in seconds (300)
+//   PROVIDER_CONFORM_ID_TOKEN_CLAIMS=1 profile and email claims only from userinfo, not in
+//                                      the ID token (as OIDC Core §5.4 has it, and as many
+//                                      providers do)
 //   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
 //
 // Any login name with any password signs in; the account's claims are derived
 // from the login name (`alice` -> "Alice Example", alice@example.com).
+//
+// Clients registered with `userinfo_signed_response_alg` get signed userinfo answers
+// (application/jwt); `id_token_signed_response_alg` may also be HS256 or HS512 (a
+// provider's HMAC default, which relying parties should refuse).
 //
 // With `--api-port` a demo resource API runs next to the provider and answers a
 // small JSON description of each call, with the audience and scope of the token it
@@ -92,7 +99,8 @@ function parseArgs(argv) {
       case '--exit-on-stdin-close': opts.exitOnStdinClose = true; break;
       // Test suites only: counts grants and requests by path, and records the back-channel
       // logout tokens sent, readable at GET /__test/grants, GET /__test/requests and
-      // GET /__test/logout-tokens.
+      // GET /__test/logout-tokens. Two login names misbehave at the userinfo endpoint:
+      // `userinfo-other-sub` is answered with another subject, `userinfo-fails` with 500.
       case '--test-hooks': opts.testHooks = true; break;
       case '--help':
       case '-h':
@@ -116,6 +124,8 @@ function list(value) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
+
+const conformIdTokenClaims = process.env.PROVIDER_CONFORM_ID_TOKEN_CLAIMS === '1';
 
 const accessTokenTtl = process.env.PROVIDER_ACCESS_TOKEN_TTL ?? '300';
 if (!/^\d+$/.test(accessTokenTtl) || Number(accessTokenTtl) < 1) {
@@ -158,8 +168,13 @@ function profileFor(id) {
   };
 }
 
-async function findAccount(_ctx, id) {
+async function findAccount(ctx, id) {
   if (typeof id !== 'string' || id === '') return undefined;
+  if (opts.testHooks && ctx?.oidc?.route === 'userinfo') {
+    if (id === 'userinfo-fails') throw new Error('userinfo failure for tests');
+    // oidc-provider answers userinfo with the account's id as `sub`.
+    if (id === 'userinfo-other-sub') return findAccount(undefined, 'someone-else');
+  }
   return {
     accountId: id,
     // oidc-provider filters these down to what the granted scopes allow.
@@ -219,7 +234,10 @@ const configuration = {
     email: ['email', 'email_verified'],
   },
   scopes: ['openid', 'offline_access'],
-  conformIdTokenClaims: false,
+  conformIdTokenClaims,
+  enabledJWA: {
+    idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'Ed25519', 'EdDSA', 'HS256', 'HS512'],
+  },
   pkce: { required: () => true },
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   rotateRefreshToken: true,
@@ -252,6 +270,7 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     userinfo: { enabled: true },
+    jwtUserinfo: { enabled: true },
     clientCredentials: { enabled: true },
     // RFC 8707: any `https://<name>.example` resource is an API here; its tokens are
     // JWTs whose `aud` is the resource, so an upstream can tell which one it got.

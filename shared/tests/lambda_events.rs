@@ -74,6 +74,7 @@ async fn session_cookie_from_the_events_cookie_array_reaches_auth_me() {
         refresh_lease: None,
         refresh_started_at: None,
         api_tokens: Vec::new(),
+        userinfo: None,
     };
     // Through the app's store, which seals the tokens as the handlers expect.
     app.store.put_session(&session_key(&id), &record).await.expect("put");

@@ -58,6 +58,7 @@ pub(crate) async fn plant_session(app: &TestApp) -> Planted {
         refresh_lease: None,
         refresh_started_at: None,
         api_tokens: Vec::new(),
+        userinfo: None,
     };
     app.store
         .put_session(&session_key(&id), &record)

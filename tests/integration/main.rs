@@ -24,6 +24,7 @@ mod security_session;
 mod store;
 mod streaming;
 mod traces;
+mod userinfo;
 
 /// Generates a `memory` and a `dynamodb` test for each async fn taking a `StoreKind`.
 #[macro_export]

@@ -68,6 +68,7 @@ fn expired_session(now: i64) -> SessionRecord {
         refresh_lease: None,
         refresh_started_at: None,
         api_tokens: Vec::new(),
+        userinfo: None,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Options {
     /// A store of the test's own instead of the one `store` names (a dedicated DynamoDB
     /// Local the test stops, say).
     pub own_store: Option<Arc<dyn Store>>,
+    /// More client metadata registered at the provider (signing algorithms, say).
+    pub client_metadata: Option<serde_json::Value>,
 }
 
 impl Options {
@@ -61,6 +63,7 @@ impl Options {
             backchannel: false,
             wrap_store: None,
             own_store: None,
+            client_metadata: None,
         }
     }
 }
@@ -99,7 +102,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let backchannel_uri = options.backchannel.then(|| format!("{url}/auth/backchannel-logout"));
     let client = provider
-        .register_with(&url, options.auth_method, backchannel_uri.as_deref())
+        .register_client(
+            &url,
+            options.auth_method,
+            backchannel_uri.as_deref(),
+            options.client_metadata.as_ref(),
+        )
         .await;
     let upstream = Upstream::start().await;
 

@@ -4,6 +4,7 @@
 //! never perform I/O, so each is a table-driven unit test. This layer imports nothing
 //! else of the crate; every other layer may import it.
 
+pub mod claims;
 pub mod clock;
 pub mod forwarding;
 pub mod return_to;

@@ -90,6 +90,10 @@ pub struct SessionRecord {
     /// the login's token, one per distinct target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_tokens: Vec<ApiToken>,
+    /// The userinfo endpoint's claims at login, when it was asked and named the same
+    /// `sub` (protocol claims removed); `/auth/me` shows them under the ID token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// An access token obtained with the refresh grant for one [`TokenTarget`].
@@ -174,6 +178,11 @@ impl RefreshLease {
 }
 
 impl SessionRecord {
+    /// The claims `/auth/me` shows: userinfo's overlaid by the ID token's.
+    pub fn shown_claims(&self) -> serde_json::Map<String, serde_json::Value> {
+        crate::domain::claims::merged(&self.claims, self.userinfo.as_ref())
+    }
+
     /// The moment the item may be deleted: the earlier of the two expiries.
     pub fn ttl(&self) -> i64 {
         self.expires_at.min(self.idle_expires_at)
@@ -294,6 +303,7 @@ mod tests {
             refresh_lease: None,
             refresh_started_at: None,
             api_tokens: Vec::new(),
+            userinfo: None,
         }
     }
 

@@ -355,6 +355,12 @@ impl From<CallbackError> for ErrorAnswer {
                 "the authorization response does not come from the configured identity provider",
             ),
             CallbackError::NoIdToken => Self::new(BAD_GATEWAY, "invalid_id_token", "the provider returned no ID token"),
+            CallbackError::UserinfoSubjectMismatch => Self::new(
+                BAD_GATEWAY,
+                "userinfo_subject_mismatch",
+                "the identity provider's userinfo endpoint described another user than the ID token; \
+                 check the provider's subject (sub) settings for this client",
+            ),
             CallbackError::Provider(e) => e.into(),
             CallbackError::Store(e) => e.into(),
         }

@@ -28,6 +28,9 @@ pub struct ProviderMetadata {
     /// RFC 7009 revocation endpoint, when the provider has one.
     #[serde(default)]
     pub revocation_endpoint: Option<String>,
+    /// Userinfo endpoint (OIDC Core §5.3), when the provider has one.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
     /// Client authentication methods the token endpoint accepts.
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
@@ -117,6 +120,7 @@ impl Oidc {
         for (name, endpoint) in [
             ("end_session_endpoint", &mut metadata.end_session_endpoint),
             ("revocation_endpoint", &mut metadata.revocation_endpoint),
+            ("userinfo_endpoint", &mut metadata.userinfo_endpoint),
         ] {
             if let Some(url) = endpoint.as_deref()
                 && let Err(e) = check_endpoint(name, url, loopback_issuer)
@@ -206,6 +210,7 @@ mod tests {
             jwks_uri: "https://id/jwks".into(),
             end_session_endpoint: None,
             revocation_endpoint: None,
+            userinfo_endpoint: None,
             token_endpoint_auth_methods_supported: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
             authorization_response_iss_parameter_supported: false,
             code_challenge_methods_supported: None,

@@ -6,13 +6,8 @@ use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{ClientId, IssuerUrl, Nonce};
 
 use super::{ALLOWED_ALGS, MAX_CLOCK_SKEW_SECS, Oidc, OidcError};
+use crate::domain::claims::id_token_claims;
 use crate::domain::secret::IdToken;
-
-/// Claims about the token itself, not the user: not shown by `/auth/me`, where a front
-/// end could mistake the ID token's `exp` for the session's expiry.
-const PROTOCOL_CLAIMS: &[&str] = &[
-    "nonce", "at_hash", "c_hash", "s_hash", "iss", "aud", "azp", "exp", "iat", "nbf", "jti", "sid",
-];
 
 /// Claims of a validated ID token.
 #[derive(Debug, Clone)]
@@ -21,7 +16,7 @@ pub struct VerifiedClaims {
     pub sub: String,
     /// The provider session id, when present.
     pub sid: Option<String>,
-    /// Every user claim, as shown by `/auth/me` (protocol-only claims removed).
+    /// Every user claim, as shown by `/auth/me` (see [`crate::domain::claims`]).
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -101,13 +96,11 @@ fn user_claims(raw: &IdToken) -> Result<VerifiedClaims, OidcError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .map_err(|_| OidcError::InvalidIdToken("payload is not base64url".into()))?;
-    let mut claims: serde_json::Map<String, serde_json::Value> =
+    let claims: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&bytes).map_err(|_| OidcError::InvalidIdToken("payload is not a JSON object".into()))?;
     // Read before the protocol claims are removed.
     let sid = claims.get("sid").and_then(|v| v.as_str()).map(str::to_owned);
-    for name in PROTOCOL_CLAIMS {
-        claims.remove(*name);
-    }
+    let claims = id_token_claims(claims);
     let sub = match claims.get("sub") {
         Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub.clone(),
         _ => return Err(OidcError::InvalidIdToken("no sub".into())),

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 
-use super::{DOCUMENT_MAX_AGE_SECS, JWKS_REFETCH_INTERVAL, Oidc, OidcError};
+use super::{ALLOWED_ALGS, DOCUMENT_MAX_AGE_SECS, JWKS_REFETCH_INTERVAL, Oidc, OidcError};
 
 /// Why no key verified a JWS.
 pub(crate) enum KeyMatch {
@@ -20,9 +22,9 @@ pub(crate) enum KeyMatch {
 impl KeyMatch {
     pub(crate) fn describe(&self) -> &'static str {
         match self {
-            Self::NoKey => "no key matches",
-            Self::Ambiguous => "several keys match and no kid",
-            Self::BadSignature => "bad signature",
+            Self::NoKey => "no key of the provider's JWKS fits its kid and algorithm",
+            Self::Ambiguous => "several keys of the provider's JWKS fit and it names no kid",
+            Self::BadSignature => "the signature does not verify with the provider's key",
         }
     }
 }
@@ -68,6 +70,86 @@ pub(crate) fn verify_jws(
             }
         }
     }
+}
+
+/// The accepted signature algorithms, as a provider's documentation names them.
+pub(crate) fn accepted_algs() -> String {
+    ALLOWED_ALGS.iter().map(alg_name).collect::<Vec<_>>().join(", ")
+}
+
+/// An algorithm's JOSE name (`RS256`).
+pub(crate) fn alg_name(alg: &CoreJwsSigningAlgorithm) -> String {
+    serde_json::to_value(alg)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{alg:?}"))
+}
+
+/// Why a JWS from the provider was refused, in words that name the cause (never the
+/// token itself).
+fn refusal(alg: &str) -> String {
+    format!(
+        "signed with `{alg}`, which the BFF does not accept (accepted: {})",
+        accepted_algs()
+    )
+}
+
+impl Oidc {
+    /// The payload of `raw`, a compact JWS the provider signed (logout tokens, signed
+    /// userinfo): an accepted asymmetric `alg` and a valid signature by a key of its JWKS,
+    /// refetched once when no key fits. `Err` holds a description naming the cause;
+    /// the claims are the caller's to check.
+    pub(crate) async fn verified_jws(&self, raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, JwsError> {
+        let invalid = |why: String| JwsError::Invalid(why);
+        let parts: Vec<&str> = raw.split('.').collect();
+        let [header, payload, signature] = parts.as_slice() else {
+            return Err(invalid(if parts.len() == 5 {
+                "encrypted (JWE), which the BFF does not decrypt".into()
+            } else {
+                "not a compact JWS".into()
+            }));
+        };
+        let decode = |part: &str, what: &str| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| invalid(format!("the {what} is not base64url")))
+        };
+        let header: serde_json::Value =
+            serde_json::from_slice(&decode(header, "header")?).map_err(|_| invalid("the header is not JSON".into()))?;
+        let alg_text = header["alg"].as_str().unwrap_or("(none)").to_owned();
+        let alg: CoreJwsSigningAlgorithm =
+            serde_json::from_value(header["alg"].clone()).map_err(|_| invalid(refusal(&alg_text)))?;
+        if !ALLOWED_ALGS.contains(&alg) {
+            return Err(invalid(refusal(&alg_text)));
+        }
+        let kid = header["kid"].as_str().map(str::to_owned);
+        let signing_input = &raw[..raw.rfind('.').unwrap_or(0)];
+        let signature = decode(signature, "signature")?;
+
+        let verify = |keys: &CoreJsonWebKeySet| verify_jws(keys, kid.as_deref(), &alg, signing_input, &signature);
+        let mut verified = verify(&self.jwks(false).await.map_err(JwsError::Provider)?.keys);
+        if matches!(verified, Err(KeyMatch::NoKey)) {
+            verified = verify(&self.jwks(true).await.map_err(JwsError::Provider)?.keys);
+        }
+        verified.map_err(|e| {
+            invalid(format!(
+                "{} ({alg_text}, kid {})",
+                e.describe(),
+                kid.as_deref().map_or("absent".to_owned(), |k| format!("`{k}`"))
+            ))
+        })?;
+        serde_json::from_slice(&decode(payload, "payload")?)
+            .map_err(|_| invalid("the payload is not a JSON object".into()))
+    }
+}
+
+/// Why [`Oidc::verified_jws`] refused a JWS.
+#[derive(Debug)]
+pub(crate) enum JwsError {
+    /// The keys could not be read.
+    Provider(OidcError),
+    /// The JWS itself is wrong: the description says how.
+    Invalid(String),
 }
 
 /// The JWKS as fetched, and when.

@@ -2,8 +2,8 @@
 //!
 //! [`Oidc`] holds the configuration, one HTTP client and the discovery and JWKS caches;
 //! its parts live in the child modules: [`discovery`], [`jwks`], [`grants`] (authorization
-//! URL, code and refresh grants), [`id_token`], [`logout_token`] and [`logout_url`]
-//! (RP-initiated logout and revocation).
+//! URL, code and refresh grants), [`id_token`], [`userinfo`], [`logout_token`] and
+//! [`logout_url`] (RP-initiated logout and revocation).
 //!
 //! Discovery and the JWKS are fetched lazily, once per process, and shared; a `kid` the
 //! cached JWKS does not know triggers one refetch (at most one per second, so forged
@@ -18,6 +18,7 @@ pub mod id_token;
 pub mod jwks;
 pub mod logout_token;
 pub mod logout_url;
+pub mod userinfo;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use discovery::{ClientAuth, ProviderMetadata, discovery_url};
 pub use grants::TokenSet;
 pub use id_token::VerifiedClaims;
 pub use logout_token::{BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_MAX_AGE_SECS, LogoutClaims};
+pub use userinfo::UserinfoError;
 
 use crate::domain::clock::Clock;
 use crate::domain::secret::ClientSecret;

@@ -60,6 +60,18 @@ pub enum ConfigError {
     },
 }
 
+/// When the BFF asks the provider's userinfo endpoint for the user's claims after login
+/// (`BFF_USERINFO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoMode {
+    /// When the ID token lacks the claims of a requested scope (`profile`, `email`, ...).
+    Auto,
+    /// After every login.
+    Always,
+    /// Never.
+    Off,
+}
+
 /// The validated configuration shared by every function.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -103,6 +115,8 @@ pub struct Config {
     pub metrics: bool,
     /// The CloudWatch namespace of the EMF metrics (`BFF_METRICS_NAMESPACE`, default `BFF`).
     pub metrics_namespace: String,
+    /// When userinfo is fetched after login (`BFF_USERINFO`, `auto` by default).
+    pub userinfo: UserinfoMode,
 }
 
 impl Config {
@@ -207,6 +221,13 @@ impl Config {
             ));
         }
 
+        let userinfo = match get("BFF_USERINFO").as_deref() {
+            None | Some("auto") => UserinfoMode::Auto,
+            Some("always") => UserinfoMode::Always,
+            Some("off") => UserinfoMode::Off,
+            Some(_) => return Err(invalid("BFF_USERINFO", "must be `auto`, `always` or `off`")),
+        };
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
@@ -225,6 +246,7 @@ impl Config {
             token_keys,
             metrics,
             metrics_namespace,
+            userinfo,
         })
     }
 
@@ -412,6 +434,22 @@ mod tests {
         ] {
             let err = load(&[(name, value)]).expect_err(value);
             assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn userinfo_is_auto_by_default_and_a_bad_value_is_named() {
+        assert_eq!(load(&[]).expect("valid").userinfo, UserinfoMode::Auto);
+        for (value, mode) in [
+            ("auto", UserinfoMode::Auto),
+            ("always", UserinfoMode::Always),
+            ("off", UserinfoMode::Off),
+        ] {
+            assert_eq!(load(&[("BFF_USERINFO", value)]).expect(value).userinfo, mode);
+        }
+        for bad in ["on", "yes", "ALWAYS"] {
+            let err = load(&[("BFF_USERINFO", bad)]).expect_err(bad);
+            assert!(err.to_string().starts_with("BFF_USERINFO is invalid"), "{err}");
         }
     }
 

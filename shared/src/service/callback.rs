@@ -1,12 +1,15 @@
 //! Finishing the grant: the transaction is consumed exactly once (atomic
 //! delete-and-return), then RFC 9207 `iss`, the code exchange with the PKCE verifier,
-//! full ID-token validation, and a brand-new session. A new login ends the browser's
-//! previous session in the store, not only in its cookie.
+//! full ID-token validation, userinfo when the ID token lacks the profile (see
+//! [`fetch_userinfo`]), and a brand-new session. A new login ends the browser's previous
+//! session in the store, not only in its cookie.
 
 use super::Deps;
-use crate::domain::secret::{SessionId, hash};
+use crate::domain::claims::{lacks_requested_claims, userinfo_claims};
+use crate::domain::secret::{AccessToken, SessionId, hash};
 use crate::domain::session::{LoginTransaction, SessionRecord, new_expiries};
-use crate::oidc::OidcError;
+use crate::oidc::{OidcError, UserinfoError, VerifiedClaims};
+use crate::platform::config::UserinfoMode;
 use crate::platform::metrics::{self, EndReason, Event};
 use crate::store::{StoreError, StoreKey, session_key};
 
@@ -40,6 +43,9 @@ pub enum CallbackError {
     /// The token response carries no ID token.
     #[error("no ID token")]
     NoIdToken,
+    /// The userinfo endpoint named another `sub` than the ID token (OIDC Core §5.3.2).
+    #[error("userinfo names another subject than the ID token")]
+    UserinfoSubjectMismatch,
     /// The provider failed or refused (code exchange, discovery, ID-token validation).
     #[error(transparent)]
     Provider(#[from] OidcError),
@@ -95,6 +101,7 @@ pub async fn complete(
     let now = deps.clock.now();
     let id_token = tokens.id_token.ok_or(CallbackError::NoIdToken)?;
     let verified = deps.oidc.verify_id_token(&id_token, Some(&tx.nonce), now).await?;
+    let userinfo = fetch_userinfo(deps, &tokens.access_token, &verified, now).await?;
 
     let (expires_at, idle_expires_at) = new_expiries(now, deps.config.session_idle_secs, deps.config.session_max_secs);
     let record = SessionRecord {
@@ -113,6 +120,7 @@ pub async fn complete(
         refresh_lease: None,
         refresh_started_at: None,
         api_tokens: Vec::new(),
+        userinfo,
     };
     let id = SessionId::generate();
     deps.store.put_session(&session_key(&id), &record).await?;
@@ -137,6 +145,48 @@ pub async fn complete(
         return_to: tx.return_to,
         sub: record.sub,
     })
+}
+
+/// Userinfo's claims for the new session, when `BFF_USERINFO` and the ID token call for
+/// them and discovery names an endpoint. A `sub` other than the ID token's fails the
+/// login (the answer may be about another user; nothing of it is kept); any other failure
+/// is logged and the login goes on with the ID token's claims alone.
+async fn fetch_userinfo(
+    deps: &Deps<'_>,
+    access_token: &AccessToken,
+    verified: &VerifiedClaims,
+    now: i64,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, CallbackError> {
+    let wanted = match deps.config.userinfo {
+        UserinfoMode::Off => false,
+        UserinfoMode::Always => true,
+        UserinfoMode::Auto => lacks_requested_claims(&verified.claims, &deps.config.scopes),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let endpoint = match deps.oidc.userinfo_endpoint().await {
+        Ok(Some(endpoint)) => endpoint,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "userinfo skipped: no discovery");
+            return Ok(None);
+        }
+    };
+    match deps.oidc.userinfo(&endpoint, access_token, &verified.sub, now).await {
+        Ok(claims) => Ok(Some(userinfo_claims(claims))),
+        Err(UserinfoError::SubjectMismatch) => {
+            tracing::warn!(
+                sub_hash = %hash(&verified.sub),
+                "login refused: the userinfo endpoint names another sub than the ID token"
+            );
+            Err(CallbackError::UserinfoSubjectMismatch)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "userinfo failed; the session has the ID token's claims only");
+            Ok(None)
+        }
+    }
 }
 
 /// RFC 9207: when the provider advertises `iss` in authorization responses it must be

@@ -471,6 +471,7 @@ fn session(now: i64, version: u64) -> SessionRecord {
         refresh_lease: None,
         refresh_started_at: Some(now - 60),
         api_tokens: Vec::new(),
+        userinfo: None,
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Of a session only what an index or the store itself needs stays in the clear: `sub`
 //! and `sid` (the back-channel logout indexes), expiries, the version and the refresh
-//! lease. The claims `/auth/me` shows (name, e-mail, picture, ...) are sealed as one value.
+//! lease. The claims `/auth/me` shows (name, e-mail, picture, ...) are sealed as one value,
+//! and the userinfo endpoint's claims as another, each bound to its own field.
 //!
 //! Cached discovery and JWKS documents are public but decide where the BFF sends codes
 //! and secrets and which keys sign ID tokens: each carries an HMAC over the document, its
@@ -34,6 +35,7 @@ const ACCESS_TOKEN: &str = "access_token";
 const REFRESH_TOKEN: &str = "refresh_token";
 const ID_TOKEN: &str = "id_token";
 const CLAIMS: &str = "claims";
+const USERINFO: &str = "userinfo";
 const PKCE_VERIFIER: &str = "pkce_verifier";
 
 /// The one member of a stored session's `claims`: the claims as JSON, sealed.
@@ -63,8 +65,11 @@ impl SealedStore {
 
     fn seal_session(&self, key: &StoreKey, s: &SessionRecord) -> Result<SessionRecord, StoreError> {
         let item = key.as_str();
-        let claims = serde_json::to_string(&s.claims)
-            .map_err(|e| StoreError::Corrupt(format!("session claims not encodable ({:?})", e.classify())))?;
+        let encode = |claims: &serde_json::Map<String, serde_json::Value>| {
+            serde_json::to_string(claims)
+                .map_err(|e| StoreError::Corrupt(format!("session claims not encodable ({:?})", e.classify())))
+        };
+        let claims = encode(&s.claims)?;
         let mut sealed = s.clone();
         sealed.access_token = AccessToken::new(self.sealer.seal(s.access_token.secret(), item, ACCESS_TOKEN));
         sealed.refresh_token = s
@@ -76,6 +81,13 @@ impl SealedStore {
             SEALED_CLAIMS.to_owned(),
             serde_json::Value::String(self.sealer.seal(&claims, item, CLAIMS)),
         )]);
+        sealed.userinfo = match &s.userinfo {
+            Some(userinfo) => Some(serde_json::Map::from_iter([(
+                SEALED_CLAIMS.to_owned(),
+                serde_json::Value::String(self.sealer.seal(&encode(userinfo)?, item, USERINFO)),
+            )])),
+            None => None,
+        };
         for api in &mut sealed.api_tokens {
             let field = api_token_field(&api.target);
             api.access_token = AccessToken::new(self.sealer.seal(api.access_token.secret(), item, &field));
@@ -92,18 +104,32 @@ impl SealedStore {
             None => None,
         };
         opened.id_token = IdToken::new(self.sealer.open(opened.id_token.secret(), item, ID_TOKEN)?);
-        let sealed_claims = match opened.claims.get(SEALED_CLAIMS) {
-            Some(serde_json::Value::String(sealed)) if opened.claims.len() == 1 => sealed,
-            // Claims in the clear, or beside the sealed ones: not written by this store.
-            _ => return Err(SealError::DoesNotOpen),
+        opened.claims = self.open_claims(&opened.claims, item, CLAIMS)?;
+        opened.userinfo = match &opened.userinfo {
+            Some(sealed) => Some(self.open_claims(sealed, item, USERINFO)?),
+            None => None,
         };
-        let claims = self.sealer.open(sealed_claims, item, CLAIMS)?;
-        opened.claims = serde_json::from_str(&claims).map_err(|_| SealError::DoesNotOpen)?;
         for api in &mut opened.api_tokens {
             let field = api_token_field(&api.target);
             api.access_token = AccessToken::new(self.sealer.open(api.access_token.secret(), item, &field)?);
         }
         Ok(opened)
+    }
+
+    /// Claims sealed as the one member `sealed` of `stored`, bound to `item` and `field`.
+    fn open_claims(
+        &self,
+        stored: &serde_json::Map<String, serde_json::Value>,
+        item: &str,
+        field: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, SealError> {
+        let sealed = match stored.get(SEALED_CLAIMS) {
+            Some(serde_json::Value::String(sealed)) if stored.len() == 1 => sealed,
+            // Claims in the clear, or beside the sealed ones: not written by this store.
+            _ => return Err(SealError::DoesNotOpen),
+        };
+        let claims = self.sealer.open(sealed, item, field)?;
+        serde_json::from_str(&claims).map_err(|_| SealError::DoesNotOpen)
     }
 
     fn opened_or_absent(&self, key: &StoreKey, s: Option<SessionRecord>) -> Option<SessionRecord> {
@@ -311,6 +337,9 @@ mod tests {
                 expires_at: None,
                 issued_at: 0,
             }],
+            userinfo: serde_json::json!({"sub": "alice", "phone_number": "+1 555 plain"})
+                .as_object()
+                .cloned(),
         }
     }
 
@@ -350,6 +379,11 @@ mod tests {
         assert_eq!(opened.refresh_token.expect("refresh").secret(), "refresh-token-plain");
         assert_eq!(opened.api_tokens[0].access_token.secret(), "api-token-plain");
         assert_eq!(opened.claims, record().claims);
+        assert_eq!(opened.userinfo, record().userinfo);
+        assert!(
+            !raw_json.contains("phone_number"),
+            "nor of a userinfo claim: {raw_json}"
+        );
     }
 
     #[tokio::test]
@@ -400,6 +434,24 @@ mod tests {
         raw.claims.insert("name".into(), "Mallory".into());
         raw.version = 2;
         inner.update_session(&key, &raw, 1).await.expect("add a claim");
+        assert!(sealed.get_session(&key, 0).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn userinfo_claims_in_the_clear_or_moved_from_the_claims_field_read_as_absent() {
+        let (inner, sealed, key) = stores_with_a_session("userinfo").await;
+        let raw = raw_session(&inner, &key).await;
+        let mut clear = raw.clone();
+        clear.userinfo = serde_json::json!({"sub": "alice", "name": "Mallory"})
+            .as_object()
+            .cloned();
+        clear.version = 2;
+        inner.update_session(&key, &clear, 1).await.expect("clear userinfo");
+        assert!(sealed.get_session(&key, 0).await.expect("get").is_none());
+        let mut moved = raw;
+        moved.userinfo = Some(moved.claims.clone());
+        moved.version = 3;
+        inner.update_session(&key, &moved, 2).await.expect("moved claims");
         assert!(sealed.get_session(&key, 0).await.expect("get").is_none());
     }
 

@@ -83,6 +83,19 @@ impl Provider {
         auth_method: &str,
         backchannel_logout_uri: Option<&str>,
     ) -> RegisteredClient {
+        self.register_client(public_origin, auth_method, backchannel_logout_uri, None)
+            .await
+    }
+
+    /// As [`Provider::register_with`], with more client metadata (RFC 7591), such as
+    /// `id_token_signed_response_alg` or `userinfo_signed_response_alg`.
+    pub async fn register_client(
+        &self,
+        public_origin: &str,
+        auth_method: &str,
+        backchannel_logout_uri: Option<&str>,
+        metadata: Option<&serde_json::Value>,
+    ) -> RegisteredClient {
         let mut body = serde_json::json!({
             "redirect_uris": [format!("{public_origin}/auth/callback")],
             "post_logout_redirect_uris": [format!("{public_origin}/")],
@@ -93,6 +106,11 @@ impl Provider {
         if let Some(uri) = backchannel_logout_uri {
             body["backchannel_logout_uri"] = uri.into();
             body["backchannel_logout_session_required"] = true.into();
+        }
+        if let Some(serde_json::Value::Object(extra)) = metadata {
+            for (name, value) in extra {
+                body[name] = value.clone();
+            }
         }
         let response = reqwest::Client::new()
             .post(format!("{}/reg", self.issuer))

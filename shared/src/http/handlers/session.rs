@@ -1,7 +1,7 @@
 //! `GET /auth/me` and `POST /auth/logout`.
 //!
-//! `/auth/me` answers the user's ID-token claims and the session's expiries, never a
-//! token. Logout ends the session (with `?scope=all`, every session of the user), clears
+//! `/auth/me` answers the user's claims (the ID token's over userinfo's) and the
+//! session's expiries, never a token. Logout ends the session (with `?scope=all`, every session of the user), clears
 //! the cookie and answers where to send the browser.
 
 use http::StatusCode;
@@ -20,7 +20,7 @@ use crate::service::{SessionError, logout};
 /// Handles `GET /auth/me`.
 pub async fn me(app: &App, edge: &EdgeRequest) -> Reply {
     let (_, session) = app.current_session(edge).await?.ok_or(SessionError::LoginRequired)?;
-    let mut body = session.claims;
+    let mut body = session.shown_claims();
     body.insert(
         "session".into(),
         serde_json::json!({ "expires_at": session.expires_at, "idle_expires_at": session.idle_expires_at }),

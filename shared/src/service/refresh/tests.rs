@@ -197,6 +197,7 @@ impl Fixture {
             refresh_lease: None,
             refresh_started_at: None,
             api_tokens: Vec::new(),
+            userinfo: None,
         };
         edit(&mut record, &clock);
         let key = session_key(&SessionId::generate());
