@@ -26,13 +26,15 @@ source infra/lib.sh
 
 # The providers and what their start needs. LemonLDAP::NG's portal loads its captcha
 # (GD::SecurityImage with ImageMagick) and its mail library (MIME::Entity) even when both
-# are off; dbconfig-no-thanks keeps Glewlwyd's package from setting up a database.
+# are off. Glewlwyd's package is told to leave its configuration alone ("No
+# configuration"): otherwise its dbconfig set-up asks for a database server and, left to
+# itself, can fail the install.
 PACKAGES=(
     lemonldap-ng lemonldap-ng-fastcgi-server nginx-light
     libcrypt-openssl-bignum-perl libapache-session-browseable-perl libstring-random-perl
     libcookie-baker-xs-perl libhttp-parser-xs-perl libdbi-perl libio-string-perl
     libconvert-base32-perl libgd-securityimage-perl libimage-magick-perl libmime-tools-perl
-    glewlwyd dbconfig-no-thanks sqlite3
+    glewlwyd dbconfig-sqlite3 sqlite3
 )
 [ -n "${CHROMIUM_BIN:-}" ] || PACKAGES+=(chromium)
 
@@ -49,6 +51,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         exit 1
     fi
     step "Installing ${missing[*]} from Debian"
+    echo 'glewlwyd glewlwyd/config_type select No configuration' | debconf-set-selections
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
