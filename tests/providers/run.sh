@@ -16,7 +16,7 @@
 #    /auth/me with name and e-mail, an API call, a refresh, logout with the redirect back,
 #    and Glewlwyd's back-channel logout).
 #
-# About 5 minutes on 2 cores with the installs, 2½ minutes without (see README).
+# About 5 minutes on 2 cores with the installs, 2 min 40 s without (measured; see README).
 # On failure, screenshots and the processes' logs are in target/provider-tests/.
 
 set -euo pipefail
