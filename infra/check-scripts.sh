@@ -179,8 +179,8 @@ kill "$intruder" 2>/dev/null || true
 
 # --- infra/test.sh: the summary comes last ----------------------------------------------
 # test.sh's own main, sourced, with stand-ins for the commands its steps run: cargo test
-# prints three tests (one an attack), the browser tests two, fuzz.sh 400 lines of build
-# output before its per-target lines.
+# prints three tests (one an attack), the browser tests two, the provider tests three,
+# fuzz.sh 400 lines of build output before its per-target lines.
 
 # Runs test.sh's main with the stand-ins; $1 is fuzz.sh's exit status. Output in
 # $work/test.out, exit status in $test_status.
@@ -207,6 +207,7 @@ run_test_sh() {
                     fi
                     return "$FAKE_FUZZ_STATUS" ;;
                 tests/browser/run.sh) printf 'ℹ tests 2\nℹ pass 2\nℹ fail 0\n' ;;
+                tests/providers/run.sh) printf 'ℹ tests 3\nℹ pass 3\nℹ fail 0\n' ;;
                 infra/check-scripts.sh) echo 'scripts: 5 passed, 0 failed' ;;
                 *) echo "bash $1: fine" ;;
             esac
@@ -223,8 +224,8 @@ run_test_sh() {
 run_test_sh 0
 name="test.sh ends with its summary, without the fuzz build output"
 if [ "$test_status" -eq 0 ] &&
-    [ "$(tail -n 6 "$work/test.out" | cut -d: -f1 | paste -sd' ' -)" = "security cargo browser scripts fuzz total" ] &&
-    [ "$(tail -n 1 "$work/test.out")" = "total: 12 passed, 0 failed" ] &&
+    [ "$(tail -n 7 "$work/test.out" | cut -d: -f1 | paste -sd' ' -)" = "security cargo browser providers scripts fuzz total" ] &&
+    [ "$(tail -n 1 "$work/test.out")" = "total: 15 passed, 0 failed" ] &&
     grep -qx 'security: 1 attacks tried, 1 blocked, 0 not blocked' "$work/test.out" &&
     ! grep -q 'fuzz-build-noise' "$work/test.out"; then
     pass "$name"
@@ -235,8 +236,8 @@ fi
 run_test_sh 1
 name="test.sh shows the fuzz output when fuzzing fails, and still ends with its summary"
 if [ "$test_status" -ne 0 ] &&
-    [ "$(tail -n 6 "$work/test.out" | cut -d: -f1 | paste -sd' ' -)" = "security cargo browser scripts fuzz total" ] &&
-    [ "$(tail -n 1 "$work/test.out")" = "total: 10 passed, 1 failed" ] &&
+    [ "$(tail -n 7 "$work/test.out" | cut -d: -f1 | paste -sd' ' -)" = "security cargo browser providers scripts fuzz total" ] &&
+    [ "$(tail -n 1 "$work/test.out")" = "total: 13 passed, 1 failed" ] &&
     grep -q 'the build failed here' "$work/test.out"; then
     pass "$name"
 else

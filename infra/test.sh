@@ -17,11 +17,14 @@
 #    the test harness on free loopback ports and stopped with it);
 # 7. browser tests: the demo front end in headless Chromium (installed from Debian when
 #    missing) through the provider's real login and consent pages;
-# 8. fuzzing: every cargo fuzz target for a bounded time (FUZZ_SECONDS, default 60); its
+# 8. third-party providers (tests/providers/run.sh): LemonLDAP::NG and Glewlwyd from
+#    Debian (installed when missing), each through login, userinfo, an API call, a
+#    refresh and logout in headless Chromium;
+# 9. fuzzing: every cargo fuzz target for a bounded time (FUZZ_SECONDS, default 60); its
 #    build output goes to a log file, shown only when fuzzing fails.
 #
-# It ends with the summary: the security, cargo, browser, scripts and fuzz lines, then
-# `total: N passed, N failed`.
+# It ends with the summary: the security, cargo, browser, providers, scripts and fuzz
+# lines, then `total: N passed, N failed`.
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,7 +41,7 @@ counts() {
                 for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
             END { printf "%d %d\n", p, f }' "$log") ;;
         # node --test's spec reporter: "ℹ pass 7", "ℹ fail 0".
-        browser) read -r passed failed < <(awk '/^[^ ]+ pass [0-9]+$/ { p = $3 } /^[^ ]+ fail [0-9]+$/ { f = $3 }
+        browser | providers) read -r passed failed < <(awk '/^[^ ]+ pass [0-9]+$/ { p = $3 } /^[^ ]+ fail [0-9]+$/ { f = $3 }
             END { printf "%d %d\n", p, f }' "$log") ;;
         # infra/check-scripts.sh: "scripts: N passed, N failed".
         scripts) read -r passed failed < <(awk '/^scripts: [0-9]+ passed, [0-9]+ failed$/ { p = $2; f = $4 }
@@ -51,27 +54,29 @@ counts() {
     echo "$passed $failed"
 }
 
-# The closing lines, read from the logs in $1 (cargo.log, browser.log, scripts.log,
-# fuzz.log) and the steps' exit statuses (cargo, browser, scripts, fuzz). Returns 1
-# when anything failed.
+# The closing lines, read from the logs in $1 (cargo.log, browser.log, providers.log,
+# scripts.log, fuzz.log) and the steps' exit statuses (cargo, browser, providers,
+# scripts, fuzz). Returns 1 when anything failed.
 summary() {
-    local dir=$1 cargo_status=$2 browser_status=$3 scripts_status=$4 fuzz_status=$5
-    local tried blocked cp cf bp bf sp sf fp ff
+    local dir=$1 cargo_status=$2 browser_status=$3 providers_status=$4 scripts_status=$5 fuzz_status=$6
+    local tried blocked cp cf bp bf pp pf sp sf fp ff
     # Every test named `attack_…` tries one attack and passes only if the BFF blocked it.
     tried=$(grep -cE '^test [^ ]*::attack_[^ ]* \.\.\. ' "$dir/cargo.log" || true)
     blocked=$(grep -cE '^test [^ ]*::attack_[^ ]* \.\.\. ok$' "$dir/cargo.log" || true)
     read -r cp cf < <(counts cargo "$dir/cargo.log" "$cargo_status")
     read -r bp bf < <(counts browser "$dir/browser.log" "$browser_status")
+    read -r pp pf < <(counts providers "$dir/providers.log" "$providers_status")
     read -r sp sf < <(counts scripts "$dir/scripts.log" "$scripts_status")
     read -r fp ff < <(counts fuzz "$dir/fuzz.log" "$fuzz_status")
     echo
     printf 'security: %d attacks tried, %d blocked, %d not blocked\n' "$tried" "$blocked" "$((tried - blocked))"
     printf 'cargo: %d passed, %d failed\n' "$cp" "$cf"
     printf 'browser: %d passed, %d failed\n' "$bp" "$bf"
+    printf 'providers: %d passed, %d failed\n' "$pp" "$pf"
     printf 'scripts: %d passed, %d failed\n' "$sp" "$sf"
     printf 'fuzz: %d passed, %d failed\n' "$fp" "$ff"
-    printf 'total: %d passed, %d failed\n' "$((cp + bp + sp + fp))" "$((cf + bf + sf + ff))"
-    [ $((cf + bf + sf + ff)) -eq 0 ]
+    printf 'total: %d passed, %d failed\n' "$((cp + bp + pp + sp + fp))" "$((cf + bf + pf + sf + ff))"
+    [ $((cf + bf + pf + sf + ff)) -eq 0 ]
 }
 
 # Runs "$@" with its output shown and kept in the file $2; sets the variable named $1 to
@@ -125,6 +130,10 @@ main() {
     local browser_status
     logged browser_status "$logs/browser.log" bash tests/browser/run.sh
 
+    step "third-party providers (LemonLDAP::NG, Glewlwyd; tests/providers/run.sh)"
+    local providers_status
+    logged providers_status "$logs/providers.log" bash tests/providers/run.sh
+
     step "fuzzing (infra/fuzz.sh, ${FUZZ_SECONDS:-60} s per target; build output in the log, shown on failure)"
     local fuzz_status=0
     bash infra/fuzz.sh >"$logs/fuzz.log" 2>&1 || fuzz_status=$?
@@ -134,7 +143,7 @@ main() {
     fi
     grep -E '^(built in|fuzz [^ ]+ +(ok|FAILED))' "$logs/fuzz.log" || true
 
-    summary "$logs" "$cargo_status" "$browser_status" "$scripts_status" "$fuzz_status"
+    summary "$logs" "$cargo_status" "$browser_status" "$providers_status" "$scripts_status" "$fuzz_status"
 }
 
 # Sourced (by infra/check-scripts.sh), it only defines the functions.

@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const LOG_DIR = path.join(ROOT, 'target', 'browser-tests');
 
-function baseEnv() {
+export function baseEnv() {
   const env = Object.fromEntries(Object.entries(process.env)
     .filter(([name]) => !/^(BFF_|PROVIDER_|AWS_)/.test(name)));
   return { ...env, NO_COLOR: '1' };
@@ -64,7 +64,7 @@ async function startOtherOrigin(bffUrl) {
 }
 
 /** A port that was free a moment ago: bind port 0, read it, let it go. */
-async function freePort() {
+export async function freePort() {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -75,7 +75,7 @@ async function freePort() {
 }
 
 /** Resolves with the first line of `stream` starting with `prefix`, or rejects when `child` exits first. */
-function lineStartingWith(child, stream, prefix, name, timeoutMs = 30_000) {
+export function lineStartingWith(child, stream, prefix, name, timeoutMs = 30_000) {
   return new Promise((resolve, reject) => {
     let buffered = '';
     const timer = setTimeout(() => done(new Error(`${name} did not print ${prefix.trim()} within ${timeoutMs / 1000} s`)), timeoutMs);
@@ -98,7 +98,7 @@ function lineStartingWith(child, stream, prefix, name, timeoutMs = 30_000) {
   });
 }
 
-async function untilAnswering(url, child, name, timeoutMs = 30_000) {
+export async function untilAnswering(url, child, name, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -114,15 +114,16 @@ async function untilAnswering(url, child, name, timeoutMs = 30_000) {
   }
 }
 
-function logTo(child, file) {
-  const out = createWriteStream(path.join(LOG_DIR, file));
+export function logTo(child, file, dir = LOG_DIR) {
+  mkdirSync(dir, { recursive: true });
+  const out = createWriteStream(path.join(dir, file));
   child.stderr.pipe(out);
   child.stdout?.pipe(out, { end: false });
   return out;
 }
 
 /** Closes the child's stdin (its signal to stop) and waits for it to exit. */
-async function stopChild(child) {
+export async function stopChild(child) {
   child.stdin.end();
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
@@ -188,36 +189,74 @@ export async function startStack({ upstreamUrl } = {}) {
     const ready = JSON.parse(await lineStartingWith(provider, provider.stdout, 'READY ', 'the OpenID provider'));
     provider.stdout.resume();
 
-    const bin = path.resolve(ROOT, process.env.BFF_LOCAL_BIN || 'target/debug/bff-local');
-    // The watchdog: bff-local runs in the background; when this shell's stdin closes
-    // (the test process ended, however it ended), it is stopped.
-    const bff = spawn('/bin/sh', [
-      // (A background job's stdin is /dev/null unless redirected: hence fd 3.)
-      '-c', 'exec 3<&0; "$0" </dev/null & child=$!; (cat <&3 >/dev/null; kill -TERM $child 2>/dev/null) & exec 3<&-; wait $child',
-      bin,
-    ], {
-      cwd: ROOT,
-      stdio: ['pipe', 'pipe', 'pipe'],
+    const bff = await startBffLocal({
+      port: bffPort,
       env: {
-        ...baseEnv(),
         BFF_ISSUER: ready.issuer,
         BFF_CLIENT_ID: clientId,
         BFF_CLIENT_SECRET: clientSecret,
         BFF_PUBLIC_URL: baseUrl,
         ...apisEnv(ready.api, upstreamUrl),
-        BFF_LISTEN: `127.0.0.1:${bffPort}`,
         BFF_STATIC_DIR: path.join(ROOT, 'infra/demo'),
         BFF_ALLOWED_ORIGINS: otherOrigin,
         BFF_STORE: 'memory',
-        RUST_LOG: process.env.RUST_LOG || 'info',
       },
     });
-    logTo(bff, 'bff-local.log');
     children.push(bff);
-    await untilAnswering(`${baseUrl}/auth/me`, bff, `bff-local (${bin})`);
     return { baseUrl, otherOrigin, issuer: ready.issuer, api: ready.api, stop };
   } catch (err) {
     await stop();
+    throw err;
+  }
+}
+
+/**
+ * Starts bff-local (BFF_LOCAL_BIN, default target/debug/bff-local) on 127.0.0.1:`port`
+ * with `env` added to a clean environment, under a watchdog that stops it when the test
+ * process ends however it ends; its output goes to `log` in LOG_DIR. Resolves to the
+ * child (stop it with stopChild) once /auth/me answers.
+ */
+export async function startBffLocal({ port, env, log = 'bff-local.log', logDir = LOG_DIR }) {
+  const bin = path.resolve(ROOT, process.env.BFF_LOCAL_BIN || 'target/debug/bff-local');
+  // The watchdog: bff-local runs in the background; when this shell's stdin closes
+  // (the test process ended, however it ended), it is stopped.
+  const bff = spawn('/bin/sh', [
+    // (A background job's stdin is /dev/null unless redirected: hence fd 3.)
+    '-c', 'exec 3<&0; "$0" </dev/null & child=$!; (cat <&3 >/dev/null; kill -TERM $child 2>/dev/null) & exec 3<&-; wait $child',
+    bin,
+  ], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...baseEnv(), BFF_LISTEN: `127.0.0.1:${port}`, RUST_LOG: process.env.RUST_LOG || 'info', ...env },
+  });
+  logTo(bff, log, logDir);
+  try {
+    await untilAnswering(`http://127.0.0.1:${port}/auth/me`, bff, `bff-local (${bin})`);
+  } catch (err) {
+    await stopChild(bff);
+    throw err;
+  }
+  return bff;
+}
+
+/**
+ * Starts DynamoDB Local (infra/dynamodb-local.mjs, in memory, stopped when the test
+ * process ends). Resolves to `{ endpoint, child }`.
+ */
+export async function startDynamoDbLocal({ log = 'dynamodb-local.log', logDir = LOG_DIR } = {}) {
+  mkdirSync(logDir, { recursive: true });
+  const child = spawn(process.execPath, [path.join(ROOT, 'infra/dynamodb-local.mjs'), '--exit-on-stdin-close'], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: baseEnv(),
+  });
+  child.stderr.pipe(createWriteStream(path.join(logDir, log)));
+  try {
+    const ready = JSON.parse(await lineStartingWith(child, child.stdout, 'READY ', 'DynamoDB Local', 60_000));
+    child.stdout.resume();
+    return { endpoint: ready.endpoint, child };
+  } catch (err) {
+    await stopChild(child);
     throw err;
   }
 }
