@@ -355,6 +355,10 @@ impl From<CallbackError> for ErrorAnswer {
                 "the authorization response does not come from the configured identity provider",
             ),
             CallbackError::NoIdToken => Self::new(BAD_GATEWAY, "invalid_id_token", "the provider returned no ID token"),
+            // RFC 9470's code for an authentication weaker or older than asked.
+            CallbackError::Unmet(e) => {
+                Self::new(StatusCode::FORBIDDEN, "insufficient_user_authentication", e.to_string())
+            }
             CallbackError::Provider(e) => e.into(),
             CallbackError::Store(e) => e.into(),
         }

@@ -37,6 +37,12 @@ pub struct ProviderMetadata {
     /// PKCE methods, when advertised.
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// RFC 9126: where authorization requests are pushed, when the provider takes them.
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// RFC 9126: the provider accepts authorization requests only when pushed.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Client authentication at the token endpoint.
@@ -117,6 +123,10 @@ impl Oidc {
         for (name, endpoint) in [
             ("end_session_endpoint", &mut metadata.end_session_endpoint),
             ("revocation_endpoint", &mut metadata.revocation_endpoint),
+            (
+                "pushed_authorization_request_endpoint",
+                &mut metadata.pushed_authorization_request_endpoint,
+            ),
         ] {
             if let Some(url) = endpoint.as_deref()
                 && let Err(e) = check_endpoint(name, url, loopback_issuer)
@@ -209,6 +219,8 @@ mod tests {
             token_endpoint_auth_methods_supported: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
             authorization_response_iss_parameter_supported: false,
             code_challenge_methods_supported: None,
+            pushed_authorization_request_endpoint: None,
+            require_pushed_authorization_requests: false,
         }
     }
 
