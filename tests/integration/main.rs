@@ -9,6 +9,7 @@ mod cold_start;
 mod faults;
 mod flow;
 mod lifecycle;
+mod login_options;
 mod logout_all;
 mod logs;
 mod metrics;
