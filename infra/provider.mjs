@@ -22,6 +22,9 @@
 //   PROVIDER_CONFORM_ID_TOKEN_CLAIMS=1 profile and email claims only from userinfo, not in
 //                                      the ID token (as OIDC Core §5.4 has it, and as many
 //                                      providers do)
+//   PROVIDER_PAR                       pushed authorization requests (RFC 9126): `off`
+//                                      (the default), `on` (advertised and accepted) or
+//                                      `required` (authorization requests only when pushed)
 //   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
 //
 // Any login name with any password signs in; the account's claims are derived
@@ -30,6 +33,11 @@
 // Clients registered with `userinfo_signed_response_alg` get signed userinfo answers
 // (application/jwt); `id_token_signed_response_alg` may also be HS256 or HS512 (a
 // provider's HMAC default, which relying parties should refuse).
+//
+// Authentication context: when a login asks for `acr_values`, the sign-in is taken to
+// meet the first one the provider knows (urn:bff:loa:1, urn:bff:loa:2), except for login
+// names starting with `weak`, whose sign-in is only urn:bff:loa:1 (a provider may answer
+// with a lower level than asked: OIDC Core treats `acr_values` as a wish).
 //
 // With `--api-port` a demo resource API runs next to the provider and answers a
 // small JSON description of each call, with the audience and scope of the token it
@@ -231,8 +239,24 @@ const jwk = signingKey();
 // would against the provider's JWKS.
 const verifyKey = crypto.createPublicKey({ key: jwk, format: 'jwk' });
 
+const par = process.env.PROVIDER_PAR ?? 'off';
+if (!['off', 'on', 'required'].includes(par)) {
+  fail(`PROVIDER_PAR must be off, on or required, got ${JSON.stringify(par)}`);
+}
+
+const ACR_VALUES = ['urn:bff:loa:1', 'urn:bff:loa:2'];
+
+/** The `acr` of a sign-in by `accountId` for a login that asked for `requested`. */
+function acrFor(accountId, requested) {
+  const asked = String(requested ?? '').split(' ').filter((v) => ACR_VALUES.includes(v));
+  if (!requested) return undefined;
+  if (String(accountId).startsWith('weak')) return ACR_VALUES[0];
+  return asked[0] ?? ACR_VALUES[0];
+}
+
 const configuration = {
   clients: staticClients(),
+  acrValues: ACR_VALUES,
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   findAccount,
@@ -285,6 +309,11 @@ const configuration = {
     userinfo: { enabled: true },
     jwtUserinfo: { enabled: true },
     clientCredentials: { enabled: true },
+    // Off unless asked for, so suites that read `state` from the authorization URL see it.
+    pushedAuthorizationRequests: {
+      enabled: par !== 'off',
+      requirePushedAuthorizationRequests: par === 'required',
+    },
     // RFC 8707: any `https://<name>.example` resource is an API here; its tokens are
     // JWTs whose `aud` is the resource, so an upstream can tell which one it got.
     resourceIndicators: {
@@ -343,6 +372,18 @@ try {
 } catch (err) {
   fail(`configuration rejected: ${err.message}`);
 }
+
+// The dev interactions sign in without an authentication context; add the one the
+// login asked for (see acrFor) so relying parties can check `acr`.
+const interactionFinished = provider.interactionFinished.bind(provider);
+provider.interactionFinished = async (req, res, result, options) => {
+  if (result?.login) {
+    const { params } = await provider.interactionDetails(req, res);
+    const acr = acrFor(result.login.accountId, params.acr_values);
+    if (acr) result.login.acr = acr;
+  }
+  return interactionFinished(req, res, result, options);
+};
 
 if (opts.testHooks) {
   provider.on('grant.success', (ctx) => {

@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bff::App;
+use bff::domain::login_options::LoginOptions;
 use bff::domain::secret::PkceVerifier;
 use bff::http::body::ResponseBody;
 use bff::http::router::{self, Function};
+use bff::oidc::AuthorizationRequest;
 use bff::platform::config::Config;
 use bff::store::memory::MemoryStore;
 use bff::store::session_key;
@@ -275,9 +277,16 @@ async fn pending_callback(app: &App, user: &str) -> Request {
 /// provider walked from the BFF's own authorization URL, without the login handler.
 async fn fresh_code(app: &App, nonce: &str, user: &str) -> (String, PkceVerifier) {
     let verifier = PkceVerifier::generate();
+    let options = LoginOptions::default();
+    let request = AuthorizationRequest {
+        state: "bench-state",
+        nonce,
+        verifier: &verifier,
+        options: &options,
+    };
     let url = app
         .oidc
-        .authorization_url(&app.config, "bench-state", nonce, &verifier)
+        .authorization_url(&app.config, &request)
         .await
         .expect("authorization URL");
     let callback = Browser::new()

@@ -113,6 +113,8 @@ fn check_callback(harness: &Harness, req: Request) {
             return_to: "/".to_owned(),
             expires_at: app.clock.now() + 600,
             replaces_session: None,
+            requirements: Default::default(),
+            silent: false,
         };
         let key = StoreKey::transaction(&hash(STARTED_STATE));
         let _ = app.store.put_transaction(&key, &tx).await;

@@ -58,14 +58,39 @@ export class UnauthorizedError extends BffError {
   readonly status: 401;
 }
 
+/** What a login may ask of the provider; the BFF validates each and refuses any other. */
+export interface LoginOptions {
+  prompt?: 'none' | 'login' | 'consent' | 'select_account' | 'create' | string;
+  login_hint?: string;
+  /** Seconds: the ID token's `auth_time` must be at most this old. */
+  max_age?: number;
+  /** Space-separated; the ID token's `acr` must be one of them. */
+  acr_values?: string;
+  ui_locales?: string;
+  /** Auth0 Organizations: an organization id or name. */
+  organization?: string;
+}
+
 /**
  * The URL that starts a login and comes back to `returnTo`: a path on the BFF's origin
  * (`/orders?x=1`) or an absolute URL of an allowed origin. Default: the current page.
  */
-export function loginUrl(returnTo?: string): string;
+export function loginUrl(returnTo?: string, options?: LoginOptions): string;
 
-/** Starts a login by navigating to the provider; comes back to `returnTo` (default: the current page). */
-export function login(returnTo?: string): void;
+/**
+ * Starts a login by navigating to the provider; comes back to `returnTo` (default: the
+ * current page). With `acr_values` (and `prompt: 'login'`) it is a step-up: the current
+ * session stays until the new one exists.
+ */
+export function login(returnTo?: string, options?: LoginOptions): void;
+
+/**
+ * A silent login (`prompt=none`). Navigates away and returns `null`; or, when the current
+ * page is the answer of a silent login the provider could not complete, returns its code
+ * (`login_required`, `consent_required`, `interaction_required`) and removes it from the
+ * address bar.
+ */
+export function trySilentLogin(returnTo?: string): 'login_required' | 'consent_required' | 'interaction_required' | null;
 
 /** The logged-in user, or `null` when nobody is (401). Throws `BffError` on other failures. */
 export function me(): Promise<Me | null>;

@@ -4,6 +4,9 @@
 //
 //   const user = await me();                 // the ID-token claims, or null when logged out
 //   if (!user) login();                      // navigates to /auth/login?returnTo=<this page>
+//   if (!user) trySilentLogin();             // prompt=none: back logged in, or back with
+//                                            // ?error=login_required (returned by the next call)
+//   login(undefined, { acr_values: 'urn:example:loa:2', prompt: 'login' });  // step-up
 //   const res = await fetchApi('/orders');   // GET /api/orders with the session cookie and X-CSRF
 //                                            // (throws UnauthorizedError when the session ended;
 //                                            // the API's own 401 comes back as a Response)
@@ -64,14 +67,52 @@ function currentPage() {
   return onSameOrigin() ? `${pathname}${search}${hash}` : href;
 }
 
-/** The URL that starts a login and comes back to `returnTo` (default: this page). */
-export function loginUrl(returnTo = currentPage()) {
-  return `${base}/auth/login?returnTo=${encodeURIComponent(returnTo)}`;
+/** Login options the BFF passes to the provider; it refuses any other with 400. */
+const LOGIN_OPTIONS = ['prompt', 'login_hint', 'max_age', 'acr_values', 'ui_locales', 'organization'];
+
+/**
+ * The URL that starts a login and comes back to `returnTo` (default: this page), with
+ * `options` (`{ prompt, login_hint, max_age, acr_values, ui_locales, organization }`).
+ */
+export function loginUrl(returnTo = currentPage(), options = {}) {
+  const params = new URLSearchParams({ returnTo });
+  for (const [name, value] of Object.entries(options ?? {})) {
+    if (!LOGIN_OPTIONS.includes(name)) throw new TypeError(`unknown login option ${JSON.stringify(name)}`);
+    if (value !== undefined && value !== null) params.append(name, String(value));
+  }
+  return `${base}/auth/login?${params}`;
 }
 
-/** Starts a login: navigates to the provider, which comes back to `returnTo` (default: this page). */
-export function login(returnTo) {
-  window.location.assign(loginUrl(returnTo));
+/**
+ * Starts a login: navigates to the provider, which comes back to `returnTo` (default: this
+ * page). With `{ acr_values, prompt: 'login' }` it is a step-up: the current session stays
+ * until the new one exists.
+ */
+export function login(returnTo, options) {
+  window.location.assign(loginUrl(returnTo, options));
+}
+
+/** The provider errors a silent login comes back with. */
+const SILENT_LOGIN_ERRORS = new Set(['login_required', 'consent_required', 'interaction_required']);
+
+/**
+ * A silent login (`prompt=none`): when the provider still has a session, the browser comes
+ * back to `returnTo` logged in, without a page; when it has none (or needs the user), it
+ * comes back with `?error=login_required` (`consent_required`, `interaction_required`)
+ * and no session. When this page is that answer, returns the code (and removes it from the
+ * address bar) instead of trying again, so a page calling it on load never loops;
+ * otherwise navigates away and returns null.
+ */
+export function trySilentLogin(returnTo) {
+  const url = new URL(window.location.href);
+  const error = url.searchParams.get('error');
+  if (SILENT_LOGIN_ERRORS.has(error)) {
+    url.searchParams.delete('error');
+    window.history.replaceState(window.history.state, '', url);
+    return error;
+  }
+  login(returnTo, { prompt: 'none' });
+  return null;
 }
 
 /**

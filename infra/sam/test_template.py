@@ -28,12 +28,12 @@ TEMPLATE_PATH = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yam
 # GetItem, the index lookups are Query. Every function reads discovery or JWKS through the
 # store's document cache (get_document, put_document). Every function seals or opens
 # tokens, so every one reads the token keys; only those that authenticate at the
-# provider's token or revocation endpoint read the client secret.
+# provider's token, pushed-authorization or revocation endpoint read the client secret.
 FUNCTIONS = {
     "LoginFunction": {
         "binary": "bff-login",
         "table_actions": {"dynamodb:GetItem", "dynamodb:PutItem"},
-        "secrets": {"TokenKeysArn", "OriginVerifySecret"},
+        "secrets": {"ClientSecretArn", "TokenKeysArn", "OriginVerifySecret"},
     },
     "CallbackFunction": {
         "binary": "bff-callback",

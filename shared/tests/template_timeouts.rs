@@ -45,9 +45,10 @@ fn keys() -> Duration {
     document() + JWKS_REFETCH_INTERVAL + PROVIDER + STORE
 }
 
-/// `GET /auth/login`: discovery, then the transaction written.
+/// `GET /auth/login`: discovery, the pushed authorization request (RFC 9126), then the
+/// transaction written.
 fn login() -> Duration {
-    discovery() + STORE
+    discovery() + PROVIDER + STORE
 }
 
 /// `GET /auth/callback`: the transaction taken, discovery (the `iss` check), the code

@@ -12,6 +12,7 @@ mod faults;
 mod faults_refresh;
 mod flow;
 mod lifecycle;
+mod login_options;
 mod logout_all;
 mod logs;
 mod metrics;

@@ -123,6 +123,8 @@ async fn item_past_its_ttl_that_dynamodb_still_returns_reads_as_absent() {
         return_to: "/".into(),
         expires_at: now - 60,
         replaces_session: None,
+        requirements: Default::default(),
+        silent: false,
     };
     let tx_key = StoreKey::transaction(&hash(&random_token(32)));
     put_raw(

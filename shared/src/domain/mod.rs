@@ -7,6 +7,7 @@
 pub mod claims;
 pub mod clock;
 pub mod forwarding;
+pub mod login_options;
 pub mod return_to;
 pub mod routes;
 pub mod secret;

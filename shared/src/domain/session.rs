@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::login_options::AuthRequirements;
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
 
@@ -36,6 +37,15 @@ pub struct LoginTransaction {
     /// session cookie, so the session a new login replaces is recorded here.
     #[serde(default)]
     pub replaces_session: Option<String>,
+    /// What the login asked of the authentication (`max_age`, `acr_values`), checked in
+    /// the ID token.
+    #[serde(default)]
+    pub requirements: AuthRequirements,
+    /// A silent login (`prompt=none`): the provider's `login_required`,
+    /// `consent_required` or `interaction_required` sends the browser back to
+    /// `return_to` with the code.
+    #[serde(default)]
+    pub silent: bool,
 }
 
 impl LoginTransaction {
@@ -47,6 +57,8 @@ impl LoginTransaction {
             return_to: self.return_to.clone(),
             expires_at: self.expires_at,
             replaces_session: self.replaces_session.clone(),
+            requirements: self.requirements.clone(),
+            silent: self.silent,
         }
     }
 }

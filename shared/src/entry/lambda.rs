@@ -22,7 +22,7 @@ use crate::http::error::ErrorAnswer;
 use crate::http::origin_verify::{self, OriginVerify};
 use crate::http::router::{self, Function, route_name};
 use crate::platform::aws;
-use crate::platform::config::{Config, ConfigError};
+use crate::platform::config::{Config, ConfigError, ParMode};
 use crate::platform::logging::{exit_on_startup_error, init_tracing_json};
 use crate::platform::secrets_manager::{self, SECRET_VARIABLES, SecretsManager};
 use crate::platform::{metrics, trace_scope};
@@ -37,9 +37,12 @@ pub struct Needs {
     /// The function forwards API calls, so `BFF_UPSTREAM_URL` is required.
     pub upstream: bool,
     /// The function authenticates at the provider's token endpoint, so the client secret
-    /// is required. A function that never does (login, back-channel logout) is deployed
-    /// without access to it.
+    /// is required. A function that never does (back-channel logout) is deployed without
+    /// access to it.
     pub client_secret: bool,
+    /// The function pushes authorization requests (RFC 9126), authenticated as at the
+    /// token endpoint: it needs the client secret unless `BFF_PAR=off`.
+    pub pushes_requests: bool,
 }
 
 impl Default for Needs {
@@ -48,6 +51,7 @@ impl Default for Needs {
         Self {
             upstream: false,
             client_secret: true,
+            pushes_requests: false,
         }
     }
 }
@@ -56,7 +60,12 @@ impl Needs {
     /// What `function` needs.
     pub fn of(function: Function) -> Self {
         match function {
-            Function::Login | Function::Backchannel => Self {
+            Function::Login => Self {
+                client_secret: false,
+                pushes_requests: true,
+                ..Self::default()
+            },
+            Function::Backchannel => Self {
                 client_secret: false,
                 ..Self::default()
             },
@@ -107,6 +116,11 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
     }
     let store = DynamoStore::new(dynamodb::client(&sdk), config.table.clone());
     let mut app = App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e));
+    if needs.pushes_requests
+        && let Err(e) = app.oidc.check_par_setting(&app.config).await
+    {
+        exit_on_startup_error(e);
+    }
     // One EMF line per invocation: CloudWatch Logs turns them into metrics.
     app.emf_lines = app.config.metrics;
     ColdStart {
@@ -120,7 +134,7 @@ fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
     if needs.upstream {
         config.require_routes()?;
     }
-    if needs.client_secret {
+    if needs.client_secret || (needs.pushes_requests && config.par != ParMode::Off) {
         config.require_client_secret()?;
     }
     // Every function shares the table, so every instance must seal and open tokens with the
@@ -239,12 +253,13 @@ mod tests {
 
     #[test]
     fn only_a_function_that_needs_no_client_secret_starts_without_one() {
-        let load = |secret: Option<&str>| {
+        let load_par = |secret: Option<&str>, par: Option<&str>| {
             Config::from_lookup(|name| {
                 match name {
                     "BFF_ISSUER" => Some("https://id.example.com"),
                     "BFF_CLIENT_ID" => Some("client"),
                     "BFF_CLIENT_SECRET" => secret,
+                    "BFF_PAR" => par,
                     "BFF_PUBLIC_URL" => Some("https://app.example.com"),
                     "BFF_TOKEN_KEYS" => Some("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
                     _ => None,
@@ -253,8 +268,21 @@ mod tests {
             })
             .expect("valid configuration")
         };
+        let load = |secret| load_par(secret, Some("off"));
+        // The login pushes authorization requests, authenticated, unless PAR is off.
         let login = Needs::of(Function::Login);
         assert_eq!(check_needs(login, &load(None)), Ok(()));
+        for par in [None, Some("auto"), Some("on")] {
+            assert_eq!(
+                check_needs(login, &load_par(None, par)),
+                Err(ConfigError::Missing("BFF_CLIENT_SECRET"))
+            );
+            assert_eq!(check_needs(login, &load_par(Some("s3cret"), par)), Ok(()));
+        }
+        assert_eq!(
+            check_needs(Needs::of(Function::Backchannel), &load_par(None, None)),
+            Ok(())
+        );
         assert_eq!(
             check_needs(Needs::default(), &load(None)),
             Err(ConfigError::Missing("BFF_CLIENT_SECRET"))

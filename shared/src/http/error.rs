@@ -397,6 +397,10 @@ impl From<CallbackError> for ErrorAnswer {
                 "the identity provider's userinfo endpoint described another user than the ID token; \
                  check the provider's subject (sub) settings for this client",
             ),
+            // RFC 9470's code for an authentication weaker or older than asked.
+            CallbackError::Unmet(e) => {
+                Self::new(StatusCode::FORBIDDEN, "insufficient_user_authentication", e.to_string())
+            }
             CallbackError::Provider(e) => e.into(),
             CallbackError::Store(e) => e.into(),
         }

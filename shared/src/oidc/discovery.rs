@@ -40,6 +40,12 @@ pub struct ProviderMetadata {
     /// PKCE methods, when advertised.
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// RFC 9126: where authorization requests are pushed, when the provider takes them.
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// RFC 9126: the provider accepts authorization requests only when pushed.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Client authentication at the token endpoint.
@@ -121,6 +127,10 @@ impl Oidc {
             ("end_session_endpoint", &mut metadata.end_session_endpoint),
             ("revocation_endpoint", &mut metadata.revocation_endpoint),
             ("userinfo_endpoint", &mut metadata.userinfo_endpoint),
+            (
+                "pushed_authorization_request_endpoint",
+                &mut metadata.pushed_authorization_request_endpoint,
+            ),
         ] {
             if let Some(url) = endpoint.as_deref()
                 && let Err(e) = check_endpoint(name, url, loopback_issuer)
@@ -214,6 +224,8 @@ mod tests {
             token_endpoint_auth_methods_supported: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
             authorization_response_iss_parameter_supported: false,
             code_challenge_methods_supported: None,
+            pushed_authorization_request_endpoint: None,
+            require_pushed_authorization_requests: false,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The token endpoint's grants: the authorization request URL, the code exchange and
-//! the refresh grant.
+//! The token endpoint's grants: the authorization request (pushed or in the URL), the
+//! code exchange and the refresh grant.
 
 use openidconnect::core::CoreTokenResponse;
 use openidconnect::core::CoreTokenType as BasicTokenType;
@@ -8,12 +8,49 @@ use openidconnect::{
 };
 use url::Url;
 
-use super::{Oidc, OidcError, transport_error};
+use super::{ClientAuth, Oidc, OidcError, ProviderMetadata, transport_error};
+use crate::domain::login_options::LoginOptions;
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
 use crate::domain::trace::TRACEPARENT;
-use crate::platform::config::Config;
+use crate::platform::config::{Config, ParMode};
 use crate::platform::trace_scope::current_traceparent;
+
+/// What one login's authorization request carries besides the configuration.
+#[derive(Debug)]
+pub struct AuthorizationRequest<'a> {
+    /// The `state` the browser brings back.
+    pub state: &'a str,
+    /// The `nonce` the ID token must carry.
+    pub nonce: &'a str,
+    /// The PKCE verifier whose S256 challenge is sent.
+    pub verifier: &'a PkceVerifier,
+    /// The login options (the front end's, over the configured defaults).
+    pub options: &'a LoginOptions,
+}
+
+/// Where to push the authorization request, or `None` to send it in the URL: `BFF_PAR`
+/// and discovery decide. A provider that requires pushed requests gets them whatever
+/// `BFF_PAR` says short of `off`; `on` with a provider that takes none, and `off` with
+/// one that requires them, are refused with a line naming `BFF_PAR`.
+pub fn par_endpoint(mode: ParMode, metadata: &ProviderMetadata) -> Result<Option<&str>, OidcError> {
+    let endpoint = metadata.pushed_authorization_request_endpoint.as_deref();
+    match (mode, endpoint) {
+        (ParMode::Off, _) if metadata.require_pushed_authorization_requests => Err(OidcError::Discovery(
+            "BFF_PAR=off, but the provider requires pushed authorization requests".into(),
+        )),
+        (ParMode::Off, _) => Ok(None),
+        (_, Some(endpoint)) => Ok(Some(endpoint)),
+        (ParMode::On, None) => Err(OidcError::Discovery(
+            "BFF_PAR=on, but the provider's discovery has no usable pushed_authorization_request_endpoint".into(),
+        )),
+        (ParMode::Auto, None) if metadata.require_pushed_authorization_requests => Err(OidcError::Discovery(
+            "the provider requires pushed authorization requests but has no usable pushed_authorization_request_endpoint"
+                .into(),
+        )),
+        (ParMode::Auto, None) => Ok(None),
+    }
+}
 
 /// Tokens from one token-endpoint answer.
 #[derive(Debug)]
@@ -29,39 +66,102 @@ pub struct TokenSet {
 }
 
 impl Oidc {
-    /// The authorization request URL for one login.
+    /// Where to send the browser for one login. With pushed authorization requests
+    /// (RFC 9126, per `BFF_PAR` and discovery) the request is posted to the provider,
+    /// authenticated as at the token endpoint, and the URL carries only `client_id` and
+    /// the `request_uri` it answered: no `state`, `nonce`, PKCE challenge or scope in the
+    /// browser's address bar, history or logs. Otherwise the URL carries the request.
     pub async fn authorization_url(
         &self,
         config: &Config,
-        state: &str,
-        nonce: &str,
-        verifier: &PkceVerifier,
+        request: &AuthorizationRequest<'_>,
     ) -> Result<String, OidcError> {
         let metadata = self.metadata().await?;
         let mut url = Url::parse(&metadata.authorization_endpoint).map_err(|e| OidcError::Discovery(e.to_string()))?;
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("response_type", "code")
-                .append_pair("client_id", &self.client_id)
-                .append_pair("redirect_uri", &self.redirect_uri)
-                .append_pair("scope", &config.scopes.join(" "))
-                .append_pair("state", state)
-                .append_pair("nonce", nonce)
-                .append_pair("code_challenge", &verifier.s256_challenge())
-                .append_pair("code_challenge_method", "S256");
-            for (key, value) in &config.auth_params {
-                query.append_pair(key, value);
+        let params = self.authorization_params(config, request);
+        match par_endpoint(config.par, metadata)? {
+            Some(endpoint) => {
+                let request_uri = self.push(endpoint, metadata.client_auth(), params).await?;
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.client_id)
+                    .append_pair("request_uri", &request_uri);
             }
-            // The grant must cover the resources that routes' tokens will be asked for.
-            for resource in config.routes.user_resources() {
-                let listed = config.auth_params.iter().any(|(k, v)| k == "resource" && v == resource);
-                if !listed {
-                    query.append_pair("resource", resource);
-                }
+            None => {
+                url.query_pairs_mut().extend_pairs(params);
             }
         }
         Ok(url.into())
+    }
+
+    /// With `BFF_PAR=on` (or `off`), whether the provider's discovery agrees: checked at
+    /// start-up, so a provider without pushed requests stops the process with one line
+    /// naming `BFF_PAR`. A provider that cannot be reached now is not refused here (each
+    /// login checks again); only a discovery document that contradicts the setting is.
+    pub async fn check_par_setting(&self, config: &Config) -> Result<(), OidcError> {
+        if config.par == ParMode::Auto {
+            return Ok(());
+        }
+        match self.metadata().await {
+            Ok(metadata) => par_endpoint(config.par, metadata).map(|_| ()),
+            Err(e) => {
+                tracing::warn!(error = %e, "BFF_PAR not checked at start-up: no discovery yet");
+                Ok(())
+            }
+        }
+    }
+
+    /// The parameters of one authorization request, in order.
+    fn authorization_params(&self, config: &Config, request: &AuthorizationRequest<'_>) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = [
+            ("response_type", "code".to_owned()),
+            ("client_id", self.client_id.clone()),
+            ("redirect_uri", self.redirect_uri.clone()),
+            ("scope", config.scopes.join(" ")),
+            ("state", request.state.to_owned()),
+            ("nonce", request.nonce.to_owned()),
+            ("code_challenge", request.verifier.s256_challenge()),
+            ("code_challenge_method", "S256".to_owned()),
+        ]
+        .into_iter()
+        .chain(request.options.params())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        params.extend(config.auth_params.iter().cloned());
+        // The grant must cover the resources that routes' tokens will be asked for.
+        for resource in config.routes.user_resources() {
+            let listed = config.auth_params.iter().any(|(k, v)| k == "resource" && v == resource);
+            if !listed {
+                params.push(("resource".to_owned(), resource.to_owned()));
+            }
+        }
+        params
+    }
+
+    /// Pushes an authorization request (RFC 9126 2.1); returns the `request_uri`.
+    async fn push(&self, endpoint: &str, auth: ClientAuth, params: Vec<(String, String)>) -> Result<String, OidcError> {
+        let response = self
+            .authenticated_post(endpoint, auth, params)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(match body["error"].as_str() {
+                Some(error) => OidcError::Rejected {
+                    error: error.chars().take(64).collect(),
+                },
+                None => OidcError::BadResponse(format!("the pushed authorization request answered {status}")),
+            });
+        }
+        match body["request_uri"].as_str() {
+            Some(uri) if !uri.is_empty() && uri.len() <= 2048 && !uri.chars().any(char::is_control) => {
+                Ok(uri.to_owned())
+            }
+            _ => Err(OidcError::BadResponse(
+                "the pushed authorization request answered no usable request_uri".into(),
+            )),
+        }
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
@@ -186,6 +286,41 @@ fn check_token_type(token_type: &BasicTokenType) -> Result<(), OidcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metadata(endpoint: Option<&str>, required: bool) -> ProviderMetadata {
+        serde_json::from_value(serde_json::json!({
+            "issuer": "https://id", "authorization_endpoint": "https://id/auth",
+            "token_endpoint": "https://id/token", "jwks_uri": "https://id/jwks",
+            "pushed_authorization_request_endpoint": endpoint,
+            "require_pushed_authorization_requests": required,
+        }))
+        .expect("metadata")
+    }
+
+    #[test]
+    fn par_follows_the_setting_and_discovery() {
+        let par = Some("https://id/par");
+        let ok = |mode, endpoint, required| {
+            par_endpoint(mode, &metadata(endpoint, required))
+                .map(|found| found.map(str::to_owned))
+                .map_err(|e| e.to_string())
+        };
+        let par_owned = par.map(str::to_owned);
+        assert_eq!(ok(ParMode::Auto, par, false), Ok(par_owned.clone()));
+        assert_eq!(ok(ParMode::Auto, None, false), Ok(None));
+        assert_eq!(ok(ParMode::On, par, false), Ok(par_owned.clone()));
+        assert_eq!(ok(ParMode::Off, par, false), Ok(None));
+        assert_eq!(ok(ParMode::Auto, par, true), Ok(par_owned));
+        for (mode, endpoint, required) in [
+            (ParMode::On, None, false),
+            (ParMode::Off, par, true),
+            (ParMode::Auto, None, true),
+        ] {
+            let e = ok(mode, endpoint, required).expect_err("refused");
+            assert!(e.contains("pushed"), "{e}");
+        }
+        assert!(ok(ParMode::On, None, false).expect_err("on").contains("BFF_PAR=on"));
+    }
 
     #[test]
     fn only_bearer_tokens_in_any_case_are_used() {

@@ -2,7 +2,9 @@
 //!
 //! [`Oidc`] holds the configuration, one HTTP client and the discovery and JWKS caches;
 //! its parts live in the child modules: [`discovery`], [`jwks`], [`grants`] (authorization
-//! URL, code and refresh grants), [`id_token`], [`userinfo`], [`logout_token`] and
+//! request, pushed or not, code and refresh grants), `client_auth` (one client
+//! authentication for pushed requests and revocation), [`id_token`], [`userinfo`],
+//! [`logout_token`] and
 //! [`logout_url`] (RP-initiated logout and revocation).
 //!
 //! Discovery and the JWKS are fetched lazily, once per process, and shared; a `kid` the
@@ -12,6 +14,7 @@
 //! token, a code, a verifier or the client secret, and knows nothing of HTTP requests
 //! from the browser or of sessions.
 
+mod client_auth;
 pub mod discovery;
 pub mod grants;
 pub mod id_token;
@@ -27,7 +30,7 @@ use openidconnect::core::{CoreClient, CoreJwsSigningAlgorithm};
 use openidconnect::{EndpointNotSet, EndpointSet};
 
 pub use discovery::{ClientAuth, ProviderMetadata, discovery_url};
-pub use grants::TokenSet;
+pub use grants::{AuthorizationRequest, TokenSet};
 pub use id_token::VerifiedClaims;
 pub use logout_token::{BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_MAX_AGE_SECS, LogoutClaims};
 pub use userinfo::UserinfoError;

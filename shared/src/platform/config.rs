@@ -10,6 +10,7 @@ use url::Url;
 
 use std::sync::Arc;
 
+use crate::domain::login_options::{LOGIN_OPTION_NAMES, LoginOptions};
 use crate::domain::return_to::validate_return_to;
 use crate::domain::routes::Routes;
 use crate::domain::secret::ClientSecret;
@@ -43,6 +44,17 @@ const RESERVED_AUTH_PARAMS: &[&str] = &[
     "request",
     "request_uri",
 ];
+
+/// Pushed authorization requests (RFC 9126), `BFF_PAR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParMode {
+    /// `auto` (the default): pushed when discovery advertises the endpoint.
+    Auto,
+    /// `off`: never pushed.
+    Off,
+    /// `on`: always pushed; a provider without the endpoint is refused.
+    On,
+}
 
 /// A configuration variable that is missing or malformed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,8 +101,14 @@ pub struct Config {
     pub routes: Routes,
     /// Scopes requested at login.
     pub scopes: Vec<String>,
-    /// Extra authorize parameters (`audience`, `resource`, ...), in order.
+    /// Extra authorize parameters (`audience`, `resource`, ...), in order; login options
+    /// among them are in `login_defaults` instead.
     pub auth_params: Vec<(String, String)>,
+    /// Login options (`prompt`, `acr_values`, ...) configured in `BFF_AUTH_PARAMS` for
+    /// every login, validated as a front end's are; a front end's own win.
+    pub login_defaults: LoginOptions,
+    /// Pushed authorization requests (`BFF_PAR`).
+    pub par: ParMode,
     /// Front-end origins allowed for CORS and absolute `returnTo`.
     pub allowed_origins: Vec<String>,
     /// DynamoDB table name.
@@ -151,9 +169,23 @@ impl Config {
             return Err(invalid("BFF_SCOPES", "must include openid"));
         }
 
-        let auth_params = match get("BFF_AUTH_PARAMS") {
+        let mut auth_params = match get("BFF_AUTH_PARAMS") {
             Some(raw) => parse_auth_params(&raw)?,
             None => Vec::new(),
+        };
+        let login_options: Vec<(String, String)> = auth_params
+            .iter()
+            .filter(|(k, _)| LOGIN_OPTION_NAMES.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let login_defaults = LoginOptions::from_query(&login_options).map_err(|e| invalid("BFF_AUTH_PARAMS", e))?;
+        auth_params.retain(|(k, _)| !LOGIN_OPTION_NAMES.contains(&k.as_str()));
+
+        let par = match get("BFF_PAR").as_deref() {
+            None | Some("auto") => ParMode::Auto,
+            Some("off") => ParMode::Off,
+            Some("on") => ParMode::On,
+            Some(_) => return Err(invalid("BFF_PAR", "must be `auto`, `off` or `on`")),
         };
 
         let allowed_origins = match get("BFF_ALLOWED_ORIGINS") {
@@ -232,6 +264,8 @@ impl Config {
             routes,
             scopes,
             auth_params,
+            login_defaults,
+            par,
             allowed_origins,
             table,
             session_idle_secs,
@@ -626,13 +660,30 @@ mod tests {
         let config = load(&[("BFF_AUTH_PARAMS", "audience=https%3A%2F%2Fapi.example.com&prompt=login")]).expect("ok");
         assert_eq!(
             config.auth_params,
-            [
-                ("audience".into(), "https://api.example.com".into()),
-                ("prompt".into(), "login".into())
-            ]
+            [("audience".into(), "https://api.example.com".into())]
         );
-        for bad in ["state=x", "code_challenge_method=plain", "nonce=1", "=x"] {
+        assert_eq!(config.login_defaults.prompt.as_deref(), Some("login"));
+        for bad in [
+            "state=x",
+            "code_challenge_method=plain",
+            "nonce=1",
+            "=x",
+            "prompt=admin",
+            "max_age=soon",
+            "prompt=login&prompt=none",
+        ] {
             assert!(load(&[("BFF_AUTH_PARAMS", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn par_is_auto_by_default_and_its_bad_values_stop_start_up() {
+        assert_eq!(load(&[]).expect("default").par, ParMode::Auto);
+        assert_eq!(load(&[("BFF_PAR", "off")]).expect("off").par, ParMode::Off);
+        assert_eq!(load(&[("BFF_PAR", "on")]).expect("on").par, ParMode::On);
+        for bad in ["yes", "true", "ON", "required"] {
+            let e = load(&[("BFF_PAR", bad)]).expect_err(bad);
+            assert!(e.to_string().starts_with("BFF_PAR is invalid"), "{e}");
         }
     }
 

@@ -1,11 +1,13 @@
 //! Finishing the grant: the transaction is consumed exactly once (atomic
 //! delete-and-return), then RFC 9207 `iss`, the code exchange with the PKCE verifier,
-//! full ID-token validation, userinfo when the ID token lacks the profile (see
-//! [`fetch_userinfo`]), and a brand-new session. A new login ends the browser's previous
-//! session in the store, not only in its cookie.
+//! full ID-token validation (with the `max_age` and `acr_values` the login asked),
+//! userinfo when the ID token lacks the profile (see [`fetch_userinfo`]), and a brand-new
+//! session. A new login ends the browser's previous session in the store, not only in its
+//! cookie, and only once the new one exists.
 
 use super::Deps;
 use crate::domain::claims::{lacks_requested_claims, userinfo_claims};
+use crate::domain::login_options::{SILENT_LOGIN_ERRORS, UnmetRequirement};
 use crate::domain::secret::{AccessToken, SessionId, hash};
 use crate::domain::session::{LoginTransaction, SessionRecord, browser_family, new_expiries};
 use crate::oidc::{OidcError, UserinfoError, VerifiedClaims};
@@ -41,6 +43,9 @@ pub enum CallbackError {
     /// RFC 9207: `iss` is missing though advertised, or names another issuer.
     #[error("the authorization response names another issuer")]
     WrongIssuer,
+    /// The ID token does not show what the login asked (`max_age`, `acr_values`).
+    #[error("the authentication does not meet the login's requirements: {0}")]
+    Unmet(#[from] UnmetRequirement),
     /// The token response carries no ID token.
     #[error("no ID token")]
     NoIdToken,
@@ -87,6 +92,15 @@ pub fn provider_reported(error: &str, description: &str) -> CallbackError {
     }
 }
 
+/// The code of a provider error that ends a silent login (`prompt=none`) by sending the
+/// browser back to the application, when `error` is one and `tx` was silent.
+pub fn silent_failure(tx: &LoginTransaction, error: &str) -> Option<&'static str> {
+    if !tx.silent {
+        return None;
+    }
+    SILENT_LOGIN_ERRORS.iter().copied().find(|code| *code == error)
+}
+
 /// Redeems `code` for the login `tx` and creates the session; ends the session the
 /// browser held when the login started, and `previous` (the one it presents now). Of
 /// the browser's `user_agent` the session keeps only its family.
@@ -104,6 +118,9 @@ pub async fn complete(
     let now = deps.clock.now();
     let id_token = tokens.id_token.ok_or(CallbackError::NoIdToken)?;
     let verified = deps.oidc.verify_id_token(&id_token, Some(&tx.nonce), now).await?;
+    // OIDC Core 3.1.3.7 steps 11-13: what was asked must show in the token; until then
+    // the browser's current session stays as it is (a failed step-up loses nothing).
+    tx.requirements.check(&verified.claims, now)?;
     let userinfo = fetch_userinfo(deps, &tokens.access_token, &verified, now).await?;
 
     let (expires_at, idle_expires_at) = new_expiries(now, deps.config.session_idle_secs, deps.config.session_max_secs);

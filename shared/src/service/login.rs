@@ -1,11 +1,14 @@
 //! Starting the Authorization Code Grant: fresh `state` and `nonce` (256 bits each) and a
-//! PKCE S256 verifier; the transaction (verifier, nonce, returnTo) goes to the store under
-//! the hash of `state`, never under `state` itself.
+//! PKCE S256 verifier; the transaction (verifier, nonce, returnTo, what the login asked of
+//! the authentication) goes to the store under the hash of `state`, never under `state`
+//! itself. The browser's current session is untouched here: a step-up or silent login
+//! that fails leaves it as it was.
 
 use super::Deps;
+use crate::domain::login_options::LoginOptions;
 use crate::domain::secret::{PkceVerifier, SessionId, hash, random_token};
 use crate::domain::session::LoginTransaction;
-use crate::oidc::OidcError;
+use crate::oidc::{AuthorizationRequest, OidcError};
 use crate::store::{StoreError, StoreKey};
 
 /// Lifetime of a login transaction and of its cookie, in seconds: how long a login may
@@ -32,22 +35,33 @@ pub enum LoginError {
     Store(#[from] StoreError),
 }
 
-/// Starts a login that returns to `return_to` (already validated) and replaces the
-/// browser's session `current`, if any, once it completes.
-pub async fn start(deps: &Deps<'_>, return_to: String, current: Option<SessionId>) -> Result<LoginStarted, LoginError> {
+/// Starts a login with `options` (validated) that returns to `return_to` (validated) and
+/// replaces the browser's session `current`, if any, once it completes.
+pub async fn start(
+    deps: &Deps<'_>,
+    return_to: String,
+    options: LoginOptions,
+    current: Option<SessionId>,
+) -> Result<LoginStarted, LoginError> {
     let state = random_token(32);
     let nonce = random_token(32);
     let verifier = PkceVerifier::generate();
-    let location = deps
-        .oidc
-        .authorization_url(deps.config, &state, &nonce, &verifier)
-        .await?;
+    let options = options.or(&deps.config.login_defaults);
+    let request = AuthorizationRequest {
+        state: &state,
+        nonce: &nonce,
+        verifier: &verifier,
+        options: &options,
+    };
+    let location = deps.oidc.authorization_url(deps.config, &request).await?;
     let tx = LoginTransaction {
         pkce_verifier: verifier,
         nonce,
         return_to,
         expires_at: deps.clock.now() + LOGIN_TX_SECS,
         replaces_session: current.map(|id| id.hashed()),
+        requirements: options.requirements(),
+        silent: options.is_silent(),
     };
     deps.store
         .put_transaction(&StoreKey::transaction(&hash(&state)), &tx)

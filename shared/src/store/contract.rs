@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::future::join_all;
 
 use super::{LoginTransaction, RefreshLease, SessionRecord, Store, StoreError, StoreKey};
+use crate::domain::login_options::AuthRequirements;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken, hash, random_token};
 
 /// How many callers race for the same transaction in the concurrency check.
@@ -439,6 +440,11 @@ fn transaction(expires_at: i64) -> LoginTransaction {
         return_to: format!("/app/{}", random_token(6)),
         expires_at,
         replaces_session: Some(random_token(8)),
+        requirements: AuthRequirements {
+            max_age: Some(60),
+            acr_values: Some(vec!["urn:example:loa:2".into()]),
+        },
+        silent: true,
     }
 }
 
@@ -485,6 +491,8 @@ fn assert_same_transaction(actual: &LoginTransaction, expected: &LoginTransactio
         actual.replaces_session, expected.replaces_session,
         "replaces_session differs"
     );
+    assert_eq!(actual.requirements, expected.requirements, "requirements differ");
+    assert_eq!(actual.silent, expected.silent, "silent differs");
 }
 
 fn assert_same_session(actual: &SessionRecord, expected: &SessionRecord) {

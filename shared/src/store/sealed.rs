@@ -540,6 +540,8 @@ mod tests {
             return_to: "/".into(),
             expires_at: i64::MAX / 2,
             replaces_session: None,
+            requirements: Default::default(),
+            silent: false,
         };
         sealed.put_transaction(&key, &tx).await.expect("put");
         let copy = StoreKey::transaction("t2");

@@ -89,12 +89,36 @@ impl Browser {
             }
             assert_eq!(response.status(), StatusCode::OK, "unexpected provider answer at {url}");
             let page = response.text().await.expect("provider page");
+            // Signing in as another account ends the provider's current session first: a
+            // form a real browser submits by script.
+            if let Some(xsrf) = page
+                .contains("/session/end/confirm")
+                .then(|| hidden_value(&page, "xsrf"))
+                .flatten()
+            {
+                let action = join(&url, "/session/end/confirm");
+                let posted = self
+                    .http
+                    .post(&action)
+                    .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+                    .send()
+                    .await
+                    .expect("session end post");
+                assert!(
+                    posted.status().is_redirection(),
+                    "ending the provider session must redirect"
+                );
+                url = join(&action, &location(&posted));
+                continue;
+            }
             let form: Vec<(&str, &str)> = if page.contains(r#"name="prompt" value="login""#) {
                 vec![("prompt", "login"), ("login", user), ("password", "any")]
             } else if page.contains(r#"name="prompt" value="consent""#) {
                 vec![("prompt", "consent")]
             } else {
-                panic!("unknown provider page at {url}");
+                let body = page.find("<body").map_or(page.as_str(), |at| &page[at..]);
+                let text: String = body.chars().take(600).collect();
+                panic!("unknown provider page at {url}: {text}");
             };
             let posted = self.http.post(&url).form(&form).send().await.expect("form post");
             assert!(posted.status().is_redirection(), "a provider form post must redirect");
@@ -155,6 +179,14 @@ impl Browser {
             confirmed.status()
         );
     }
+}
+
+/// The value of the hidden form field `name` in `page`.
+fn hidden_value(page: &str, name: &str) -> Option<String> {
+    page.split(&format!(r#"name="{name}" value=""#))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned)
 }
 
 /// The `Location` header of a redirect.

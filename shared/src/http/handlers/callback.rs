@@ -5,19 +5,22 @@
 //! whether this callback succeeds, fails, or reports a provider error; the spent `state`
 //! leaves the transaction cookie in every case. Any failure answers an error page (or,
 //! with `BFF_ERROR_URL`, a redirect there carrying the error code), creates no session
-//! and sets no session cookie.
+//! and sets no session cookie; the one exception is a silent login (`prompt=none`) the
+//! provider cannot complete without the user, which goes back to its `returnTo` with
+//! `error=<code>` (still without a session).
 
-use lambda_http::Request;
+use lambda_http::{Body, Request, Response};
 
-use super::{Handled, Reply};
+use super::Handled;
+use crate::domain::login_options::with_query_param;
 use crate::http::access_log;
 use crate::http::app::App;
 use crate::http::cookies::{holds_state, without_state};
-use crate::http::error::{RequestError, Unredirectable};
+use crate::http::error::{ErrorAnswer, RequestError, Unredirectable};
 use crate::http::policy::EdgeRequest;
 use crate::http::response::{header_str, query_pairs, redirect, set_cookie, single_param};
 use crate::platform::metrics::{self, Event};
-use crate::service::callback::{self, CallbackError, provider_reported};
+use crate::service::callback::{self, CallbackError, provider_reported, silent_failure};
 
 /// Handles the provider's redirect back to the BFF.
 pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
@@ -31,9 +34,11 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> Handled {
     let user_agent = header_str(req.headers(), "user-agent");
     let reply = finish(app, edge, &query, state.as_deref(), user_agent).await;
     metrics::record(match &reply {
-        Ok(_) => Event::LoginCompleted,
+        Ok((_, Outcome::LoggedIn)) => Event::LoginCompleted,
+        Ok((_, Outcome::SilentFailure(code))) => Event::LoginFailed(code),
         Err(answer) => Event::LoginFailed(answer.code),
     });
+    let reply = reply.map(|(response, _)| response);
     // A team's own page for failed logins: the code only, never the description.
     let reply = match (reply, &app.config.error_url) {
         (Err(answer), Some(error_url)) => {
@@ -55,13 +60,21 @@ fn with_error_code(url: &str, code: &str) -> String {
     format!("{url}{separator}error={code}")
 }
 
+/// How a callback that answered a redirect ended.
+enum Outcome {
+    /// A session was created.
+    LoggedIn,
+    /// A silent login ended with this provider error, sent back to the application.
+    SilentFailure(&'static str),
+}
+
 async fn finish(
     app: &App,
     edge: &EdgeRequest,
     query: &[(String, String)],
     state: Option<&str>,
     user_agent: Option<&str>,
-) -> Reply {
+) -> Result<(Response<Body>, Outcome), ErrorAnswer> {
     let deps = app.deps();
     let param = |name: &str| single_param(query, name).map_err(RequestError::Invalid);
     let tx = match state {
@@ -69,6 +82,15 @@ async fn finish(
         None => None,
     };
     if let Some(error) = param("error")? {
+        // A silent login the provider cannot complete without the user goes back to the
+        // application with the code (OIDC Core 3.1.2.6), and creates no session.
+        if let Some(tx) = &tx
+            && let Some(code) = silent_failure(tx, error)
+        {
+            let location = with_query_param(&tx.return_to, "error", code);
+            let response = redirect(&location).map_err(|_| Unredirectable::ReturnTo)?;
+            return Ok((response, Outcome::SilentFailure(code)));
+        }
         return Err(provider_reported(error, param("error_description")?.unwrap_or("")).into());
     }
     let code = param("code")?.ok_or(CallbackError::MissingCode)?;
@@ -80,7 +102,7 @@ async fn finish(
 
     let mut response = redirect(&done.return_to).map_err(|_| Unredirectable::ReturnTo)?;
     set_cookie(&mut response, &app.cookies.session_cookie(&done.id));
-    Ok(access_log::for_user(response, &done.sub))
+    Ok((access_log::for_user(response, &done.sub), Outcome::LoggedIn))
 }
 
 #[cfg(test)]
