@@ -240,6 +240,18 @@ impl From<OidcError> for ErrorAnswer {
                 "provider_unavailable",
                 "the identity provider could not be reached or is misconfigured",
             ),
+            // The provider refused the BFF itself (a key it does not know, a secret it does
+            // not take): an operator's problem, named as such in the log line above.
+            OidcError::ClientAuth(_) => Self::new(
+                BAD_GATEWAY,
+                "client_authentication_failed",
+                "the BFF could not authenticate itself to the identity provider",
+            ),
+            OidcError::Rejected { error } if error == "invalid_client" => Self::new(
+                BAD_GATEWAY,
+                "client_authentication_failed",
+                "the identity provider refused the BFF's client authentication",
+            ),
             OidcError::Rejected { .. } | OidcError::BadResponse(_) => Self::new(
                 BAD_GATEWAY,
                 "provider_error",

@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use super::{ClientAuth, Oidc, transport_error};
+use super::Oidc;
 use crate::domain::secret::{IdToken, RefreshToken};
 use crate::platform::config::Config;
 
@@ -45,35 +45,24 @@ impl Oidc {
         url.into()
     }
 
-    /// Revokes a refresh token at the provider's RFC 7009 endpoint, when it has one.
-    /// Best effort: a logout never fails because revocation did.
+    /// Revokes a refresh token at the provider's RFC 7009 endpoint, when it has one,
+    /// authenticated as the token requests are. Best effort: a logout never fails because
+    /// revocation did.
     pub async fn revoke(&self, refresh_token: &RefreshToken) {
         let Ok(metadata) = self.metadata().await else {
             return;
         };
-        let (Some(endpoint), auth) = (metadata.revocation_endpoint.clone(), metadata.client_auth()) else {
+        let Some(endpoint) = metadata.revocation_endpoint.clone() else {
             return;
         };
-        let mut form = vec![("token", refresh_token.secret()), ("token_type_hint", "refresh_token")];
-        let mut request = self.http.post(&endpoint);
-        match auth {
-            // RFC 6749 2.3.1: id and secret are form-encoded before the Basic encoding.
-            ClientAuth::Basic => {
-                let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-                let secret = self.client_secret.as_ref().map(|s| encode(s.secret()));
-                request = request.basic_auth(encode(&self.client_id), secret);
-            }
-            ClientAuth::Post => {
-                form.push(("client_id", &self.client_id));
-                if let Some(secret) = &self.client_secret {
-                    form.push(("client_secret", secret.secret()));
-                }
-            }
-        }
-        match request.form(&form).send().await {
+        let form = vec![
+            ("token", refresh_token.secret().to_owned()),
+            ("token_type_hint", "refresh_token".to_owned()),
+        ];
+        match self.authenticated_post(&endpoint, form).await {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => tracing::warn!(status = %response.status(), "refresh-token revocation refused"),
-            Err(e) => tracing::warn!(error = %transport_error(e), "refresh-token revocation failed"),
+            Err(e) => tracing::warn!(error = %e, "refresh-token revocation failed"),
         }
     }
 }
