@@ -60,6 +60,10 @@ FUNCTIONS = {
         "secrets": {"TokenKeysArn", "OriginVerifySecret"},
     },
 }
+# The functions that authenticate at the provider's token endpoint, and so sign client
+# assertions with the KMS key when ClientKmsKeyArn is set.
+CLIENT_KEY_USERS = {"CallbackFunction", "SessionFunction", "ProxyFunction"}
+CLIENT_KEY_ACTIONS = {"kms:Sign", "kms:GetPublicKey"}
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 SECRET_ACTIONS = {"secretsmanager:GetSecretValue"}
 
@@ -132,10 +136,23 @@ def role_of(function):
 
 
 def statements(role):
+    """The statements a role always has (conditional ones: conditional_statements)."""
     props = RESOURCES[role]["Properties"]
     for policy in props.get("Policies", []):
         for statement in as_list(policy["PolicyDocument"]["Statement"]):
-            yield statement
+            if "Fn::If" not in statement:
+                yield statement
+
+
+def conditional_statements(role):
+    """(condition, statement) of each `!If [condition, statement, !Ref AWS::NoValue]`."""
+    props = RESOURCES[role]["Properties"]
+    for policy in props.get("Policies", []):
+        for statement in as_list(policy["PolicyDocument"]["Statement"]):
+            if "Fn::If" in statement:
+                condition, then, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, f"{role}: a conditional statement with an else"
+                yield condition, then
 
 
 def all_identity_statements():
@@ -274,6 +291,35 @@ def table_actions_apply_to_this_table_and_queries_only_to_its_indexes():
                 ], f"{name}: index resources {resources}"
             else:
                 assert not any(a.startswith("dynamodb:") for a in actions), f"{name}: mixed statement {actions}"
+
+
+@check
+def only_the_token_endpoint_functions_sign_with_the_client_kms_key_and_only_when_it_is_set():
+    parameter = PARAMETERS["ClientKmsKeyArn"]
+    assert parameter["Default"] == "" and parameter["AllowedPattern"].startswith("^(arn:aws"), "an optional key ARN"
+    assert ":key/" in parameter["AllowedPattern"], "a key ARN, not an alias: IAM resources name keys"
+    assert template["Conditions"]["HasClientKmsKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ClientKmsKeyArn"}, ""]}]
+    }
+    for name in FUNCTIONS:
+        conditional = list(conditional_statements(role_of(name)))
+        env = environment(name)
+        if name not in CLIENT_KEY_USERS:
+            assert conditional == [], f"{name}: must not use the client key"
+            assert "BFF_CLIENT_KMS_KEY_ID" not in env and "BFF_CLIENT_AUTH" not in env, name
+            continue
+        assert len(conditional) == 1, f"{name}: one client-key statement"
+        condition, statement = conditional[0]
+        assert condition == "HasClientKmsKey", f"{name}: {condition}"
+        assert statement["Effect"] == "Allow"
+        assert set(as_list(statement["Action"])) == CLIENT_KEY_ACTIONS, f"{name}: {statement['Action']}"
+        assert as_list(statement["Resource"]) == [{"Ref": "ClientKmsKeyArn"}], f"{name}: that key only"
+        assert env["BFF_CLIENT_KMS_KEY_ID"] == {
+            "Fn::If": ["HasClientKmsKey", {"Ref": "ClientKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+        }, name
+        assert env["BFF_CLIENT_AUTH"] == {
+            "Fn::If": ["HasClientKmsKey", "private_key_jwt", {"Ref": "AWS::NoValue"}]
+        }, name
 
 
 @check
