@@ -19,6 +19,9 @@
 //   PROVIDER_POST_LOGOUT_REDIRECT_URIS comma-separated post-logout redirect URIs
 //   PROVIDER_BACKCHANNEL_LOGOUT_URI    optional back-channel logout URI
 //   PROVIDER_ACCESS_TOKEN_TTL          access-token lifetime in seconds (300)
+//   PROVIDER_CLIENT_AUTH_METHODS       comma-separated client authentication methods the
+//                                      token endpoint offers (default: oidc-provider's,
+//                                      private_key_jwt among them)
 //   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
 //
 // Any login name with any password signs in; the account's claims are derived
@@ -204,8 +207,12 @@ const jwk = signingKey();
 // would against the provider's JWKS.
 const verifyKey = crypto.createPublicKey({ key: jwk, format: 'jwk' });
 
+const clientAuthMethods = list(process.env.PROVIDER_CLIENT_AUTH_METHODS);
+
 const configuration = {
   clients: staticClients(),
+  // Clients registering with `private_key_jwt` send their public `jwks`.
+  ...(clientAuthMethods.length ? { clientAuthMethods } : {}),
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   findAccount,

@@ -5,6 +5,7 @@
 mod apis;
 mod at_rest;
 mod attack_kit;
+mod client_auth;
 mod cold_start;
 mod faults;
 mod flow;

@@ -26,7 +26,7 @@ pub struct Provider {
 pub struct RegisteredClient {
     /// `client_id`.
     pub client_id: String,
-    /// `client_secret`.
+    /// `client_secret`; empty for a `private_key_jwt` client, which has none.
     pub client_secret: String,
 }
 
@@ -83,6 +83,24 @@ impl Provider {
         auth_method: &str,
         backchannel_logout_uri: Option<&str>,
     ) -> RegisteredClient {
+        self.register_client(public_origin, auth_method, backchannel_logout_uri, None)
+            .await
+    }
+
+    /// Registers a client authenticating with `private_key_jwt` (RFC 7523) by the keys of
+    /// `jwks` (a public JWKS), whose redirect URI is `{public_origin}/auth/callback`.
+    pub async fn register_with_keys(&self, public_origin: &str, jwks: serde_json::Value) -> RegisteredClient {
+        self.register_client(public_origin, "private_key_jwt", None, Some(jwks))
+            .await
+    }
+
+    async fn register_client(
+        &self,
+        public_origin: &str,
+        auth_method: &str,
+        backchannel_logout_uri: Option<&str>,
+        jwks: Option<serde_json::Value>,
+    ) -> RegisteredClient {
         let mut body = serde_json::json!({
             "redirect_uris": [format!("{public_origin}/auth/callback")],
             "post_logout_redirect_uris": [format!("{public_origin}/")],
@@ -93,6 +111,9 @@ impl Provider {
         if let Some(uri) = backchannel_logout_uri {
             body["backchannel_logout_uri"] = uri.into();
             body["backchannel_logout_session_required"] = true.into();
+        }
+        if let Some(jwks) = jwks {
+            body["jwks"] = jwks;
         }
         let response = reqwest::Client::new()
             .post(format!("{}/reg", self.issuer))
@@ -105,7 +126,7 @@ impl Provider {
         assert_eq!(status, 201, "client registration refused: {registered}");
         RegisteredClient {
             client_id: registered["client_id"].as_str().expect("client_id").to_owned(),
-            client_secret: registered["client_secret"].as_str().expect("client_secret").to_owned(),
+            client_secret: registered["client_secret"].as_str().unwrap_or_default().to_owned(),
         }
     }
 
