@@ -267,7 +267,7 @@ fn start_up_refuses_private_key_jwt_the_provider_does_not_offer_or_an_unusable_k
             "BFF_CLIENT_KEY",
         ),
         (
-            &[("BFF_CLIENT_AUTH", "private_key_jwt"), ("BFF_CLIENT_KEY", &public)],
+            &[("BFF_CLIENT_AUTH", "private_key_jwt"), ("BFF_CLIENT_KEY", public.as_str())],
             "BFF_CLIENT_KEY",
         ),
         (&[("BFF_CLIENT_AUTH", "private_key_jwt")], "BFF_CLIENT_KEY"),
