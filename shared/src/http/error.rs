@@ -323,9 +323,7 @@ impl From<RefreshError> for ErrorAnswer {
                 answer => answer,
             },
             // The provider refused the BFF itself, not this API's token.
-            RefreshError::TargetRefused { error } if error == "invalid_client" => {
-                OidcError::Rejected { error }.into()
-            }
+            RefreshError::TargetRefused { error } if error == "invalid_client" => OidcError::Rejected { error }.into(),
             RefreshError::TargetRefused { error } => {
                 // The provider's error code only, in the characters OAuth error codes use.
                 let code: String = error

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{KeyUsageType, MessageType, SigningAlgorithmSpec};
 use sha2::{Digest as _, Sha256};
 
 use super::config::client_auth::{ClientKey, KMS_KEY_VARIABLE};
@@ -104,16 +104,17 @@ impl KmsKey {
         if output.key_usage() != Some(&KeyUsageType::SignVerify) {
             return Err(KmsKeyError::NotForSigning);
         }
-        let (alg, algorithm) = match output.key_spec() {
-            Some(KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096) => {
-                (JwsAlg::Rs256, SigningAlgorithmSpec::RsassaPkcs1V15Sha256)
-            }
-            Some(KeySpec::EccNistP256) => (JwsAlg::Es256, SigningAlgorithmSpec::EcdsaSha256),
-            other => {
-                return Err(KmsKeyError::UnsupportedSpec(
-                    other.map(|s| s.as_str().to_owned()).unwrap_or_else(|| "(none)".into()),
-                ));
-            }
+        // `KeySpec`, or its older name `CustomerMasterKeySpec` (some KMS-speaking servers
+        // answer only that one, so the deprecated field is read on purpose).
+        #[allow(deprecated)]
+        let spec = output
+            .key_spec()
+            .map(|s| s.as_str().to_owned())
+            .or_else(|| output.customer_master_key_spec().map(|s| s.as_str().to_owned()));
+        let (alg, algorithm) = match spec.as_deref() {
+            Some("RSA_2048" | "RSA_3072" | "RSA_4096") => (JwsAlg::Rs256, SigningAlgorithmSpec::RsassaPkcs1V15Sha256),
+            Some("ECC_NIST_P256") => (JwsAlg::Es256, SigningAlgorithmSpec::EcdsaSha256),
+            other => return Err(KmsKeyError::UnsupportedSpec(other.unwrap_or("(none)").to_owned())),
         };
         let der = output.public_key().ok_or(KmsKeyError::BadPublicKey("KMS sent none"))?;
         let public = PublicJwk::from_spki_der(der.as_ref()).map_err(|e| KmsKeyError::BadPublicKey(e.0))?;
