@@ -6,7 +6,7 @@
 //! the role may use it, before the first login; it also gives the thumbprint `kid` and the
 //! JWKS to register. RSA keys sign RS256 (`RSASSA_PKCS1_V1_5_SHA_256`), `ECC_NIST_P256`
 //! keys ES256 (`ECDSA_SHA_256`, whose DER signature becomes JWS's `r || s`). KMS is sent
-//! the SHA-256 digest, never the assertion. This module never logs; errors carry KMS's
+//! the signing input (header and claims, no secret). This module never logs; errors carry KMS's
 //! error code, not its message.
 
 use std::time::Duration;
@@ -16,7 +16,6 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyUsageType, MessageType, SigningAlgorithmSpec};
-use sha2::{Digest as _, Sha256};
 
 use super::config::client_auth::{ClientKey, KMS_KEY_VARIABLE};
 use super::config::{Config, ConfigError, invalid};
@@ -150,8 +149,10 @@ impl AssertionSigner for KmsKey {
             .client
             .sign()
             .key_id(&self.key_id)
-            .message(Blob::new(Sha256::digest(input).to_vec()))
-            .message_type(MessageType::Digest)
+            // The signing input itself (a few hundred bytes, within KMS's 4 KB for raw
+            // messages): KMS hashes it, and every KMS-speaking server agrees on that form.
+            .message(Blob::new(input.to_vec()))
+            .message_type(MessageType::Raw)
             .signing_algorithm(self.algorithm.clone())
             .send()
             .await
