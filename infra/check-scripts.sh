@@ -216,6 +216,7 @@ run_test_sh() {
         source infra/test.sh
         ensure_node() { :; }
         ensure_java() { :; }
+        ensure_moto() { :; }
         npm_ci() { :; }
         main
     ) >"$work/test.out" 2>&1 || test_status=$?

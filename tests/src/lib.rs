@@ -3,6 +3,8 @@
 //! - `bff_testkit::provider`: one `oidc-provider` process per test binary; every test
 //!   registers its own client (dynamic registration) with its own redirect URI.
 //! - [`dynamodb`]: one DynamoDB Local per test binary; every test gets its own table.
+//! - [`kms`]: one local KMS (`moto` in server mode) per test binary, for client
+//!   assertions signed by a KMS key.
 //! - [`clock`]: the clock tests move forward, injected into the BFF.
 //! - [`app`]: `spawn_app` starts `bff-local`'s server in-process on port 0, in front of a
 //!   recording upstream, with the store of the test's choice.
@@ -22,6 +24,7 @@ pub mod counting;
 /// DynamoDB Local for the tests: the shared endpoint and a fresh table per test.
 pub mod dynamodb;
 pub mod faulty_idp;
+pub mod kms;
 pub mod lambda;
 pub mod process;
 pub mod upstream;

@@ -5,11 +5,16 @@
 //! (a front-end folder served on the same origin), and `BFF_LOG_FORMAT=json` for JSON
 //! log lines as the Lambda functions write them (with their EMF metric lines, unless
 //! `BFF_METRICS=off`).
+//!
+//! `bff-local jwks` prints the public JWKS of the `private_key_jwt` key instead (from
+//! `BFF_CLIENT_KEY`, `BFF_CLIENT_KEY_ARN` or `BFF_CLIENT_KMS_KEY_ID`, with
+//! `BFF_CLIENT_KEY_ID`), to register at the provider; it needs no other variable.
 
 use std::sync::Arc;
 
 use bff::App;
 use bff::platform::config::Config;
+use bff::platform::config::client_auth::ClientKey;
 use bff::platform::logging::{exit_on_startup_error, init_tracing_json, init_tracing_pretty};
 use bff::store::Store;
 use bff::store::dynamodb::{self, DynamoStore, create_table};
@@ -17,6 +22,13 @@ use bff::store::memory::MemoryStore;
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("jwks") {
+        match bff::entry::jwks::jwks_from_env().await {
+            Ok(jwks) => println!("{jwks:#}"),
+            Err(e) => exit_on_startup_error(e),
+        }
+        return;
+    }
     // JSON lines as in Lambda when asked (log tests parse them), readable text otherwise.
     let json_log = std::env::var("BFF_LOG_FORMAT").as_deref() == Ok("json");
     if json_log {
@@ -24,11 +36,17 @@ async fn main() {
     } else {
         init_tracing_pretty();
     }
-    let config = Config::from_env().unwrap_or_else(|e| exit_on_startup_error(e));
+    let mut config = Config::from_env().unwrap_or_else(|e| exit_on_startup_error(e));
+    if matches!(config.client_auth.key, Some(ClientKey::Kms { .. })) {
+        let sdk = bff::platform::aws::sdk_config().await;
+        if let Err(e) = bff::platform::kms::load_config_key(&mut config, &sdk).await {
+            exit_on_startup_error(e);
+        }
+    }
     if let Err(e) = config
         .require_routes()
         .map(|_| ())
-        .and(config.require_client_secret().map(|_| ()))
+        .and(config.require_client_credentials())
     {
         exit_on_startup_error(e);
     }
@@ -48,6 +66,9 @@ async fn main() {
     let static_dir = std::env::var_os("BFF_STATIC_DIR").map(Into::into);
     let mut app = App::new(config, store).unwrap_or_else(|e| exit_on_startup_error(e));
     if let Err(e) = app.oidc.check_par_setting(&app.config).await {
+        exit_on_startup_error(e);
+    }
+    if let Err(e) = app.oidc.check_client_auth().await {
         exit_on_startup_error(e);
     }
     // EMF lines go with the Lambda-style JSON log only; `/metrics` serves the counters.

@@ -25,7 +25,7 @@ use crate::platform::aws;
 use crate::platform::config::{Config, ConfigError, ParMode};
 use crate::platform::logging::{exit_on_startup_error, init_tracing_json};
 use crate::platform::secrets_manager::{self, SECRET_VARIABLES, SecretsManager};
-use crate::platform::{metrics, trace_scope};
+use crate::platform::{kms, metrics, trace_scope};
 use crate::store::dynamodb::{self, DynamoStore};
 
 /// The error a Lambda function's `main` may return.
@@ -36,21 +36,21 @@ pub use lambda_http::Error as LambdaError;
 pub struct Needs {
     /// The function forwards API calls, so `BFF_UPSTREAM_URL` is required.
     pub upstream: bool,
-    /// The function authenticates at the provider's token endpoint, so the client secret
-    /// is required. A function that never does (back-channel logout) is deployed without
-    /// access to it.
-    pub client_secret: bool,
+    /// The function authenticates at the provider's token endpoint, so the client's
+    /// credentials are required (the secret, or the `private_key_jwt` key). A function that
+    /// never does (back-channel logout) is deployed without access to them.
+    pub client_credentials: bool,
     /// The function pushes authorization requests (RFC 9126), authenticated as at the
-    /// token endpoint: it needs the client secret unless `BFF_PAR=off`.
+    /// token endpoint: it needs the client's credentials unless `BFF_PAR=off`.
     pub pushes_requests: bool,
 }
 
 impl Default for Needs {
-    /// What most functions need: the client secret, no upstream.
+    /// What most functions need: the client's credentials, no upstream.
     fn default() -> Self {
         Self {
             upstream: false,
-            client_secret: true,
+            client_credentials: true,
             pushes_requests: false,
         }
     }
@@ -61,12 +61,12 @@ impl Needs {
     pub fn of(function: Function) -> Self {
         match function {
             Function::Login => Self {
-                client_secret: false,
+                client_credentials: false,
                 pushes_requests: true,
                 ..Self::default()
             },
             Function::Backchannel => Self {
-                client_secret: false,
+                client_credentials: false,
                 ..Self::default()
             },
             Function::Proxy => Self {
@@ -106,7 +106,13 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
     };
     let lookup = resolved.lookup(env);
 
-    let config = Config::from_lookup(&lookup).unwrap_or_else(|e| exit_on_startup_error(e));
+    let mut config = Config::from_lookup(&lookup).unwrap_or_else(|e| exit_on_startup_error(e));
+    // A KMS key is read (its public half) only by the functions that sign with it.
+    if needs.client_credentials {
+        kms::load_config_key(&mut config, &sdk)
+            .await
+            .unwrap_or_else(|e| exit_on_startup_error(e));
+    }
     if let Err(e) = check_needs(needs, &config) {
         exit_on_startup_error(e);
     }
@@ -118,6 +124,11 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
     let mut app = App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e));
     if needs.pushes_requests
         && let Err(e) = app.oidc.check_par_setting(&app.config).await
+    {
+        exit_on_startup_error(e);
+    }
+    if (needs.client_credentials || needs.pushes_requests)
+        && let Err(e) = app.oidc.check_client_auth().await
     {
         exit_on_startup_error(e);
     }
@@ -134,8 +145,8 @@ fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
     if needs.upstream {
         config.require_routes()?;
     }
-    if needs.client_secret || (needs.pushes_requests && config.par != ParMode::Off) {
-        config.require_client_secret()?;
+    if needs.client_credentials || (needs.pushes_requests && config.par != ParMode::Off) {
+        config.require_client_credentials()?;
     }
     // Every function shares the table, so every instance must seal and open tokens with the
     // same keys: a key of the process's own would leave other functions unable to read them.

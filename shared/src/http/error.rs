@@ -248,6 +248,19 @@ impl From<OidcError> for ErrorAnswer {
                 "provider_unavailable",
                 format!("the identity provider's discovery document is not usable: {why}"),
             ),
+            // The provider refused the BFF itself (a key it does not know, a secret it does
+            // not take): an operator's problem, named as such in the log line above.
+            OidcError::ClientAuth(_) => Self::new(
+                BAD_GATEWAY,
+                "client_authentication_failed",
+                "the BFF could not authenticate itself to the identity provider (its log line names why)",
+            ),
+            OidcError::Rejected { error } if error == "invalid_client" => Self::new(
+                BAD_GATEWAY,
+                "client_authentication_failed",
+                "the identity provider refused the BFF's client authentication; check BFF_CLIENT_ID, \
+                 the secret or key, and the client's token endpoint authentication method at the provider",
+            ),
             OidcError::Jwks(why) => Self::new(
                 BAD_GATEWAY,
                 "provider_unavailable",
@@ -260,10 +273,6 @@ impl From<OidcError> for ErrorAnswer {
             ),
             OidcError::Rejected { error } => {
                 let advice = match error.as_str() {
-                    "invalid_client" => {
-                        "; check BFF_CLIENT_ID, BFF_CLIENT_SECRET and the client's token endpoint \
-                         authentication method at the provider"
-                    }
                     "unauthorized_client" => {
                         "; allow this client the authorization_code and refresh_token grants at the provider"
                     }
@@ -346,6 +355,8 @@ impl From<RefreshError> for ErrorAnswer {
                 ),
                 answer => answer,
             },
+            // The provider refused the BFF itself, not this API's token.
+            RefreshError::TargetRefused { error } if error == "invalid_client" => OidcError::Rejected { error }.into(),
             RefreshError::TargetRefused { error } => {
                 // The provider's error code only, in the characters OAuth error codes use.
                 let code: String = error

@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use openidconnect::core::{CoreClient, CoreJsonWebKeySet};
-use openidconnect::{AuthType, ClientId, IssuerUrl, RedirectUrl, TokenUrl};
 use serde::Deserialize;
 use url::Url;
 
-use super::{Discovered, Oidc, OidcError, TokenClient};
+use super::{Discovered, Oidc, OidcError};
 use crate::platform::config::is_loopback_host;
 
 /// The parts of the provider's discovery document the BFF uses.
@@ -48,30 +46,6 @@ pub struct ProviderMetadata {
     pub require_pushed_authorization_requests: bool,
 }
 
-/// Client authentication at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// `client_secret_basic`: HTTP Basic (the default of RFC 6749 and OIDC).
-    Basic,
-    /// `client_secret_post`: credentials in the form body.
-    Post,
-}
-
-impl ProviderMetadata {
-    /// `client_secret_basic` unless the provider offers only `client_secret_post`.
-    pub fn client_auth(&self) -> ClientAuth {
-        match &self.token_endpoint_auth_methods_supported {
-            Some(methods)
-                if !methods.iter().any(|m| m == "client_secret_basic")
-                    && methods.iter().any(|m| m == "client_secret_post") =>
-            {
-                ClientAuth::Post
-            }
-            _ => ClientAuth::Basic,
-        }
-    }
-}
-
 impl Oidc {
     /// The provider's metadata, discovered on first use and then cached. A failed
     /// discovery is not cached: the next request tries again.
@@ -89,8 +63,7 @@ impl Oidc {
         self.discovered
             .get_or_try_init(|| async {
                 let metadata = self.discover().await?;
-                let client = self.token_client(&metadata)?;
-                Ok(Arc::new(Discovered { metadata, client }))
+                Ok(Arc::new(Discovered { metadata }))
             })
             .await
     }
@@ -146,32 +119,6 @@ impl Oidc {
         }
         Ok(metadata)
     }
-
-    fn token_client(&self, metadata: &ProviderMetadata) -> Result<TokenClient, OidcError> {
-        let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|e| OidcError::Discovery(e.to_string()))?;
-        let token_url =
-            TokenUrl::new(metadata.token_endpoint.clone()).map_err(|e| OidcError::Discovery(e.to_string()))?;
-        let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| OidcError::Discovery(e.to_string()))?;
-        let auth_type = match metadata.client_auth() {
-            ClientAuth::Basic => AuthType::BasicAuth,
-            ClientAuth::Post => AuthType::RequestBody,
-        };
-        let client = CoreClient::new(
-            ClientId::new(self.client_id.clone()),
-            issuer,
-            CoreJsonWebKeySet::new(Vec::new()),
-        );
-        // Without a secret (a process that was not given one) the provider refuses the
-        // call as it would a wrong secret.
-        let client = match &self.client_secret {
-            Some(secret) => client.set_client_secret(openidconnect::ClientSecret::new(secret.secret().to_owned())),
-            None => client,
-        };
-        Ok(client
-            .set_token_uri(token_url)
-            .set_redirect_uri(redirect)
-            .set_auth_type(auth_type))
-    }
 }
 
 /// `{issuer}/.well-known/openid-configuration`, keeping the issuer's path.
@@ -209,36 +156,6 @@ mod tests {
         assert_eq!(
             discovery_url("https://host/"),
             "https://host/.well-known/openid-configuration"
-        );
-    }
-
-    fn metadata(methods: Option<&[&str]>) -> ProviderMetadata {
-        ProviderMetadata {
-            issuer: "https://id".into(),
-            authorization_endpoint: "https://id/auth".into(),
-            token_endpoint: "https://id/token".into(),
-            jwks_uri: "https://id/jwks".into(),
-            end_session_endpoint: None,
-            revocation_endpoint: None,
-            userinfo_endpoint: None,
-            token_endpoint_auth_methods_supported: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
-            authorization_response_iss_parameter_supported: false,
-            code_challenge_methods_supported: None,
-            pushed_authorization_request_endpoint: None,
-            require_pushed_authorization_requests: false,
-        }
-    }
-
-    #[test]
-    fn client_auth_is_basic_unless_only_post_is_offered() {
-        assert_eq!(metadata(None).client_auth(), ClientAuth::Basic);
-        assert_eq!(
-            metadata(Some(&["client_secret_basic", "client_secret_post"])).client_auth(),
-            ClientAuth::Basic
-        );
-        assert_eq!(
-            metadata(Some(&["client_secret_post", "private_key_jwt"])).client_auth(),
-            ClientAuth::Post
         );
     }
 

@@ -1,20 +1,18 @@
 //! The token endpoint's grants: the authorization request (pushed or in the URL), the
-//! code exchange and the refresh grant.
+//! code exchange, the refresh grant and the client-credentials grant. Every token request
+//! goes through [`Oidc::authenticated_post`], so it is authenticated as every other call
+//! to the provider is.
 
 use openidconnect::core::CoreTokenResponse;
 use openidconnect::core::CoreTokenType as BasicTokenType;
-use openidconnect::{
-    AuthorizationCode, OAuth2TokenResponse as _, PkceCodeVerifier, RequestTokenError, TokenResponse as _,
-};
+use openidconnect::{OAuth2TokenResponse as _, TokenResponse as _};
 use url::Url;
 
-use super::{ClientAuth, Oidc, OidcError, ProviderMetadata, transport_error};
+use super::{Oidc, OidcError, ProviderMetadata, transport_error};
 use crate::domain::login_options::LoginOptions;
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
-use crate::domain::trace::TRACEPARENT;
 use crate::platform::config::{Config, ParMode};
-use crate::platform::trace_scope::current_traceparent;
 
 /// What one login's authorization request carries besides the configuration.
 #[derive(Debug)]
@@ -81,7 +79,7 @@ impl Oidc {
         let params = self.authorization_params(config, request);
         match par_endpoint(config.par, metadata)? {
             Some(endpoint) => {
-                let request_uri = self.push(endpoint, metadata.client_auth(), params).await?;
+                let request_uri = self.push(endpoint, params).await?;
                 url.query_pairs_mut()
                     .append_pair("client_id", &self.client_id)
                     .append_pair("request_uri", &request_uri);
@@ -138,12 +136,8 @@ impl Oidc {
     }
 
     /// Pushes an authorization request (RFC 9126 2.1); returns the `request_uri`.
-    async fn push(&self, endpoint: &str, auth: ClientAuth, params: Vec<(String, String)>) -> Result<String, OidcError> {
-        let response = self
-            .authenticated_post(endpoint, auth, params)
-            .send()
-            .await
-            .map_err(transport_error)?;
+    async fn push(&self, endpoint: &str, params: Vec<(String, String)>) -> Result<String, OidcError> {
+        let response = self.authenticated_post(endpoint, params).await?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
@@ -166,85 +160,75 @@ impl Oidc {
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
     pub async fn exchange_code(&self, code: &str, verifier: PkceVerifier) -> Result<TokenSet, OidcError> {
-        let discovered = self.discovered().await?;
-        let response = discovered
-            .client
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(verifier.secret().to_owned()))
-            .request_async(&Traced(&self.http))
-            .await
-            .map_err(token_error)?;
-        token_set(&response)
+        self.token_request(vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", code.to_owned()),
+            ("redirect_uri", self.redirect_uri.clone()),
+            ("code_verifier", verifier.secret().to_owned()),
+        ])
+        .await
     }
 
     /// Uses a refresh token for `target`'s access token (the login's own for the empty
     /// target); the answer may rotate the refresh token.
     pub async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
-        let discovered = self.discovered().await?;
-        let token = openidconnect::RefreshToken::new(refresh_token.secret().to_owned());
-        let mut request = discovered.client.exchange_refresh_token(&token);
+        let mut form = vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", refresh_token.secret().to_owned()),
+        ];
         // A route's own token: RFC 8707 `resource`, Auth0's `audience`, or other scopes.
-        for (name, value) in target.grant_params() {
-            request = request.add_extra_param(name, value.to_owned());
-        }
-        let response = request.request_async(&Traced(&self.http)).await.map_err(token_error)?;
-        token_set(&response)
+        form.extend(target.grant_params().into_iter().map(|(k, v)| (k, v.to_owned())));
+        self.token_request(form).await
     }
-}
 
-impl Oidc {
     /// The client-credentials grant (RFC 6749 §4.4) for the BFF's own token for `target`.
     pub async fn client_credentials(&self, target: &TokenTarget) -> Result<TokenSet, OidcError> {
-        let discovered = self.discovered().await?;
-        let mut request = discovered.client.exchange_client_credentials();
-        for (name, value) in target.grant_params() {
-            request = request.add_extra_param(name, value.to_owned());
-        }
-        let response = request.request_async(&Traced(&self.http)).await.map_err(token_error)?;
-        token_set(&response)
+        let mut form = vec![("grant_type", "client_credentials".into())];
+        form.extend(target.grant_params().into_iter().map(|(k, v)| (k, v.to_owned())));
+        self.token_request(form).await
+    }
+
+    /// One request to the token endpoint, and its answer read.
+    async fn token_request(&self, form: Vec<(&'static str, String)>) -> Result<TokenSet, OidcError> {
+        let endpoint = self.metadata().await?.token_endpoint.clone();
+        let form = form.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let response = self.authenticated_post(&endpoint, form).await?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport_error)?;
+        token_answer(status, &body)
     }
 }
 
-/// The shared client, sending token requests with the current request's `traceparent`
-/// so the provider's logs join the same trace.
-struct Traced<'a>(&'a reqwest::Client);
-
-impl<'c> openidconnect::AsyncHttpClient<'c> for Traced<'_> {
-    type Error = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Error;
-    type Future = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Future;
-
-    fn call(&'c self, mut request: openidconnect::HttpRequest) -> Self::Future {
-        if let Some(value) = current_traceparent().and_then(|t| http::HeaderValue::from_str(&t).ok()) {
-            request.headers_mut().insert(TRACEPARENT, value);
+/// The token endpoint's answer: tokens, the OAuth error it names (RFC 6749 §5.2), or
+/// nonsense.
+fn token_answer(status: http::StatusCode, body: &[u8]) -> Result<TokenSet, OidcError> {
+    if !status.is_success() {
+        #[derive(serde::Deserialize)]
+        struct ErrorAnswer {
+            error: String,
+            #[serde(default)]
+            error_description: Option<String>,
         }
-        self.0.call(request)
-    }
-}
-
-type TokenRequestError = RequestTokenError<
-    openidconnect::HttpClientError<reqwest::Error>,
-    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
->;
-
-fn token_error(e: TokenRequestError) -> OidcError {
-    match e {
-        RequestTokenError::ServerResponse(response) => {
-            // The provider's own words, for the log only (they are not ours to show).
-            tracing::warn!(
-                error = %response.error(),
-                error_description = response.error_description().map(String::as_str).unwrap_or(""),
-                "the token endpoint answered an OAuth error"
-            );
-            OidcError::Rejected {
-                error: oauth_code(response.error().as_ref()),
+        return match serde_json::from_slice::<ErrorAnswer>(body) {
+            Ok(answer) => {
+                // The provider's own words, for the log only (they are not ours to show).
+                tracing::warn!(
+                    error = %oauth_code(&answer.error),
+                    error_description = answer.error_description.as_deref().unwrap_or(""),
+                    %status,
+                    "the token endpoint answered an OAuth error"
+                );
+                Err(OidcError::Rejected {
+                    error: oauth_code(&answer.error),
+                })
             }
-        }
-        RequestTokenError::Request(openidconnect::HttpClientError::Reqwest(inner)) => transport_error(*inner),
-        RequestTokenError::Request(other) => OidcError::Unreachable(other.to_string()),
-        // The parse error's body may hold tokens: keep only the path of the failure.
-        RequestTokenError::Parse(e, _body) => OidcError::BadResponse(format!("unparsable at {}", e.path())),
-        RequestTokenError::Other(message) => OidcError::BadResponse(message),
+            Err(_) => Err(OidcError::BadResponse(format!("the token endpoint answered {status}"))),
+        };
     }
+    // The parse error's text may quote the body, which holds tokens: keep only its kind.
+    let response: CoreTokenResponse = serde_json::from_slice(body)
+        .map_err(|e| OidcError::BadResponse(format!("unparsable token response ({:?})", e.classify())))?;
+    token_set(&response)
 }
 
 /// An OAuth error code reduced to the characters codes use (RFC 6749 §5.2), so it can be
@@ -320,6 +304,23 @@ mod tests {
             assert!(e.contains("pushed"), "{e}");
         }
         assert!(ok(ParMode::On, None, false).expect_err("on").contains("BFF_PAR=on"));
+    }
+
+    #[test]
+    fn token_answers_are_tokens_oauth_errors_or_nonsense() {
+        let ok = br#"{"access_token": "at", "token_type": "Bearer", "expires_in": 60, "refresh_token": "rt"}"#;
+        let tokens = token_answer(http::StatusCode::OK, ok).expect("tokens");
+        assert_eq!(tokens.access_token.secret(), "at");
+        assert_eq!(tokens.expires_in, Some(60));
+        let refused = token_answer(http::StatusCode::UNAUTHORIZED, br#"{"error": "invalid_client"}"#);
+        assert!(matches!(refused, Err(OidcError::Rejected { ref error }) if error == "invalid_client"));
+        let down = token_answer(http::StatusCode::BAD_GATEWAY, b"<html>");
+        assert!(matches!(down, Err(OidcError::BadResponse(_))));
+        let leaky = token_answer(
+            http::StatusCode::OK,
+            br#"{"access_token": 7, "token_type": "secret-value"}"#,
+        );
+        assert!(matches!(leaky, Err(OidcError::BadResponse(ref m)) if !m.contains("secret-value")));
     }
 
     #[test]

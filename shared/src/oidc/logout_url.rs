@@ -8,7 +8,7 @@
 
 use url::Url;
 
-use super::{Oidc, transport_error};
+use super::Oidc;
 use crate::domain::secret::{IdToken, RefreshToken, random_token};
 use crate::platform::config::Config;
 
@@ -55,24 +55,24 @@ impl Oidc {
         url.into()
     }
 
-    /// Revokes a refresh token at the provider's RFC 7009 endpoint, when it has one.
-    /// Best effort: a logout never fails because revocation did.
+    /// Revokes a refresh token at the provider's RFC 7009 endpoint, when it has one,
+    /// authenticated as the token requests are. Best effort: a logout never fails because
+    /// revocation did.
     pub async fn revoke(&self, refresh_token: &RefreshToken) {
         let Ok(metadata) = self.metadata().await else {
             return;
         };
-        let (Some(endpoint), auth) = (metadata.revocation_endpoint.clone(), metadata.client_auth()) else {
+        let Some(endpoint) = metadata.revocation_endpoint.clone() else {
             return;
         };
         let form = vec![
             ("token".to_owned(), refresh_token.secret().to_owned()),
             ("token_type_hint".to_owned(), "refresh_token".to_owned()),
         ];
-        let request = self.authenticated_post(&endpoint, auth, form);
-        match request.send().await {
+        match self.authenticated_post(&endpoint, form).await {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => tracing::warn!(status = %response.status(), "refresh-token revocation refused"),
-            Err(e) => tracing::warn!(error = %transport_error(e), "refresh-token revocation failed"),
+            Err(e) => tracing::warn!(error = %e, "refresh-token revocation failed"),
         }
     }
 }

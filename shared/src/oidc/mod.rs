@@ -1,20 +1,20 @@
 //! The OpenID Connect relying party: the provider adapter.
 //!
 //! [`Oidc`] holds the configuration, one HTTP client and the discovery and JWKS caches;
-//! its parts live in the child modules: [`discovery`], [`jwks`], [`grants`] (authorization
-//! request, pushed or not, code and refresh grants), `client_auth` (one client
-//! authentication for pushed requests and revocation), [`id_token`], [`userinfo`],
-//! [`logout_token`] and
+//! its parts live in the child modules: [`discovery`], [`jwks`], [`client_auth`] (how the
+//! BFF authenticates at every endpoint that asks: token, revocation, pushed requests),
+//! [`grants`] (authorization request, pushed or not, code, refresh and client-credentials
+//! grants), [`id_token`], [`userinfo`], [`logout_token`] and
 //! [`logout_url`] (RP-initiated logout and revocation).
 //!
 //! Discovery and the JWKS are fetched lazily, once per process, and shared; a `kid` the
 //! cached JWKS does not know triggers one refetch (at most one per second, so forged
 //! `kid`s cannot flood the provider). The HTTP client never follows redirects: a token
 //! endpoint that redirects is an SSRF vector, not a feature. This module never logs a
-//! token, a code, a verifier or the client secret, and knows nothing of HTTP requests
+//! token, a code, a verifier, the client secret or a client assertion, and knows nothing of HTTP requests
 //! from the browser or of sessions.
 
-mod client_auth;
+pub mod client_auth;
 pub mod discovery;
 pub mod grants;
 pub mod id_token;
@@ -26,17 +26,16 @@ pub mod userinfo;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openidconnect::core::{CoreClient, CoreJwsSigningAlgorithm};
-use openidconnect::{EndpointNotSet, EndpointSet};
+use openidconnect::core::CoreJwsSigningAlgorithm;
 
-pub use discovery::{ClientAuth, ProviderMetadata, discovery_url};
+pub use client_auth::ClientAuthentication;
+pub use discovery::{ProviderMetadata, discovery_url};
 pub use grants::{AuthorizationRequest, TokenSet};
 pub use id_token::VerifiedClaims;
 pub use logout_token::{BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_MAX_AGE_SECS, LogoutClaims};
 pub use userinfo::UserinfoError;
 
 use crate::domain::clock::Clock;
-use crate::domain::secret::ClientSecret;
 use crate::platform::config::Config;
 use crate::store::{DocumentCache, StoreKey};
 use jwks::JwksCache;
@@ -67,8 +66,6 @@ pub(crate) const ALLOWED_ALGS: &[CoreJwsSigningAlgorithm] = &[
     CoreJwsSigningAlgorithm::EcdsaP384Sha384,
     CoreJwsSigningAlgorithm::EdDsa,
 ];
-
-type TokenClient = CoreClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// What can go wrong talking to the provider or checking what it sent.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +103,10 @@ pub enum OidcError {
         /// The accepted algorithms.
         accepted: String,
     },
+    /// The client cannot authenticate: the configured method is not offered, or the key
+    /// could not sign.
+    #[error("client authentication: {0}")]
+    ClientAuth(String),
 }
 
 impl OidcError {
@@ -117,14 +118,13 @@ impl OidcError {
 
 struct Discovered {
     metadata: ProviderMetadata,
-    client: TokenClient,
 }
 
 /// The relying party: configuration, the HTTP client, and the discovery and JWKS caches.
 pub struct Oidc {
     issuer: String,
     client_id: String,
-    client_secret: Option<ClientSecret>,
+    client_auth: ClientAuthentication,
     redirect_uri: String,
     http: reqwest::Client,
     discovered: tokio::sync::OnceCell<Arc<Discovered>>,
@@ -148,7 +148,7 @@ impl Oidc {
         Ok(Self {
             issuer: config.issuer.clone(),
             client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
+            client_auth: ClientAuthentication::new(config),
             redirect_uri: config.redirect_uri(),
             http,
             discovered: tokio::sync::OnceCell::new(),

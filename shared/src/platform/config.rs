@@ -17,8 +17,10 @@ use crate::domain::secret::ClientSecret;
 use crate::platform::seal::Sealer;
 
 pub mod apis;
+pub mod client_auth;
 
 use apis::parse_routes;
+use client_auth::{ClientAuthConfig, parse_client_auth};
 
 /// Default scopes requested at login.
 pub const DEFAULT_SCOPES: &str = "openid profile email offline_access";
@@ -92,8 +94,11 @@ pub struct Config {
     /// Client id at the provider.
     pub client_id: String,
     /// Client secret at the provider: only the functions that call its token endpoint
-    /// are given it (see [`Config::require_client_secret`]).
+    /// are given it (see [`Config::require_client_credentials`]). Always `None` with
+    /// `private_key_jwt`, so no code path can send it.
     pub client_secret: Option<ClientSecret>,
+    /// How the client authenticates at the provider (`BFF_CLIENT_AUTH` and its key).
+    pub client_auth: ClientAuthConfig,
     /// The origin the browser sees, without trailing slash (`https://app.example.com`).
     pub public_origin: String,
     /// The routes under `/api` (`BFF_APIS`, or `BFF_UPSTREAM_URL` as the one-route
@@ -256,10 +261,16 @@ impl Config {
             None => None,
         };
 
+        let client_auth = parse_client_auth(&get)?;
+        let client_secret = get("BFF_CLIENT_SECRET")
+            .filter(|_| !client_auth.is_private_key_jwt())
+            .map(ClientSecret::new);
+
         Ok(Self {
             issuer,
             client_id: required("BFF_CLIENT_ID")?,
-            client_secret: get("BFF_CLIENT_SECRET").map(ClientSecret::new),
+            client_secret,
+            client_auth,
             public_origin,
             routes,
             scopes,
@@ -304,11 +315,19 @@ impl Config {
         Ok(&self.routes)
     }
 
-    /// The client secret, required by the processes that call the provider's token
-    /// endpoint (code exchange, refresh, revocation).
-    pub fn require_client_secret(&self) -> Result<&ClientSecret, ConfigError> {
+    /// The client's credentials, required by the processes that call the provider's token
+    /// endpoint (code exchange, refresh, revocation): the signing key with
+    /// `private_key_jwt` (a KMS key must have been read), else the client secret.
+    pub fn require_client_credentials(&self) -> Result<(), ConfigError> {
+        if self.client_auth.is_private_key_jwt() {
+            return match self.client_auth.signer() {
+                Some(_) => Ok(()),
+                None => Err(invalid(client_auth::KMS_KEY_VARIABLE, "the KMS key has not been read")),
+            };
+        }
         self.client_secret
             .as_ref()
+            .map(|_| ())
             .ok_or(ConfigError::Missing("BFF_CLIENT_SECRET"))
     }
 
@@ -391,7 +410,7 @@ fn parse_metrics(get: &impl Fn(&'static str) -> Option<String>) -> Result<(bool,
     Ok((metrics, metrics_namespace))
 }
 
-fn invalid(name: &'static str, reason: impl std::fmt::Display) -> ConfigError {
+pub(crate) fn invalid(name: &'static str, reason: impl std::fmt::Display) -> ConfigError {
     ConfigError::Invalid {
         name,
         reason: reason.to_string(),
@@ -610,15 +629,30 @@ mod tests {
 
     #[test]
     fn the_client_secret_is_required_only_where_asked_for() {
-        assert_eq!(
-            load(&[]).expect("valid").require_client_secret().map(|s| s.secret()),
-            Ok("s3cret")
-        );
+        let with = load(&[]).expect("valid");
+        assert_eq!(with.client_secret.as_ref().map(|s| s.secret()), Some("s3cret"));
+        assert_eq!(with.require_client_credentials(), Ok(()));
         let without = load(&[("BFF_CLIENT_SECRET", "  ")]).expect("a process may run without it");
         assert_eq!(without.client_secret, None);
-        let err = without.require_client_secret().expect_err("missing");
+        let err = without.require_client_credentials().expect_err("missing");
         assert_eq!(err, ConfigError::Missing("BFF_CLIENT_SECRET"));
         assert!(err.to_string().contains("BFF_CLIENT_SECRET"));
+    }
+
+    #[test]
+    fn with_private_key_jwt_the_secret_is_dropped_and_the_key_is_the_credential() {
+        let pem = crate::platform::signing::tests::RSA_PKCS8;
+        let config = load(&[("BFF_CLIENT_AUTH", "private_key_jwt"), ("BFF_CLIENT_KEY", pem)]).expect("valid");
+        // The secret of the base configuration is set, and never kept.
+        assert_eq!(config.client_secret, None);
+        assert_eq!(config.require_client_credentials(), Ok(()));
+        let kms = load(&[
+            ("BFF_CLIENT_AUTH", "private_key_jwt"),
+            ("BFF_CLIENT_KMS_KEY_ID", "alias/bff"),
+        ])
+        .expect("valid");
+        let err = kms.require_client_credentials().expect_err("not read yet");
+        assert!(err.to_string().contains("BFF_CLIENT_KMS_KEY_ID"), "{err}");
     }
 
     #[test]

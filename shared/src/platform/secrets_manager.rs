@@ -22,10 +22,15 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata as _, SdkError};
 
 /// The variables that may be given by reference, as `<name>_ARN`.
 ///
-/// `BFF_CLIENT_SECRET` is the client secret at the provider, `BFF_ORIGIN_VERIFY` the value
-/// CloudFront proves itself with (see [`crate::http::origin_verify`]), `BFF_TOKEN_KEYS` the keys that
-/// protect tokens at rest.
-pub const SECRET_VARIABLES: [&str; 3] = ["BFF_CLIENT_SECRET", "BFF_ORIGIN_VERIFY", "BFF_TOKEN_KEYS"];
+/// `BFF_CLIENT_SECRET` is the client secret at the provider, `BFF_CLIENT_KEY` the PEM private
+/// key of `private_key_jwt`, `BFF_ORIGIN_VERIFY` the value CloudFront proves itself with (see
+/// [`crate::http::origin_verify`]), `BFF_TOKEN_KEYS` the keys that protect tokens at rest.
+pub const SECRET_VARIABLES: [&str; 4] = [
+    "BFF_CLIENT_SECRET",
+    "BFF_CLIENT_KEY",
+    "BFF_ORIGIN_VERIFY",
+    "BFF_TOKEN_KEYS",
+];
 
 /// The suffix that turns a variable's name into the name of its reference.
 pub const REFERENCE_SUFFIX: &str = "_ARN";
@@ -148,7 +153,7 @@ pub async fn resolve(
     }
 
     // The reads run concurrently: each is a round trip that start-up waits for.
-    let [a, b, c] = wanted.map(|want| async move {
+    let [a, b, c, d] = wanted.map(|want| async move {
         let Some((name, arn)) = want else {
             return Ok(None);
         };
@@ -161,8 +166,8 @@ pub async fn resolve(
             Err(source) => Err(SecretsError::Unreadable { name, source }),
         }
     });
-    let (a, b, c) = tokio::join!(a, b, c);
-    let values = [a?, b?, c?].into_iter().flatten().collect();
+    let (a, b, c, d) = tokio::join!(a, b, c, d);
+    let values = [a?, b?, c?, d?].into_iter().flatten().collect();
     Ok(ResolvedSecrets { values })
 }
 
@@ -341,7 +346,7 @@ mod tests {
         ]);
         let resolved = resolve(&env, &source).await.expect("resolves");
         let config = Config::from_lookup(resolved.lookup(&env)).expect("configures");
-        assert_eq!(config.require_client_secret().expect("resolved").secret(), "from-store");
+        assert_eq!(config.client_secret.expect("resolved").secret(), "from-store");
     }
 
     #[tokio::test]

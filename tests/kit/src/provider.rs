@@ -27,7 +27,7 @@ pub struct Provider {
 pub struct RegisteredClient {
     /// `client_id`.
     pub client_id: String,
-    /// `client_secret`.
+    /// `client_secret`; empty for a `private_key_jwt` client, which has none.
     pub client_secret: String,
 }
 
@@ -124,6 +124,18 @@ impl Provider {
             .await
     }
 
+    /// Registers a client authenticating with `private_key_jwt` (RFC 7523) by the keys of
+    /// `jwks` (a public JWKS), whose redirect URI is `{public_origin}/auth/callback`.
+    pub async fn register_with_keys(&self, public_origin: &str, jwks: serde_json::Value) -> RegisteredClient {
+        self.register_client(
+            public_origin,
+            "private_key_jwt",
+            None,
+            Some(&serde_json::json!({ "jwks": jwks })),
+        )
+        .await
+    }
+
     /// As [`Provider::register_with`], with more client metadata (RFC 7591), such as
     /// `id_token_signed_response_alg` or `userinfo_signed_response_alg`.
     pub async fn register_client(
@@ -160,7 +172,7 @@ impl Provider {
         assert_eq!(status, 201, "client registration refused: {registered}");
         RegisteredClient {
             client_id: registered["client_id"].as_str().expect("client_id").to_owned(),
-            client_secret: registered["client_secret"].as_str().expect("client_secret").to_owned(),
+            client_secret: registered["client_secret"].as_str().unwrap_or_default().to_owned(),
         }
     }
 
