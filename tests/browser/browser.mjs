@@ -100,3 +100,11 @@ export async function completeLogin(page, baseUrl, user = 'alice') {
   if (!back(new URL(page.url())) && await consent.isVisible()) await clickAndLoad(page, consent);
   await page.waitForURL(back, { waitUntil: 'load' });
 }
+
+/** The app's home page, where the provider's logout sends the browser back: besides the
+ * `state` it echoes (RP-Initiated Logout 1.0), nothing else is in its query. */
+export function isBackHome(url, baseUrl) {
+  const back = new URL(url);
+  return `${back.origin}${back.pathname}` === `${baseUrl}/`
+    && [...back.searchParams.keys()].every((k) => k === 'state');
+}

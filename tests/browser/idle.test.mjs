@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startStack } from './stack.mjs';
-import { clickAndLoad, completeLogin, inContext, launchChromium } from './browser.mjs';
+import { clickAndLoad, completeLogin, inContext, isBackHome, launchChromium } from './browser.mjs';
 
 let stack;
 let browser;
@@ -89,11 +89,7 @@ describe('logging out of the demo', () => {
       await clickAndLoad(page, page.getByRole('button', { name: 'Log out' }));
       assert.ok(page.url().startsWith(stack.issuer), `on the provider's logout page, not ${page.url()}`);
       await clickAndLoad(page, page.getByRole('button', { name: answer }));
-      // Back on the app; the provider echoes the logout request's `state` (RP-Initiated
-      // Logout 1.0), and nothing else.
-      const back = new URL(page.url());
-      assert.equal(`${back.origin}${back.pathname}`, `${stack.baseUrl}/`);
-      assert.deepEqual([...back.searchParams.keys()].filter((k) => k !== 'state'), []);
+      assert.ok(isBackHome(page.url(), stack.baseUrl), `back on the app, not ${page.url()}`);
 
       await page.locator('#logged-out').waitFor();
       const alert = page.getByRole('alert');
