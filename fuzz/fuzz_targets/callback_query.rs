@@ -23,11 +23,11 @@
 use std::sync::{Arc, OnceLock};
 
 use bff::App;
-use bff::platform::config::Config;
 use bff::domain::secret::{PkceVerifier, hash};
+use bff::http::response::{query_pairs, single_param};
+use bff::platform::config::Config;
 use bff::store::memory::MemoryStore;
 use bff::store::{LoginTransaction, StoreKey};
-use bff::http::response::{query_pairs, single_param};
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, COOKIE, HeaderValue, REFERRER_POLICY, SET_COOKIE};
 use lambda_http::{Body, Request};
@@ -70,10 +70,11 @@ fn harness() -> &'static Harness {
             .build()
             .expect("runtime");
         let app = App::new(config, Arc::new(MemoryStore::new())).expect("app");
-        let template = match bff::http::response::html_page(StatusCode::BAD_REQUEST, "title", "message").into_body() {
-            Body::Text(text) => text,
-            _ => panic!("html_page answers text"),
-        };
+        let template =
+            match bff::http::response::html_page(StatusCode::BAD_REQUEST, "title", "message", "code").into_body() {
+                Body::Text(text) => text,
+                _ => panic!("html_page answers text"),
+            };
         Harness { runtime, app, template }
     })
 }
