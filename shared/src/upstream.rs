@@ -20,6 +20,7 @@ use http::{Method, StatusCode};
 use url::Url;
 
 use crate::domain::forwarding::browser_response_headers;
+use crate::platform::dpop::DpopNonces;
 
 /// The longest the upstream may stay silent in the middle of a body before the answer is
 /// broken off. It counts only time the BFF waits on the upstream, not time the browser
@@ -61,6 +62,8 @@ pub struct Upstream {
     pub base: Url,
     client: reqwest::Client,
     head_timeout: Duration,
+    /// The last DPoP nonce (RFC 9449 §9) this upstream's origin handed out.
+    pub dpop_nonces: DpopNonces,
 }
 
 impl Upstream {
@@ -77,6 +80,7 @@ impl Upstream {
             base,
             client,
             head_timeout,
+            dpop_nonces: DpopNonces::default(),
         })
     }
 

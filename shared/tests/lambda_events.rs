@@ -56,6 +56,8 @@ async fn session_cookie_from_the_events_cookie_array_reaches_auth_me() {
     let id = SessionId::generate();
     let now = app.clock.now();
     let record = SessionRecord {
+        access_token_type: Default::default(),
+        dpop_key: None,
         sub: "alice".into(),
         sid: None,
         claims: serde_json::json!({"sub": "alice", "name": "Alice"})

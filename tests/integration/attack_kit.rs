@@ -43,6 +43,8 @@ pub(crate) async fn plant_session(app: &TestApp) -> Planted {
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), "alice".into());
     let record = SessionRecord {
+        access_token_type: Default::default(),
+        dpop_key: None,
         sub: "alice".into(),
         sid: None,
         claims,

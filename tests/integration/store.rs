@@ -53,6 +53,8 @@ fn n(value: i64) -> AttributeValue {
 
 fn expired_session(now: i64) -> SessionRecord {
     SessionRecord {
+        access_token_type: Default::default(),
+        dpop_key: None,
         sub: "user-1".into(),
         sid: None,
         claims: serde_json::Map::new(),
@@ -118,6 +120,7 @@ async fn item_past_its_ttl_that_dynamodb_still_returns_reads_as_absent() {
     )
     .await;
     let tx = LoginTransaction {
+        dpop_key: None,
         pkce_verifier: PkceVerifier::generate(),
         nonce: random_token(16),
         return_to: "/".into(),

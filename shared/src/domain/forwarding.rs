@@ -3,7 +3,7 @@
 //! The path after the route's prefix is decoded segment by segment and must stay below
 //! the upstream's base path: `.`/`..` segments, encoded slashes or backslashes, empty
 //! segments and control characters are refused, not normalised. The browser's
-//! credentials (`Cookie`, `Authorization`, `X-CSRF`), hop-by-hop headers and
+//! credentials (`Cookie`, `Authorization`, `DPoP`, `X-CSRF`), hop-by-hop headers and
 //! client-supplied forwarding headers never reach the upstream; the browser's
 //! `traceparent` is replaced by the BFF's span (its `tracestate` follows only when the
 //! trace was continued); the upstream's `Set-Cookie` and hop-by-hop headers never reach
@@ -55,6 +55,8 @@ const STRIPPED_REQUEST: &[&str] = &[
     "host",
     "cookie",
     "authorization",
+    // A proof the browser made is not the BFF's: the upstream gets the BFF's own or none.
+    "dpop",
     "x-csrf",
     "content-length",
     "origin",
@@ -150,6 +152,21 @@ pub fn upstream_request_headers(incoming: &HeaderMap, token: &AccessToken, trace
     if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
         bearer.set_sensitive(true);
         out.insert(http::header::AUTHORIZATION, bearer);
+    }
+    out
+}
+
+/// [`upstream_request_headers`] for a DPoP-bound token: `Authorization: DPoP <token>` and
+/// the BFF's `DPoP` proof for this call (RFC 9449 §7.1).
+pub fn dpop_request_headers(incoming: &HeaderMap, token: &AccessToken, proof: &str, trace: &TraceContext) -> HeaderMap {
+    let mut out = anonymous_request_headers(incoming, trace);
+    if let (Ok(mut authorization), Ok(proof)) = (
+        HeaderValue::from_str(&format!("DPoP {}", token.secret())),
+        HeaderValue::from_str(proof),
+    ) {
+        authorization.set_sensitive(true);
+        out.insert(http::header::AUTHORIZATION, authorization);
+        out.insert("dpop", proof);
     }
     out
 }
@@ -251,6 +268,7 @@ mod tests {
         let incoming = header_map(&[
             ("cookie", "bff-session=abc"),
             ("authorization", "Bearer attacker"),
+            ("dpop", "browser-proof"),
             ("x-csrf", "1"),
             ("host", "app.example.com"),
             ("x-forwarded-for", "1.2.3.4"),
@@ -270,6 +288,7 @@ mod tests {
         assert_eq!(out.get_all("authorization").iter().count(), 1);
         for gone in [
             "cookie",
+            "dpop",
             "x-csrf",
             "host",
             "x-forwarded-for",
@@ -288,9 +307,29 @@ mod tests {
     }
 
     #[test]
+    fn a_dpop_token_goes_with_the_bff_s_proof_and_never_the_browser_s() {
+        let incoming = header_map(&[
+            ("authorization", "Bearer attacker"),
+            ("dpop", "browser-proof"),
+            ("accept", "application/json"),
+        ]);
+        let out = dpop_request_headers(
+            &incoming,
+            &AccessToken::new("at-1"),
+            "bff-proof",
+            &TraceContext::start(),
+        );
+        assert_eq!(out["authorization"], "DPoP at-1");
+        assert_eq!(out.get_all("authorization").iter().count(), 1);
+        assert_eq!(out["dpop"], "bff-proof");
+        assert_eq!(out.get_all("dpop").iter().count(), 1);
+    }
+
+    #[test]
     fn a_route_without_a_token_forwards_no_authorization_at_all() {
         let incoming = header_map(&[
             ("authorization", "Bearer attacker"),
+            ("dpop", "browser-proof"),
             ("cookie", "bff-session=abc"),
             ("x-csrf", "1"),
             ("accept", "application/json"),

@@ -87,6 +87,11 @@ secret_type!(
     /// The client secret registered at the provider.
     ClientSecret, Clone
 );
+secret_type!(
+    /// A session's DPoP private key (RFC 9449): PKCS#8, base64url. Sealed at rest like
+    /// the tokens; it never leaves the BFF.
+    DpopKeySecret, Clone
+);
 
 impl SessionId {
     /// A fresh session id: 32 random bytes.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::login_options::AuthRequirements;
 use crate::domain::routes::TokenTarget;
-use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::secret::{AccessToken, DpopKeySecret, IdToken, PkceVerifier, RefreshToken};
 
 /// Longest lead time before access-token expiry at which a refresh is started.
 pub const REFRESH_LEAD_SECS: i64 = 60;
@@ -46,6 +46,27 @@ pub struct LoginTransaction {
     /// `return_to` with the code.
     #[serde(default)]
     pub silent: bool,
+    /// The DPoP key (RFC 9449) made for this login with `BFF_DPOP=on`: the code exchange
+    /// proves possession of it, and the session keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<DpopKeySecret>,
+}
+
+/// How an access token is presented (RFC 6749 §7.1): as the provider's `token_type` said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenType {
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    #[default]
+    Bearer,
+    /// `Authorization: DPoP <token>` with a proof signed by the session's key (RFC 9449).
+    DPoP,
+}
+
+impl TokenType {
+    /// Whether it is `Bearer` (the default, not written out).
+    pub fn is_bearer(&self) -> bool {
+        *self == Self::Bearer
+    }
 }
 
 impl LoginTransaction {
@@ -59,6 +80,7 @@ impl LoginTransaction {
             replaces_session: self.replaces_session.clone(),
             requirements: self.requirements.clone(),
             silent: self.silent,
+            dpop_key: self.dpop_key.clone(),
         }
     }
 }
@@ -77,6 +99,13 @@ pub struct SessionRecord {
     pub id_token: IdToken,
     /// Current access token for the upstream API.
     pub access_token: AccessToken,
+    /// How the access token is presented.
+    #[serde(default, skip_serializing_if = "TokenType::is_bearer")]
+    pub access_token_type: TokenType,
+    /// The session's DPoP private key, with `BFF_DPOP=on`: made at login, kept across
+    /// refreshes, never sent anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<DpopKeySecret>,
     /// Epoch seconds when the access token expires, when the provider said.
     pub access_expires_at: Option<i64>,
     /// Epoch seconds when the access token was obtained.
@@ -140,6 +169,9 @@ pub struct ApiToken {
     pub target: TokenTarget,
     /// The token.
     pub access_token: AccessToken,
+    /// How the token is presented.
+    #[serde(default, skip_serializing_if = "TokenType::is_bearer")]
+    pub token_type: TokenType,
     /// Epoch seconds when it expires, when the provider said.
     pub expires_at: Option<i64>,
     /// Epoch seconds when it was obtained.
@@ -168,6 +200,7 @@ impl ClientTokenRecord {
     pub fn held(&self) -> Option<HeldToken> {
         self.access_token.as_ref().map(|token| HeldToken {
             access_token: token.clone(),
+            token_type: TokenType::Bearer,
             expires_at: Some(self.expires_at),
             issued_at: self.issued_at,
         })
@@ -179,6 +212,8 @@ impl ClientTokenRecord {
 pub struct HeldToken {
     /// The token.
     pub access_token: AccessToken,
+    /// How it is presented.
+    pub token_type: TokenType,
     /// Epoch seconds when it expires, when the provider said.
     pub expires_at: Option<i64>,
     /// Epoch seconds when it was obtained.
@@ -231,12 +266,14 @@ impl SessionRecord {
         if target.is_login() {
             return Some(HeldToken {
                 access_token: self.access_token.clone(),
+                token_type: self.access_token_type,
                 expires_at: self.access_expires_at,
                 issued_at: self.access_issued_at,
             });
         }
         self.api_tokens.iter().find(|t| t.target == *target).map(|t| HeldToken {
             access_token: t.access_token.clone(),
+            token_type: t.token_type,
             expires_at: t.expires_at,
             issued_at: t.issued_at,
         })
@@ -246,6 +283,7 @@ impl SessionRecord {
     pub fn set_token(&mut self, target: &TokenTarget, token: HeldToken) {
         if target.is_login() {
             self.access_token = token.access_token;
+            self.access_token_type = token.token_type;
             self.access_expires_at = token.expires_at;
             self.access_issued_at = token.issued_at;
             return;
@@ -254,6 +292,7 @@ impl SessionRecord {
         self.api_tokens.push(ApiToken {
             target: target.clone(),
             access_token: token.access_token,
+            token_type: token.token_type,
             expires_at: token.expires_at,
             issued_at: token.issued_at,
         });
@@ -357,6 +396,8 @@ mod tests {
     fn session(now: i64, access_lifetime: Option<i64>) -> SessionRecord {
         let (expires_at, idle_expires_at) = new_expiries(now, 3600, 86400);
         SessionRecord {
+            access_token_type: Default::default(),
+            dpop_key: None,
             sub: "alice".into(),
             sid: None,
             claims: serde_json::Map::new(),

@@ -285,6 +285,19 @@ impl From<OidcError> for ErrorAnswer {
                     format!("the identity provider's token endpoint refused the request ({error}){advice}"),
                 )
             }
+            OidcError::UnexpectedTokenType(token_type) => Self::new(
+                BAD_GATEWAY,
+                "unexpected_token_type",
+                format!(
+                    "the identity provider issued a {token_type}-bound access token, which the BFF is not \
+                     configured to use; set BFF_DPOP=on, or stop the provider binding this client's tokens"
+                ),
+            ),
+            OidcError::Dpop(why) => Self::new(
+                BAD_GATEWAY,
+                "provider_error",
+                format!("the BFF could not prove possession of the session's DPoP key: {why}"),
+            ),
             OidcError::BadResponse(why) => Self::new(
                 BAD_GATEWAY,
                 "provider_error",

@@ -21,6 +21,7 @@ use crate::domain::secret::{ClientSecret, random_token};
 use crate::domain::trace::TRACEPARENT;
 use crate::platform::config::Config;
 use crate::platform::config::client_auth::{AssertionAudience, ClientAuthMethod};
+use crate::platform::dpop::{DPOP, DpopKey, USE_DPOP_NONCE};
 use crate::platform::signing::AssertionSigner;
 use crate::platform::trace_scope::current_traceparent;
 
@@ -159,13 +160,55 @@ impl Oidc {
         endpoint: &str,
         form: Vec<(String, String)>,
     ) -> Result<reqwest::Response, OidcError> {
+        self.authenticated_post_with(endpoint, form, None).await
+    }
+
+    /// [`Self::authenticated_post`], with a DPoP proof of `dpop` (RFC 9449 §5) when given:
+    /// `htu` the endpoint, the provider's last nonce when one is known. A `use_dpop_nonce`
+    /// answer that hands out a nonce gets exactly one retry with it (fresh proof, fresh
+    /// client assertion); any `DPoP-Nonce` the provider sends is remembered.
+    pub async fn authenticated_post_with(
+        &self,
+        endpoint: &str,
+        form: Vec<(String, String)>,
+        dpop: Option<&DpopKey>,
+    ) -> Result<reqwest::Response, OidcError> {
         let metadata = self.metadata().await?;
-        let mut request = self.http.post(endpoint);
-        if let Some(traceparent) = current_traceparent() {
-            request = request.header(TRACEPARENT, traceparent);
+        let url = url::Url::parse(endpoint).map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let mut retried = false;
+        loop {
+            let mut request = self.http.post(endpoint);
+            if let Some(traceparent) = current_traceparent() {
+                request = request.header(TRACEPARENT, traceparent);
+            }
+            if let Some(key) = dpop {
+                let nonce = self.dpop_nonces.get(&url);
+                let proof = key
+                    .proof("POST", &url, unix_now(), nonce.as_deref(), None)
+                    .map_err(|e| OidcError::Dpop(e.to_string()))?;
+                request = request.header(DPOP, proof);
+            }
+            let request = self.client_auth.authenticate(metadata, request, form.clone()).await?;
+            let response = request.send().await.map_err(transport_error)?;
+            let new_nonce = self.dpop_nonces.remember(&url, response.headers());
+            if dpop.is_none() || retried || !new_nonce || response.status() != reqwest::StatusCode::BAD_REQUEST {
+                return Ok(response);
+            }
+            // Only a `use_dpop_nonce` refusal is retried: another 400 (`invalid_grant`)
+            // stands, and a code is never presented twice for it.
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(transport_error)?;
+            let error = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+            if error["error"] != USE_DPOP_NONCE {
+                let mut answer = http::Response::new(body);
+                *answer.status_mut() = status;
+                *answer.headers_mut() = headers;
+                return Ok(reqwest::Response::from(answer));
+            }
+            tracing::info!("the provider asked for a DPoP nonce; retrying once with it");
+            retried = true;
         }
-        let request = self.client_auth.authenticate(metadata, request, form).await?;
-        request.send().await.map_err(transport_error)
     }
 
     /// The start-up check of `BFF_CLIENT_AUTH` against discovery: an error when the

@@ -12,7 +12,9 @@ use super::{Oidc, OidcError, ProviderMetadata, transport_error};
 use crate::domain::login_options::LoginOptions;
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::session::TokenType;
 use crate::platform::config::{Config, ParMode};
+use crate::platform::dpop::DpopKey;
 
 /// What one login's authorization request carries besides the configuration.
 #[derive(Debug)]
@@ -61,6 +63,8 @@ pub struct TokenSet {
     pub expires_in: Option<i64>,
     /// The raw ID token, when one came back.
     pub id_token: Option<IdToken>,
+    /// How the access token is presented: `DPoP` only when the request carried a proof.
+    pub token_type: TokenType,
 }
 
 impl Oidc {
@@ -158,50 +162,70 @@ impl Oidc {
         }
     }
 
-    /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-    pub async fn exchange_code(&self, code: &str, verifier: PkceVerifier) -> Result<TokenSet, OidcError> {
-        self.token_request(vec![
-            ("grant_type", "authorization_code".into()),
-            ("code", code.to_owned()),
-            ("redirect_uri", self.redirect_uri.clone()),
-            ("code_verifier", verifier.secret().to_owned()),
-        ])
+    /// Exchanges an authorization code (with its PKCE verifier) for tokens, proving
+    /// possession of `dpop` when given.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: PkceVerifier,
+        dpop: Option<&DpopKey>,
+    ) -> Result<TokenSet, OidcError> {
+        self.token_request(
+            vec![
+                ("grant_type", "authorization_code".into()),
+                ("code", code.to_owned()),
+                ("redirect_uri", self.redirect_uri.clone()),
+                ("code_verifier", verifier.secret().to_owned()),
+            ],
+            dpop,
+        )
         .await
     }
 
     /// Uses a refresh token for `target`'s access token (the login's own for the empty
-    /// target); the answer may rotate the refresh token.
-    pub async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
+    /// target), proving possession of `dpop` when given; the answer may rotate the
+    /// refresh token.
+    pub async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        target: &TokenTarget,
+        dpop: Option<&DpopKey>,
+    ) -> Result<TokenSet, OidcError> {
         let mut form = vec![
             ("grant_type", "refresh_token".into()),
             ("refresh_token", refresh_token.secret().to_owned()),
         ];
         // A route's own token: RFC 8707 `resource`, Auth0's `audience`, or other scopes.
         form.extend(target.grant_params().into_iter().map(|(k, v)| (k, v.to_owned())));
-        self.token_request(form).await
+        self.token_request(form, dpop).await
     }
 
     /// The client-credentials grant (RFC 6749 §4.4) for the BFF's own token for `target`.
     pub async fn client_credentials(&self, target: &TokenTarget) -> Result<TokenSet, OidcError> {
         let mut form = vec![("grant_type", "client_credentials".into())];
         form.extend(target.grant_params().into_iter().map(|(k, v)| (k, v.to_owned())));
-        self.token_request(form).await
+        // The BFF's own tokens stay Bearer: they are not a user's, and not per session.
+        self.token_request(form, None).await
     }
 
     /// One request to the token endpoint, and its answer read.
-    async fn token_request(&self, form: Vec<(&'static str, String)>) -> Result<TokenSet, OidcError> {
+    async fn token_request(
+        &self,
+        form: Vec<(&'static str, String)>,
+        dpop: Option<&DpopKey>,
+    ) -> Result<TokenSet, OidcError> {
         let endpoint = self.metadata().await?.token_endpoint.clone();
         let form = form.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let response = self.authenticated_post(&endpoint, form).await?;
+        let response = self.authenticated_post_with(&endpoint, form, dpop).await?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport_error)?;
-        token_answer(status, &body)
+        token_answer(status, &body, dpop.is_some())
     }
 }
 
 /// The token endpoint's answer: tokens, the OAuth error it names (RFC 6749 §5.2), or
-/// nonsense.
-fn token_answer(status: http::StatusCode, body: &[u8]) -> Result<TokenSet, OidcError> {
+/// nonsense. A `DPoP` token is taken only from a request that carried a proof (`dpop`).
+fn token_answer(status: http::StatusCode, body: &[u8], dpop: bool) -> Result<TokenSet, OidcError> {
     if !status.is_success() {
         #[derive(serde::Deserialize)]
         struct ErrorAnswer {
@@ -228,7 +252,7 @@ fn token_answer(status: http::StatusCode, body: &[u8]) -> Result<TokenSet, OidcE
     // The parse error's text may quote the body, which holds tokens: keep only its kind.
     let response: CoreTokenResponse = serde_json::from_slice(body)
         .map_err(|e| OidcError::BadResponse(format!("unparsable token response ({:?})", e.classify())))?;
-    token_set(&response)
+    token_set(&response, dpop)
 }
 
 /// An OAuth error code reduced to the characters codes use (RFC 6749 §5.2), so it can be
@@ -242,10 +266,12 @@ fn oauth_code(error: &str) -> String {
 }
 
 /// The tokens of a token response. An access token of a type the BFF does not know how
-/// to present is never used (RFC 6749 §7.1); `Bearer` is accepted in any case.
-fn token_set(response: &CoreTokenResponse) -> Result<TokenSet, OidcError> {
-    check_token_type(response.token_type())?;
+/// to present is never used (RFC 6749 §7.1); `Bearer` is accepted in any case, `DPoP`
+/// only in answer to a request with a proof.
+fn token_set(response: &CoreTokenResponse, dpop: bool) -> Result<TokenSet, OidcError> {
+    let token_type = check_token_type(response.token_type(), dpop)?;
     Ok(TokenSet {
+        token_type,
         access_token: AccessToken::new(response.access_token().secret()),
         refresh_token: response.refresh_token().map(|t| RefreshToken::new(t.secret())),
         expires_in: response
@@ -255,11 +281,15 @@ fn token_set(response: &CoreTokenResponse) -> Result<TokenSet, OidcError> {
     })
 }
 
-fn check_token_type(token_type: &BasicTokenType) -> Result<(), OidcError> {
+fn check_token_type(token_type: &BasicTokenType, dpop: bool) -> Result<TokenType, OidcError> {
     // The type is case-insensitive (RFC 6749 §5.1); the parser knows only `bearer`.
     match token_type {
-        BasicTokenType::Bearer => Ok(()),
-        BasicTokenType::Extension(other) if other.eq_ignore_ascii_case("bearer") => Ok(()),
+        BasicTokenType::Bearer => Ok(TokenType::Bearer),
+        BasicTokenType::Extension(other) if other.eq_ignore_ascii_case("bearer") => Ok(TokenType::Bearer),
+        BasicTokenType::Extension(other) if other.eq_ignore_ascii_case("dpop") && dpop => Ok(TokenType::DPoP),
+        BasicTokenType::Extension(other) if other.eq_ignore_ascii_case("dpop") => {
+            Err(OidcError::UnexpectedTokenType("DPoP".into()))
+        }
         other => Err(OidcError::BadResponse(format!(
             "token_type `{}` is not supported",
             other.as_ref()
@@ -309,29 +339,50 @@ mod tests {
     #[test]
     fn token_answers_are_tokens_oauth_errors_or_nonsense() {
         let ok = br#"{"access_token": "at", "token_type": "Bearer", "expires_in": 60, "refresh_token": "rt"}"#;
-        let tokens = token_answer(http::StatusCode::OK, ok).expect("tokens");
+        let tokens = token_answer(http::StatusCode::OK, ok, false).expect("tokens");
         assert_eq!(tokens.access_token.secret(), "at");
         assert_eq!(tokens.expires_in, Some(60));
-        let refused = token_answer(http::StatusCode::UNAUTHORIZED, br#"{"error": "invalid_client"}"#);
+        let refused = token_answer(http::StatusCode::UNAUTHORIZED, br#"{"error": "invalid_client"}"#, false);
         assert!(matches!(refused, Err(OidcError::Rejected { ref error }) if error == "invalid_client"));
-        let down = token_answer(http::StatusCode::BAD_GATEWAY, b"<html>");
+        let down = token_answer(http::StatusCode::BAD_GATEWAY, b"<html>", false);
         assert!(matches!(down, Err(OidcError::BadResponse(_))));
         let leaky = token_answer(
             http::StatusCode::OK,
             br#"{"access_token": 7, "token_type": "secret-value"}"#,
+            false,
         );
         assert!(matches!(leaky, Err(OidcError::BadResponse(ref m)) if !m.contains("secret-value")));
     }
 
     #[test]
-    fn only_bearer_tokens_in_any_case_are_used() {
+    fn bearer_tokens_in_any_case_and_dpop_tokens_only_after_a_proof_are_used() {
+        let parse = |t: &str| -> BasicTokenType { serde_json::from_value(serde_json::json!(t)).expect("token type") };
         for accepted in ["Bearer", "bearer", "BEARER"] {
-            let parsed: BasicTokenType = serde_json::from_value(serde_json::json!(accepted)).expect("token type");
-            assert!(check_token_type(&parsed).is_ok(), "{accepted}");
+            for dpop in [false, true] {
+                // A Bearer answer to a proof is used, and sent, as Bearer.
+                assert_eq!(check_token_type(&parse(accepted), dpop).ok(), Some(TokenType::Bearer));
+            }
         }
-        for refused in ["DPoP", "mac", "N_A", ""] {
-            let parsed: BasicTokenType = serde_json::from_value(serde_json::json!(refused)).expect("token type");
-            assert!(check_token_type(&parsed).is_err(), "{refused}");
+        for dpop in ["DPoP", "dpop"] {
+            assert_eq!(check_token_type(&parse(dpop), true).ok(), Some(TokenType::DPoP));
+            assert!(
+                matches!(
+                    check_token_type(&parse(dpop), false),
+                    Err(OidcError::UnexpectedTokenType(_))
+                ),
+                "{dpop} without a proof"
+            );
         }
+        for refused in ["mac", "N_A", ""] {
+            assert!(check_token_type(&parse(refused), true).is_err(), "{refused}");
+        }
+        // A whole answer: BFF_DPOP=off and a provider that binds anyway fails the login.
+        let bound = br#"{"access_token": "at", "token_type": "DPoP", "expires_in": 60}"#;
+        assert!(matches!(
+            token_answer(http::StatusCode::OK, bound, false),
+            Err(OidcError::UnexpectedTokenType(_))
+        ));
+        let tokens = token_answer(http::StatusCode::OK, bound, true).expect("tokens");
+        assert_eq!(tokens.token_type, TokenType::DPoP);
     }
 }

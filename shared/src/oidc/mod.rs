@@ -107,6 +107,13 @@ pub enum OidcError {
     /// could not sign.
     #[error("client authentication: {0}")]
     ClientAuth(String),
+    /// The token endpoint issued a token of a type the BFF was not set up to present
+    /// (`DPoP` with `BFF_DPOP=off`; RFC 6749 §7.1).
+    #[error("the token endpoint issued a `{0}` token, which the BFF is not configured to use")]
+    UnexpectedTokenType(String),
+    /// The session's DPoP key could not make a proof.
+    #[error("DPoP: {0}")]
+    Dpop(String),
 }
 
 impl OidcError {
@@ -131,6 +138,8 @@ pub struct Oidc {
     jwks: Mutex<Option<Arc<JwksCache>>>,
     // Serialises JWKS fetches so a burst of unknown `kid`s costs one fetch.
     jwks_fetch: tokio::sync::Mutex<()>,
+    // The provider's last DPoP nonce (RFC 9449 §8), by endpoint origin.
+    dpop_nonces: crate::platform::dpop::DpopNonces,
     // Discovery and JWKS shared by every instance, so a cold start skips the provider.
     documents: Option<(Arc<dyn DocumentCache>, Arc<dyn Clock>)>,
 }
@@ -154,6 +163,7 @@ impl Oidc {
             discovered: tokio::sync::OnceCell::new(),
             jwks: Mutex::new(None),
             jwks_fetch: tokio::sync::Mutex::new(()),
+            dpop_nonces: Default::default(),
             documents: None,
         })
     }

@@ -7,12 +7,13 @@
 //! token's (§5.3.2), or nothing of it is used. This module never logs the access token
 //! it presents or the claims it reads.
 
-use http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use serde_json::{Map, Value};
 
 use super::jwks::JwsError;
 use super::{Oidc, OidcError, transport_error};
 use crate::domain::secret::AccessToken;
+use crate::platform::dpop::{DPOP, DpopKey, unix_now};
 
 /// Largest userinfo answer read: profile claims, not documents.
 pub const USERINFO_MAX_BYTES: usize = 64 * 1024;
@@ -46,22 +47,37 @@ impl Oidc {
     }
 
     /// Userinfo's claims for `access_token` at `endpoint`, checked to be about
-    /// `expected_sub`. `now` is epoch seconds.
+    /// `expected_sub`. `now` is epoch seconds. A DPoP-bound token (`dpop` its key) is sent
+    /// as `Authorization: DPoP` with a proof, else as Bearer.
     pub async fn userinfo(
         &self,
         endpoint: &str,
         access_token: &AccessToken,
+        dpop: Option<&DpopKey>,
         expected_sub: &str,
         now: i64,
     ) -> Result<Map<String, Value>, UserinfoError> {
-        let response = self
+        let request = self
             .http
             .get(endpoint)
-            .bearer_auth(access_token.secret())
-            .header(ACCEPT, "application/json, application/jwt")
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(ACCEPT, "application/json, application/jwt");
+        let request = match dpop {
+            None => request.bearer_auth(access_token.secret()),
+            Some(key) => {
+                let url = url::Url::parse(endpoint).map_err(|e| UserinfoError::Invalid(e.to_string()))?;
+                let nonce = self.dpop_nonces.get(&url);
+                let proof = key
+                    .proof("GET", &url, unix_now(), nonce.as_deref(), Some(access_token))
+                    .map_err(|e| UserinfoError::Invalid(e.to_string()))?;
+                request
+                    .header(AUTHORIZATION, format!("{DPOP} {}", access_token.secret()))
+                    .header(DPOP, proof)
+            }
+        };
+        let response = request.send().await.map_err(transport_error)?;
+        if let Ok(url) = url::Url::parse(endpoint) {
+            self.dpop_nonces.remember(&url, response.headers());
+        }
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(length) = response.content_length()

@@ -114,6 +114,8 @@ pub struct Config {
     pub login_defaults: LoginOptions,
     /// Pushed authorization requests (`BFF_PAR`).
     pub par: ParMode,
+    /// DPoP-bound tokens (RFC 9449), `BFF_DPOP=on`: one key per session.
+    pub dpop: bool,
     /// Front-end origins allowed for CORS and absolute `returnTo`.
     pub allowed_origins: Vec<String>,
     /// DynamoDB table name.
@@ -191,6 +193,11 @@ impl Config {
             Some("off") => ParMode::Off,
             Some("on") => ParMode::On,
             Some(_) => return Err(invalid("BFF_PAR", "must be `auto`, `off` or `on`")),
+        };
+        let dpop = match get("BFF_DPOP").as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(_) => return Err(invalid("BFF_DPOP", "must be `off` or `on`")),
         };
 
         let allowed_origins = match get("BFF_ALLOWED_ORIGINS") {
@@ -277,6 +284,7 @@ impl Config {
             auth_params,
             login_defaults,
             par,
+            dpop,
             allowed_origins,
             table,
             session_idle_secs,
@@ -718,6 +726,13 @@ mod tests {
         for bad in ["yes", "true", "ON", "required"] {
             let e = load(&[("BFF_PAR", bad)]).expect_err(bad);
             assert!(e.to_string().starts_with("BFF_PAR is invalid"), "{e}");
+        }
+        assert!(!load(&[]).expect("default").dpop);
+        assert!(load(&[("BFF_DPOP", "on")]).expect("on").dpop);
+        assert!(!load(&[("BFF_DPOP", "off")]).expect("off").dpop);
+        for bad in ["On", "true", "1", "yes"] {
+            let e = load(&[("BFF_DPOP", bad)]).expect_err(bad);
+            assert!(e.to_string().starts_with("BFF_DPOP is invalid"), "{e}");
         }
     }
 

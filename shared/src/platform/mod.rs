@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod kms;
 pub mod logging;
 pub mod metrics;

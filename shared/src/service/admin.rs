@@ -163,6 +163,8 @@ mod tests {
 
     fn session(sub: &str, created_at: i64, user_agent: Option<&str>) -> SessionRecord {
         SessionRecord {
+            access_token_type: Default::default(),
+            dpop_key: None,
             sub: sub.to_owned(),
             sid: None,
             claims: serde_json::Map::new(),

@@ -9,9 +9,10 @@ use super::Deps;
 use crate::domain::claims::{lacks_requested_claims, userinfo_claims};
 use crate::domain::login_options::{SILENT_LOGIN_ERRORS, UnmetRequirement};
 use crate::domain::secret::{AccessToken, SessionId, hash};
-use crate::domain::session::{LoginTransaction, SessionRecord, browser_family, new_expiries};
+use crate::domain::session::{LoginTransaction, SessionRecord, TokenType, browser_family, new_expiries};
 use crate::oidc::{OidcError, UserinfoError, VerifiedClaims};
 use crate::platform::config::UserinfoMode;
+use crate::platform::dpop::DpopKey;
 use crate::platform::logging::user_hash;
 use crate::platform::metrics::{self, EndReason, Event};
 use crate::store::{StoreError, StoreKey, session_key};
@@ -114,14 +115,19 @@ pub async fn complete(
 ) -> Result<LoggedIn, CallbackError> {
     check_issuer(deps, iss).await?;
 
-    let tokens = deps.oidc.exchange_code(code, tx.pkce_verifier).await?;
+    let dpop = match &tx.dpop_key {
+        Some(secret) => Some(DpopKey::from_secret(secret).map_err(|e| OidcError::Dpop(e.to_string()))?),
+        None => None,
+    };
+    let tokens = deps.oidc.exchange_code(code, tx.pkce_verifier, dpop.as_ref()).await?;
     let now = deps.clock.now();
     let id_token = tokens.id_token.ok_or(CallbackError::NoIdToken)?;
     let verified = deps.oidc.verify_id_token(&id_token, Some(&tx.nonce), now).await?;
     // OIDC Core 3.1.3.7 steps 11-13: what was asked must show in the token; until then
     // the browser's current session stays as it is (a failed step-up loses nothing).
     tx.requirements.check(&verified.claims, now)?;
-    let userinfo = fetch_userinfo(deps, &tokens.access_token, &verified, now).await?;
+    let bound = dpop.as_ref().filter(|_| tokens.token_type == TokenType::DPoP);
+    let userinfo = fetch_userinfo(deps, &tokens.access_token, bound, &verified, now).await?;
 
     let (expires_at, idle_expires_at) = new_expiries(now, deps.config.session_idle_secs, deps.config.session_max_secs);
     let record = SessionRecord {
@@ -130,6 +136,8 @@ pub async fn complete(
         claims: verified.claims,
         id_token,
         access_token: tokens.access_token,
+        access_token_type: tokens.token_type,
+        dpop_key: tx.dpop_key,
         access_expires_at: tokens.expires_in.map(|secs| now.saturating_add(secs)),
         access_issued_at: now,
         refresh_token: tokens.refresh_token,
@@ -175,6 +183,7 @@ pub async fn complete(
 async fn fetch_userinfo(
     deps: &Deps<'_>,
     access_token: &AccessToken,
+    dpop: Option<&DpopKey>,
     verified: &VerifiedClaims,
     now: i64,
 ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, CallbackError> {
@@ -194,7 +203,11 @@ async fn fetch_userinfo(
             return Ok(None);
         }
     };
-    match deps.oidc.userinfo(&endpoint, access_token, &verified.sub, now).await {
+    match deps
+        .oidc
+        .userinfo(&endpoint, access_token, dpop, &verified.sub, now)
+        .await
+    {
         Ok(claims) => Ok(Some(userinfo_claims(claims))),
         Err(UserinfoError::SubjectMismatch) => {
             tracing::warn!(

@@ -272,6 +272,7 @@ mod tests {
             }
             let n = self.grants.fetch_add(1, Ordering::SeqCst) + 1;
             Ok(TokenSet {
+                token_type: Default::default(),
                 access_token: AccessToken::new(format!("cc-{n}")),
                 refresh_token: None,
                 expires_in: Some(300),

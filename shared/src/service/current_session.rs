@@ -76,6 +76,8 @@ mod tests {
 
     fn session(now: i64, expires_in: i64, idle_in: i64) -> SessionRecord {
         SessionRecord {
+            access_token_type: Default::default(),
+            dpop_key: None,
             sub: "alice".to_owned(),
             sid: None,
             claims: serde_json::Map::new(),

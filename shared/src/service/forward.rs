@@ -8,6 +8,12 @@
 //! never becomes a stream of token requests. Request bodies are always buffered (Lambda
 //! delivers them whole), so every call can be replayed. Answers are not: the refused
 //! answer's body is dropped unread, and the one that stands streams to the browser.
+//!
+//! A DPoP-bound token (RFC 9449) goes as `Authorization: DPoP <token>` with a fresh proof
+//! of the session's key (`htm`, `htu` the URL called without query, `ath`, `jti`, the
+//! upstream's last nonce); a 401 asking `use_dpop_nonce` with a `DPoP-Nonce` gets one
+//! retry with that nonce. A Bearer token always goes as Bearer, whatever the session's
+//! key: each token is sent as its `token_type` said.
 
 use std::time::Instant;
 
@@ -17,11 +23,13 @@ use url::Url;
 
 use super::refresh::{RefreshError, Refresher};
 use super::{Deps, SessionError};
-use crate::domain::forwarding::{anonymous_request_headers, upstream_request_headers};
+use crate::domain::forwarding::{anonymous_request_headers, dpop_request_headers, upstream_request_headers};
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::AccessToken;
-use crate::domain::session::SessionRecord;
+use crate::domain::session::{SessionRecord, TokenType};
 use crate::domain::trace::TraceContext;
+use crate::oidc::OidcError;
+use crate::platform::dpop::{DpopKey, asks_for_nonce, unix_now};
 use crate::platform::metrics::{self, Event};
 use crate::store::{StoreError, StoreKey};
 use crate::upstream::{Upstream, UpstreamAnswer, UpstreamError};
@@ -74,9 +82,26 @@ pub async fn forward(
     call: Call<'_>,
 ) -> Result<Forwarded, ForwardError> {
     let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
-    let token = refresher.usable_token_for(key, session, target, None).await?;
-    let send = |token: AccessToken| send(upstream, &call, Some(token));
-    let mut answer = send(token.clone()).await?;
+    // The key is the session's for its whole life: refreshes keep it.
+    let dpop = match &session.dpop_key {
+        Some(secret) => {
+            Some(DpopKey::from_secret(secret).map_err(|e| RefreshError::Provider(OidcError::Dpop(e.to_string())))?)
+        }
+        None => None,
+    };
+    let (token, token_type) = refresher.usable_typed_token_for(key, session, target, None).await?;
+    let send = |token: AccessToken, token_type: TokenType| {
+        let presented = match token_type {
+            TokenType::Bearer => Presented::Bearer(token),
+            TokenType::DPoP => match &dpop {
+                Some(key) => Presented::Dpop(token, key),
+                // A DPoP token without its key cannot be used, and is never sent as Bearer.
+                None => Presented::Unusable,
+            },
+        };
+        send_presented(upstream, &call, presented)
+    };
+    let mut answer = send(token.clone(), token_type).await?;
 
     if answer.status == StatusCode::UNAUTHORIZED {
         // The upstream refused a token we believed valid (revoked, or clocks disagree).
@@ -87,9 +112,11 @@ pub async fn forward(
             .ok_or(SessionError::Expired)?;
         if session.refresh_token.is_some() {
             // The same token back means the refresh is throttled: the upstream's 401 stands.
-            let retry_token = refresher.usable_token_for(key, session, target, Some(&token)).await?;
+            let (retry_token, retry_type) = refresher
+                .usable_typed_token_for(key, session, target, Some(&token))
+                .await?;
             if retry_token != token {
-                answer = send(retry_token).await?;
+                answer = send(retry_token, retry_type).await?;
             }
         }
     }
@@ -126,6 +153,59 @@ pub async fn forward_with_client_token(
     Ok(answer)
 }
 
+/// How one call presents its token.
+enum Presented<'k> {
+    /// `Authorization: Bearer`.
+    Bearer(AccessToken),
+    /// `Authorization: DPoP` with a proof of the key.
+    Dpop(AccessToken, &'k DpopKey),
+    /// A DPoP-bound token whose key is gone: not sent at all.
+    Unusable,
+}
+
+/// One upstream call of `call` presenting its token as `presented`; a DPoP call whose
+/// 401 asks for the upstream's nonce is sent once more with it.
+async fn send_presented(
+    upstream: &Upstream,
+    call: &Call<'_>,
+    presented: Presented<'_>,
+) -> Result<UpstreamAnswer, ForwardError> {
+    match presented {
+        Presented::Bearer(token) => Ok(send(upstream, call, Some(token)).await?),
+        Presented::Unusable => Err(RefreshError::SessionEnded.into()),
+        Presented::Dpop(token, key) => {
+            let answer = send_dpop(upstream, call, &token, key).await?;
+            let fresh_nonce = upstream.dpop_nonces.remember(&call.url, &answer.headers);
+            if answer.status == StatusCode::UNAUTHORIZED && fresh_nonce && asks_for_nonce(&answer.headers) {
+                // The refused answer's body is dropped unread; the request body is whole.
+                return Ok(send_dpop(upstream, call, &token, key).await?);
+            }
+            Ok(answer)
+        }
+    }
+}
+
+/// One DPoP call: the token as `Authorization: DPoP` and a fresh proof for this URL.
+async fn send_dpop(
+    upstream: &Upstream,
+    call: &Call<'_>,
+    token: &AccessToken,
+    key: &DpopKey,
+) -> Result<UpstreamAnswer, ForwardError> {
+    let nonce = upstream.dpop_nonces.get(&call.url);
+    let proof = key
+        .proof(
+            call.method.as_str(),
+            &call.url,
+            unix_now(),
+            nonce.as_deref(),
+            Some(token),
+        )
+        .map_err(|e| RefreshError::Provider(OidcError::Dpop(e.to_string())))?;
+    let headers = dpop_request_headers(call.headers, token, &proof, call.trace);
+    Ok(timed(upstream, call, headers).await?)
+}
+
 /// One upstream call of `call` with `token` (or none), timed and counted.
 async fn send(
     upstream: &Upstream,
@@ -136,6 +216,11 @@ async fn send(
         Some(token) => upstream_request_headers(call.headers, token, call.trace),
         None => anonymous_request_headers(call.headers, call.trace),
     };
+    timed(upstream, call, headers).await
+}
+
+/// Sends `call` with `headers`, timed and counted.
+async fn timed(upstream: &Upstream, call: &Call<'_>, headers: HeaderMap) -> Result<UpstreamAnswer, UpstreamError> {
     let started = Instant::now();
     let answer = upstream
         .forward(call.method.clone(), call.url.clone(), headers, call.body.clone())

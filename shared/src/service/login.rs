@@ -1,7 +1,8 @@
 //! Starting the Authorization Code Grant: fresh `state` and `nonce` (256 bits each) and a
 //! PKCE S256 verifier; the transaction (verifier, nonce, returnTo, what the login asked of
 //! the authentication) goes to the store under the hash of `state`, never under `state`
-//! itself. The browser's current session is untouched here: a step-up or silent login
+//! itself. With `BFF_DPOP=on` the login's DPoP key is made here and kept (sealed) with
+//! the transaction, for the code exchange and then the session. The browser's current session is untouched here: a step-up or silent login
 //! that fails leaves it as it was.
 
 use super::Deps;
@@ -9,6 +10,7 @@ use crate::domain::login_options::LoginOptions;
 use crate::domain::secret::{PkceVerifier, SessionId, hash, random_token};
 use crate::domain::session::LoginTransaction;
 use crate::oidc::{AuthorizationRequest, OidcError};
+use crate::platform::dpop::DpopKey;
 use crate::store::{StoreError, StoreKey};
 
 /// Lifetime of a login transaction and of its cookie, in seconds: how long a login may
@@ -54,6 +56,12 @@ pub async fn start(
         options: &options,
     };
     let location = deps.oidc.authorization_url(deps.config, &request).await?;
+    // The session's DPoP key: the code exchange already proves possession of it.
+    let dpop_key = if deps.config.dpop {
+        Some(DpopKey::generate().map_err(|e| LoginError::Provider(OidcError::Dpop(e.to_string())))?)
+    } else {
+        None
+    };
     let tx = LoginTransaction {
         pkce_verifier: verifier,
         nonce,
@@ -62,6 +70,7 @@ pub async fn start(
         replaces_session: current.map(|id| id.hashed()),
         requirements: options.requirements(),
         silent: options.is_silent(),
+        dpop_key,
     };
     deps.store
         .put_transaction(&StoreKey::transaction(&hash(&state)), &tx)

@@ -19,9 +19,10 @@ use tokio::time::Instant;
 
 use crate::domain::clock::Clock;
 use crate::domain::routes::TokenTarget;
-use crate::domain::secret::{AccessToken, IdToken, RefreshToken, random_token};
-use crate::domain::session::{HeldToken, RefreshLease, SessionRecord, forced_refresh_of_allowed};
+use crate::domain::secret::{AccessToken, DpopKeySecret, IdToken, RefreshToken, random_token};
+use crate::domain::session::{HeldToken, RefreshLease, SessionRecord, TokenType, forced_refresh_of_allowed};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
+use crate::platform::dpop::DpopKey;
 use crate::platform::logging::user_hash;
 use crate::platform::metrics::{self, EndReason, Event, RefreshOutcome};
 use crate::store::{SessionStore, StoreError, StoreKey};
@@ -80,8 +81,14 @@ pub trait RefreshGrant: Send + Sync {
     /// keys), so none of it happens under the lease.
     async fn prepare(&self) -> Result<(), OidcError>;
 
-    /// Uses `refresh_token` for `target`'s access token; the answer may rotate it.
-    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError>;
+    /// Uses `refresh_token` for `target`'s access token, proving possession of the
+    /// session's DPoP key `dpop` when it has one; the answer may rotate it.
+    async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        target: &TokenTarget,
+        dpop: Option<&DpopKeySecret>,
+    ) -> Result<TokenSet, OidcError>;
 
     /// Validates an ID token returned by the refresh grant (no nonce) at `now`.
     async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError>;
@@ -98,8 +105,17 @@ impl RefreshGrant for Oidc {
         Ok(())
     }
 
-    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
-        Oidc::refresh(self, refresh_token, target).await
+    async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        target: &TokenTarget,
+        dpop: Option<&DpopKeySecret>,
+    ) -> Result<TokenSet, OidcError> {
+        let key = match dpop {
+            Some(secret) => Some(DpopKey::from_secret(secret).map_err(|e| OidcError::Dpop(e.to_string()))?),
+            None => None,
+        };
+        Oidc::refresh(self, refresh_token, target, key.as_ref()).await
     }
 
     async fn verify_refreshed_id_token(&self, id_token: &IdToken, now: i64) -> Result<VerifiedClaims, OidcError> {
@@ -144,10 +160,23 @@ where
     pub async fn usable_token_for(
         &self,
         key: &StoreKey,
-        mut session: SessionRecord,
+        session: SessionRecord,
         target: &TokenTarget,
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, RefreshError> {
+        self.usable_typed_token_for(key, session, target, rejected)
+            .await
+            .map(|(token, _)| token)
+    }
+
+    /// [`Self::usable_token_for`], with the token's type: how it must be presented.
+    pub async fn usable_typed_token_for(
+        &self,
+        key: &StoreKey,
+        mut session: SessionRecord,
+        target: &TokenTarget,
+        rejected: Option<&AccessToken>,
+    ) -> Result<(AccessToken, TokenType), RefreshError> {
         let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + WAIT_BEYOND_LEASE;
         let mut prepared = false;
         let mut waited = false;
@@ -172,12 +201,12 @@ where
                         "token refreshed by another instance"
                     );
                 }
-                return Ok(held.access_token.clone());
+                return Ok((held.access_token.clone(), held.token_type));
             }
             // A token the upstream refused is never "still valid", whatever its expiry says.
             let valid = held
                 .filter(|h| !was_rejected && h.is_valid(now))
-                .map(|h| h.access_token);
+                .map(|h| (h.access_token, h.token_type));
             if session.refresh_token.is_none() {
                 if let Some(token) = valid {
                     return Ok(token);
@@ -283,8 +312,8 @@ where
         leased: SessionRecord,
         lease: &RefreshLease,
         target: &TokenTarget,
-        valid: Option<AccessToken>,
-    ) -> Result<AccessToken, RefreshError> {
+        valid: Option<(AccessToken, TokenType)>,
+    ) -> Result<(AccessToken, TokenType), RefreshError> {
         let Some(refresh_token) = leased.refresh_token.clone() else {
             return Err(RefreshError::SessionEnded);
         };
@@ -292,7 +321,7 @@ where
         let budget_ms = lease.until_ms - self.clock.now_ms() - WRITE_BUDGET_MS;
         let grant = tokio::time::timeout(
             Duration::from_millis(budget_ms.max(0) as u64),
-            self.provider.refresh(&refresh_token, target),
+            self.provider.refresh(&refresh_token, target, leased.dpop_key.as_ref()),
         );
         match grant.await.unwrap_or(Err(OidcError::Timeout)) {
             Ok(tokens) => self.save_refreshed(key, leased, lease, target, tokens).await,
@@ -315,7 +344,7 @@ where
                         tracing::warn!("refresh token refused, but another instance had refreshed; session kept");
                         fresh
                             .token_for(target)
-                            .map(|held| held.access_token)
+                            .map(|held| (held.access_token, held.token_type))
                             .ok_or(RefreshError::InProgress)
                     }
                     _ => Err(RefreshError::SessionEnded),
@@ -343,15 +372,17 @@ where
         lease: &RefreshLease,
         target: &TokenTarget,
         tokens: TokenSet,
-    ) -> Result<AccessToken, RefreshError> {
+    ) -> Result<(AccessToken, TokenType), RefreshError> {
         let now = self.clock.now();
         let access_token = tokens.access_token.clone();
+        let usable = (access_token.clone(), tokens.token_type);
         let apply = |current: &SessionRecord| {
             let mut next = current.clone();
             next.set_token(
                 target,
                 HeldToken {
                     access_token: tokens.access_token.clone(),
+                    token_type: tokens.token_type,
                     expires_at: tokens.expires_in.map(|secs| now.saturating_add(secs)),
                     issued_at: now,
                 },
@@ -398,7 +429,7 @@ where
                             // Another instance refreshed (or the session ended) meanwhile.
                             tracing::warn!("refresh lease lost before the tokens were saved");
                             metrics::record(Event::Refresh(RefreshOutcome::Done));
-                            return Ok(access_token);
+                            return Ok(usable);
                         }
                         Err(e) => e,
                     }
@@ -406,7 +437,7 @@ where
                 Err(StoreError::Conflict) => {
                     tracing::warn!("could not save refreshed tokens after retries");
                     metrics::record(Event::Refresh(RefreshOutcome::Done));
-                    return Ok(access_token);
+                    return Ok(usable);
                 }
                 Err(e) => e,
             };
@@ -422,8 +453,8 @@ where
         metrics::record(Event::Refresh(RefreshOutcome::Done));
         tracing::info!(reason = "refreshed", sub_hash = %user_hash(&saved.sub), "token refreshed");
         match tokens.id_token {
-            Some(id_token) => self.adopt_id_token(key, saved, id_token).await.map(|()| access_token),
-            None => Ok(access_token),
+            Some(id_token) => self.adopt_id_token(key, saved, id_token).await.map(|()| usable),
+            None => Ok(usable),
         }
     }
 
@@ -488,7 +519,7 @@ where
 }
 
 /// The answer when the provider failed: a still-valid token serves until it expires.
-fn unrefreshed(e: OidcError, valid: Option<AccessToken>) -> Result<AccessToken, RefreshError> {
+fn unrefreshed<T>(e: OidcError, valid: Option<T>) -> Result<T, RefreshError> {
     match valid {
         Some(token) => {
             tracing::warn!(error = %e, "refresh failed; using the still-valid access token");

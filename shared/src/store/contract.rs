@@ -435,6 +435,7 @@ fn session_key() -> StoreKey {
 
 fn transaction(expires_at: i64) -> LoginTransaction {
     LoginTransaction {
+        dpop_key: None,
         pkce_verifier: PkceVerifier::generate(),
         nonce: random_token(16),
         return_to: format!("/app/{}", random_token(6)),
@@ -462,6 +463,8 @@ fn session(now: i64, version: u64) -> SessionRecord {
     claims.insert("email".into(), serde_json::Value::String("user@example.test".into()));
     claims.insert("email_verified".into(), serde_json::Value::Bool(true));
     SessionRecord {
+        access_token_type: Default::default(),
+        dpop_key: None,
         sub,
         sid: Some(random_token(12)),
         claims,

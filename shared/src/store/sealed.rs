@@ -28,7 +28,7 @@ use super::{
     ClientTokenRecord, ClientTokenStore, DocumentCache, LoginTransaction, ReplayGuard, SessionIndex, SessionRecord,
     SessionStore, Store, StoreError, StoreKey, TransactionStore,
 };
-use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken};
+use crate::domain::secret::{AccessToken, DpopKeySecret, IdToken, PkceVerifier, RefreshToken};
 use crate::platform::seal::{SealError, Sealer};
 
 /// The field names sealed values are bound to (those of the stored record).
@@ -38,6 +38,7 @@ const ID_TOKEN: &str = "id_token";
 const CLAIMS: &str = "claims";
 const USERINFO: &str = "userinfo";
 const PKCE_VERIFIER: &str = "pkce_verifier";
+const DPOP_KEY: &str = "dpop_key";
 
 /// The one member of a stored session's `claims`: the claims as JSON, sealed.
 const SEALED_CLAIMS: &str = "sealed";
@@ -78,6 +79,10 @@ impl SealedStore {
             .as_ref()
             .map(|t| RefreshToken::new(self.sealer.seal(t.secret(), item, REFRESH_TOKEN)));
         sealed.id_token = IdToken::new(self.sealer.seal(s.id_token.secret(), item, ID_TOKEN));
+        sealed.dpop_key = s
+            .dpop_key
+            .as_ref()
+            .map(|k| DpopKeySecret::new(self.sealer.seal(k.secret(), item, DPOP_KEY)));
         sealed.claims = serde_json::Map::from_iter([(
             SEALED_CLAIMS.to_owned(),
             serde_json::Value::String(self.sealer.seal(&claims, item, CLAIMS)),
@@ -105,6 +110,10 @@ impl SealedStore {
             None => None,
         };
         opened.id_token = IdToken::new(self.sealer.open(opened.id_token.secret(), item, ID_TOKEN)?);
+        opened.dpop_key = match &opened.dpop_key {
+            Some(k) => Some(DpopKeySecret::new(self.sealer.open(k.secret(), item, DPOP_KEY)?)),
+            None => None,
+        };
         opened.claims = self.open_claims(&opened.claims, item, CLAIMS)?;
         opened.userinfo = match &opened.userinfo {
             Some(sealed) => Some(self.open_claims(sealed, item, USERINFO)?),
@@ -168,6 +177,10 @@ impl TransactionStore for SealedStore {
     async fn put_transaction(&self, key: &StoreKey, tx: &LoginTransaction) -> Result<(), StoreError> {
         let sealed = LoginTransaction {
             pkce_verifier: PkceVerifier::new(self.sealer.seal(tx.pkce_verifier.secret(), key.as_str(), PKCE_VERIFIER)),
+            dpop_key: tx
+                .dpop_key
+                .as_ref()
+                .map(|k| DpopKeySecret::new(self.sealer.seal(k.secret(), key.as_str(), DPOP_KEY))),
             ..tx.copy()
         };
         self.inner.put_transaction(key, &sealed).await
@@ -177,9 +190,24 @@ impl TransactionStore for SealedStore {
         let Some(tx) = self.inner.take_transaction(key, now).await? else {
             return Ok(None);
         };
-        match self.sealer.open(tx.pkce_verifier.secret(), key.as_str(), PKCE_VERIFIER) {
-            Ok(verifier) => Ok(Some(LoginTransaction {
+        let opened = self
+            .sealer
+            .open(tx.pkce_verifier.secret(), key.as_str(), PKCE_VERIFIER)
+            .and_then(|verifier| {
+                let dpop_key = match &tx.dpop_key {
+                    Some(k) => Some(DpopKeySecret::new(self.sealer.open(
+                        k.secret(),
+                        key.as_str(),
+                        DPOP_KEY,
+                    )?)),
+                    None => None,
+                };
+                Ok((verifier, dpop_key))
+            });
+        match opened {
+            Ok((verifier, dpop_key)) => Ok(Some(LoginTransaction {
                 pkce_verifier: PkceVerifier::new(verifier),
+                dpop_key,
                 ..tx
             })),
             Err(e) => {
@@ -320,6 +348,8 @@ mod tests {
             .unwrap_or_default(),
             id_token: IdToken::new("id-token-plain"),
             access_token: AccessToken::new("access-token-plain"),
+            access_token_type: crate::domain::session::TokenType::DPoP,
+            dpop_key: Some(DpopKeySecret::new("dpop-key-plain")),
             access_expires_at: Some(i64::MAX / 2),
             access_issued_at: 0,
             refresh_token: Some(RefreshToken::new("refresh-token-plain")),
@@ -336,6 +366,7 @@ mod tests {
                     ..Default::default()
                 },
                 access_token: AccessToken::new("api-token-plain"),
+                token_type: crate::domain::session::TokenType::DPoP,
                 expires_at: None,
                 issued_at: 0,
             }],
@@ -380,6 +411,8 @@ mod tests {
         assert_eq!(opened.access_token.secret(), "access-token-plain");
         assert_eq!(opened.refresh_token.expect("refresh").secret(), "refresh-token-plain");
         assert_eq!(opened.api_tokens[0].access_token.secret(), "api-token-plain");
+        assert_eq!(opened.dpop_key.expect("dpop key").secret(), "dpop-key-plain");
+        assert_eq!(opened.access_token_type, crate::domain::session::TokenType::DPoP);
         assert_eq!(opened.claims, record().claims);
         assert_eq!(opened.userinfo, record().userinfo);
         assert!(
@@ -531,7 +564,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pkce_verifiers_are_sealed_too() {
+    async fn pkce_verifiers_and_dpop_keys_are_sealed_too() {
         let (inner, sealed) = stores();
         let key = StoreKey::transaction("t1");
         let tx = LoginTransaction {
@@ -542,14 +575,17 @@ mod tests {
             replaces_session: None,
             requirements: Default::default(),
             silent: false,
+            dpop_key: Some(DpopKeySecret::new("dpop-key-plain")),
         };
         sealed.put_transaction(&key, &tx).await.expect("put");
         let copy = StoreKey::transaction("t2");
         let raw = inner.take_transaction(&key, 0).await.expect("take").expect("present");
         assert!(!raw.pkce_verifier.secret().contains("plain"));
+        assert!(!raw.dpop_key.as_ref().expect("key").secret().contains("plain"));
         inner.put_transaction(&key, &raw).await.expect("put back");
         let opened = sealed.take_transaction(&key, 0).await.expect("take").expect("opens");
         assert_eq!(opened.pkce_verifier.secret(), "verifier-plain");
+        assert_eq!(opened.dpop_key.expect("key").secret(), "dpop-key-plain");
         inner.put_transaction(&copy, &raw).await.expect("copy");
         assert!(
             sealed.take_transaction(&copy, 0).await.expect("take").is_none(),

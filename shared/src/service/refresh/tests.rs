@@ -67,7 +67,12 @@ impl RefreshGrant for FakeProvider {
         Ok(())
     }
 
-    async fn refresh(&self, refresh_token: &RefreshToken, target: &TokenTarget) -> Result<TokenSet, OidcError> {
+    async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        target: &TokenTarget,
+        _dpop: Option<&crate::domain::secret::DpopKeySecret>,
+    ) -> Result<TokenSet, OidcError> {
         self.targets.lock().expect("lock").push(target.clone());
         self.presented
             .lock()
@@ -158,6 +163,7 @@ impl SessionStore for FlakyStore {
 
 fn tokens_with_id_token(access: &str, refresh: &str) -> TokenSet {
     TokenSet {
+        token_type: Default::default(),
         id_token: Some(IdToken::new("refreshed-id-token")),
         ..tokens(access, refresh)
     }
@@ -165,6 +171,7 @@ fn tokens_with_id_token(access: &str, refresh: &str) -> TokenSet {
 
 fn tokens(access: &str, refresh: &str) -> TokenSet {
     TokenSet {
+        token_type: Default::default(),
         access_token: AccessToken::new(access),
         refresh_token: Some(RefreshToken::new(refresh)),
         expires_in: Some(300),
@@ -187,6 +194,8 @@ impl Fixture {
         let (store, clock) = (FlakyStore::default(), TokioClock::new());
         let now = clock.now();
         let mut record = SessionRecord {
+            access_token_type: Default::default(),
+            dpop_key: None,
             sub: "alice".into(),
             sid: None,
             claims: serde_json::Map::new(),
