@@ -28,6 +28,10 @@
 //   PROVIDER_CLIENT_AUTH_METHODS       comma-separated client authentication methods the
 //                                      token endpoint offers (default: oidc-provider's,
 //                                      private_key_jwt among them)
+//   PROVIDER_DPOP                      DPoP (RFC 9449) at the token endpoint: `on` (the
+//                                      default: proofs accepted and tokens bound to them),
+//                                      `nonce` (proofs must carry a server nonce: the first
+//                                      one is refused with `use_dpop_nonce`) or `off`
 //   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
 //
 // Any login name with any password signs in; the account's claims are derived
@@ -247,6 +251,11 @@ if (!['off', 'on', 'required'].includes(par)) {
   fail(`PROVIDER_PAR must be off, on or required, got ${JSON.stringify(par)}`);
 }
 
+const dpop = process.env.PROVIDER_DPOP ?? 'on';
+if (!['off', 'on', 'nonce'].includes(dpop)) {
+  fail(`PROVIDER_DPOP must be off, on or nonce, got ${JSON.stringify(dpop)}`);
+}
+
 const ACR_VALUES = ['urn:bff:loa:1', 'urn:bff:loa:2'];
 
 /** The `acr` of a sign-in by `accountId` for a login that asked for `requested`. */
@@ -316,6 +325,12 @@ const configuration = {
     userinfo: { enabled: true },
     jwtUserinfo: { enabled: true },
     clientCredentials: { enabled: true },
+    dPoP: {
+      enabled: dpop !== 'off',
+      ...(dpop === 'nonce'
+        ? { nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+        : {}),
+    },
     // Off unless asked for, so suites that read `state` from the authorization URL see it.
     pushedAuthorizationRequests: {
       enabled: par !== 'off',

@@ -9,6 +9,7 @@ mod attack_kit;
 mod client_auth;
 mod cold_start;
 mod diagnostics;
+mod dpop;
 mod faults;
 mod faults_refresh;
 mod flow;

@@ -10,6 +10,13 @@
 //! - `/file`: [`FILE_LENGTH`] bytes with an `ETag` and `Last-Modified`, answering `HEAD`,
 //!   `Range: bytes=a-b` (206) and `If-None-Match` (304) as a file server does;
 //! - `/no-content`: 204 with an `ETag`.
+//!
+//! With [`Upstream::require_dpop`] it is a DPoP resource server (RFC 9449 §7): a call
+//! must carry `Authorization: DPoP <token>` and one `DPoP` proof whose ES256 signature
+//! verifies with its own `jwk`, with `typ: dpop+jwt`, `htm` the method, `htu` the URL
+//! called (no query), `ath` the token's hash, a recent `iat` and a `jti` never seen
+//! before; with [`Upstream::demand_dpop_nonce`] also the nonce it hands out (401
+//! `use_dpop_nonce` with a `DPoP-Nonce` header otherwise). Each verdict is recorded.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,6 +141,23 @@ pub struct Upstream {
 struct Rules {
     rejected: Vec<String>,
     reject_all: bool,
+    dpop: Option<DpopRules>,
+}
+
+#[derive(Default)]
+struct DpopRules {
+    nonce: Option<String>,
+    jtis: std::collections::HashSet<String>,
+    verdicts: Vec<DpopVerdict>,
+}
+
+/// What the DPoP resource server made of one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopVerdict {
+    /// `Ok(jkt)` (the thumbprint of the proof's key) or why the call was refused.
+    pub outcome: Result<String, String>,
+    /// The proof's `nonce`, if any.
+    pub nonce: Option<String>,
 }
 
 #[derive(Clone)]
@@ -170,6 +194,23 @@ impl Upstream {
         self.rules.lock().expect("lock").reject_all = true;
     }
 
+    /// From now on, a DPoP resource server (see the module's header).
+    pub fn require_dpop(&self) {
+        self.rules.lock().expect("lock").dpop = Some(DpopRules::default());
+    }
+
+    /// From now on, proofs must carry `nonce` (implies [`Self::require_dpop`]).
+    pub fn demand_dpop_nonce(&self, nonce: &str) {
+        let mut rules = self.rules.lock().expect("lock");
+        rules.dpop.get_or_insert_with(DpopRules::default).nonce = Some(nonce.to_owned());
+    }
+
+    /// The DPoP verdicts so far, in order.
+    pub fn dpop_verdicts(&self) -> Vec<DpopVerdict> {
+        let rules = self.rules.lock().expect("lock");
+        rules.dpop.as_ref().map(|d| d.verdicts.clone()).unwrap_or_default()
+    }
+
     /// Everything seen so far.
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().expect("lock").clone()
@@ -190,7 +231,23 @@ async fn record(State(shared): State<Shared>, req: Request) -> Response {
         body: body.to_vec(),
     };
     let bearer = entry.bearer().map(str::to_owned);
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let dpop_refusal = {
+        let mut rules = shared.rules.lock().expect("lock");
+        match rules.dpop.as_mut() {
+            Some(dpop) => check_dpop(dpop, &entry, &format!("http://{host}{}", parts.uri.path())),
+            None => None,
+        }
+    };
     shared.seen.lock().expect("lock").push(entry);
+    if let Some(refusal) = dpop_refusal {
+        return refusal;
+    }
     let refused = {
         let rules = shared.rules.lock().expect("lock");
         rules.reject_all || bearer.is_some_and(|b| rules.rejected.contains(&b))
@@ -312,4 +369,101 @@ fn file(parts: &Parts) -> Response {
         answer.headers_mut().insert("content-range", range);
     }
     answer
+}
+
+/// Checks one call as a DPoP resource server; the refusal to answer, if any.
+fn check_dpop(rules: &mut DpopRules, seen: &Seen, htu: &str) -> Option<Response> {
+    let proofs = seen.header("dpop");
+    let proof_nonce = proofs
+        .first()
+        .and_then(|p| p.split('.').nth(1))
+        .and_then(|c| serde_json::from_slice::<serde_json::Value>(&crate::b64::decode(c)).ok())
+        .and_then(|c| c["nonce"].as_str().map(str::to_owned));
+    let outcome = verify_dpop(rules, seen, &proofs, htu);
+    rules.verdicts.push(DpopVerdict {
+        outcome: outcome.clone(),
+        nonce: proof_nonce,
+    });
+    let refuse = |error: &str, nonce: Option<&str>| {
+        let mut answer = (
+            StatusCode::UNAUTHORIZED,
+            [("www-authenticate", format!("DPoP error=\"{error}\", algs=\"ES256\""))],
+        )
+            .into_response();
+        if let Some(nonce) = nonce.and_then(|n| axum::http::HeaderValue::from_str(n).ok()) {
+            answer.headers_mut().insert("dpop-nonce", nonce);
+        }
+        answer
+    };
+    match outcome {
+        Ok(_) => None,
+        Err(why) if why == "use_dpop_nonce" => Some(refuse("use_dpop_nonce", rules.nonce.as_deref())),
+        Err(_) => Some(refuse("invalid_dpop_proof", None)),
+    }
+}
+
+/// The proof's key thumbprint when the call is a valid DPoP call, else why not.
+fn verify_dpop(rules: &mut DpopRules, seen: &Seen, proofs: &[&str], htu: &str) -> Result<String, String> {
+    use sha2::Digest as _;
+    let authorization = match seen.header("authorization").as_slice() {
+        [one] => one.to_string(),
+        _ => return Err("not exactly one Authorization header".into()),
+    };
+    let token = authorization.strip_prefix("DPoP ").ok_or_else(|| {
+        format!(
+            "not a DPoP Authorization: {}",
+            authorization.split(' ').next().unwrap_or("")
+        )
+    })?;
+    let [proof] = proofs else {
+        return Err(format!("{} DPoP headers", proofs.len()));
+    };
+    let parts: Vec<&str> = proof.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return Err("the proof is not a compact JWS".into());
+    };
+    let json = |part: &str| -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&crate::b64::decode(part)).map_err(|e| e.to_string())
+    };
+    let (header_json, claims) = (json(header)?, json(claims)?);
+    if header_json["typ"] != "dpop+jwt" || header_json["alg"] != "ES256" {
+        return Err("typ or alg".into());
+    }
+    let jwk = &header_json["jwk"];
+    if jwk["kty"] != "EC" || jwk["crv"] != "P-256" || jwk.get("d").is_some() {
+        return Err("jwk".into());
+    }
+    let coordinate = |name: &str| crate::b64::decode(jwk[name].as_str().unwrap_or_default());
+    let point = [&[4u8][..], &coordinate("x"), &coordinate("y")].concat();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(
+            format!("{header}.{claims_part}", claims_part = parts[1]).as_bytes(),
+            &crate::b64::decode(signature),
+        )
+        .map_err(|_| "signature".to_owned())?;
+    if claims["htm"] != seen.method.as_str() {
+        return Err("htm".into());
+    }
+    if claims["htu"] != htu {
+        return Err(format!("htu {} != {htu}", claims["htu"]));
+    }
+    let ath = crate::b64::encode(&sha2::Sha256::digest(token.as_bytes()));
+    if claims["ath"] != ath.as_str() {
+        return Err("ath".into());
+    }
+    let now = crate::faulty_idp::unix_now();
+    if claims["iat"].as_i64().is_none_or(|iat| (iat - now).abs() > 60) {
+        return Err("iat".into());
+    }
+    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+    if jti.is_empty() || !rules.jtis.insert(jti) {
+        return Err("jti replayed".into());
+    }
+    if let Some(nonce) = &rules.nonce
+        && claims["nonce"].as_str() != Some(nonce.as_str())
+    {
+        return Err("use_dpop_nonce".into());
+    }
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#, jwk["x"], jwk["y"]);
+    Ok(crate::b64::encode(&sha2::Sha256::digest(canonical.as_bytes())))
 }
