@@ -98,10 +98,20 @@ async fn harvest(client: &aws_sdk_dynamodb::Client, table: &str, sealer: &Sealer
             ("refresh_token", "refresh token"),
             ("id_token", "ID token"),
             ("pkce_verifier", "PKCE verifier"),
+            ("dpop_key", "DPoP key"),
         ] {
             if let Some(stored) = record.get(field).and_then(Value::as_str) {
                 match sealer.open(stored, pk, field) {
-                    Ok(plain) => secrets.add(kind, &plain),
+                    Ok(plain) => {
+                        secrets.add(kind, &plain);
+                        if field == "dpop_key" {
+                            // The private scalar, as a JWK's `d` would print it.
+                            let der = bff_tests::b64::decode(&plain);
+                            if let Some(d) = der.get(36..68) {
+                                secrets.add("DPoP key (private scalar)", &bff_tests::b64::encode(d));
+                            }
+                        }
+                    }
                     Err(_) => secrets.add(kind, stored),
                 }
             }
@@ -480,4 +490,93 @@ async fn attack_no_token_reaches_the_browser_or_the_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_no_token_reaches_the_browser_or_the_json_logs() {
     no_token_leaves_the_bff("json").await;
+}
+
+/// RFC 9449 with `BFF_DPOP=on`: the session's DPoP private key (read from the table and
+/// opened with the test's sealing keys, while the login is pending and once the session
+/// exists) appears in no response and no log line of a login, API calls and logout at
+/// `RUST_LOG=debug`, as PKCS#8 or as its private scalar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_dpop_key_leaves_the_bff() {
+    let provider: &'static Provider = Box::leak(Box::new(Provider::start(&[("PROVIDER_DPOP", "nonce")])));
+    let upstream = Upstream::start().await;
+    let listen = bff_tests::capture::free_listen_addr();
+    let origin = format!("http://{listen}");
+    let client = provider.register(&origin, "client_secret_basic").await;
+    let (_, dynamo, table) = bff_tests::dynamodb::fresh_store().await;
+    let endpoint = tokio::task::spawn_blocking(bff_tests::dynamodb::endpoint)
+        .await
+        .expect("endpoint");
+    let env: HashMap<&'static str, String> = HashMap::from([
+        ("BFF_ISSUER", provider.issuer.clone()),
+        ("BFF_CLIENT_ID", client.client_id.clone()),
+        ("BFF_CLIENT_SECRET", client.client_secret.clone()),
+        ("BFF_PUBLIC_URL", origin.clone()),
+        ("BFF_UPSTREAM_URL", upstream.base.clone()),
+        ("BFF_TOKEN_KEYS", TEST_TOKEN_KEYS.to_owned()),
+        ("BFF_DPOP", "on".to_owned()),
+    ]);
+    let bff: CapturedBff = bff_tests::capture::spawn(
+        &env,
+        StoreBackend::Dynamo {
+            endpoint,
+            table: table.clone(),
+        },
+        listen,
+        "debug",
+    )
+    .await;
+    upstream.demand_dpop_nonce("upstream-nonce");
+    let sealer = Sealer::from_config(TEST_TOKEN_KEYS).expect("test keys");
+    let mut secrets = Secrets::default();
+    let mut seen = Transcript::default();
+    let browser = BffBrowser::new(&bff.url, &provider.issuer);
+
+    let (status, headers, _) = seen
+        .record("login", browser.get("/auth/login?returnTo=/app").await)
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    harvest(&dynamo, &table, &sealer, &mut secrets).await;
+    let pending = secrets.of_kind("DPoP key");
+    assert_eq!(pending.len(), 1, "the pending login holds its key");
+    let pending = pending[0].to_owned();
+    let authorize = headers["location"].to_str().expect("location").to_owned();
+    let callback = browser.authenticate(&authorize, "alice").await;
+    let (status, _, _) = seen.record("callback", browser.get(&callback).await).await;
+    assert_eq!(status, StatusCode::FOUND);
+    harvest(&dynamo, &table, &sealer, &mut secrets).await;
+    assert_eq!(
+        secrets.of_kind("DPoP key"),
+        [pending.as_str()],
+        "the session keeps the login's key"
+    );
+    let (status, _, _) = seen.record("me", browser.get("/auth/me").await).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/api/orders?page=1", "/api/orders/7"] {
+        let (status, _, _) = seen.record(path, browser.api(Method::GET, path).await).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    assert!(upstream.dpop_verdicts().iter().any(|v| v.outcome.is_ok()));
+    let (status, _, _) = seen.record("logout", browser.logout().await).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let output = bff.stop();
+    assert!(output.contains("DEBUG"), "RUST_LOG=debug reached the process");
+    let needles: Vec<(String, &str)> = secrets
+        .found
+        .iter()
+        .filter(|(kind, _)| kind.starts_with("DPoP key"))
+        .map(|(kind, value)| (kind.to_string(), value.as_str()))
+        .collect();
+    assert_eq!(needles.len(), 2, "the key and its scalar");
+    let responses = seen
+        .entries
+        .iter()
+        .map(|(label, text)| (format!("the {label} response"), text.as_str()));
+    let log = output
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (format!("log line {}: {line}", i + 1), line));
+    let found: Vec<String> = leaks(responses.chain(log), &needles);
+    assert!(found.is_empty(), "the DPoP key left the BFF:\n{}", found.join("\n"));
 }
