@@ -124,16 +124,27 @@ async fn the_browser_s_dpop_and_authorization_headers_never_reach_the_upstream()
 }
 
 /// A provider that answers `token_type: Bearer` to a request with a proof: the token is
-/// used, and sent, as Bearer, never as DPoP.
+/// used, and sent, as Bearer, never as DPoP; the browser's own `DPoP` header stays behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bearer_answer_is_sent_as_bearer() {
     let app = spawn_dpop(StoreKind::Memory, &[("PROVIDER_DPOP", "off")]).await;
     let browser = app.browser();
     assert_eq!(browser.login("alice", "/").await.status(), StatusCode::FOUND);
-    assert_eq!(browser.api(Method::GET, "/api/me").await.status(), StatusCode::OK);
+    let answer = browser
+        .http
+        .get(format!("{}/api/me", app.url))
+        .header("X-CSRF", "1")
+        .header("DPoP", "attacker.proof.here")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(answer.status(), StatusCode::OK);
     let seen = app.upstream.requests().pop().expect("one call");
     assert!(seen.bearer().is_some(), "{:?}", seen.header("authorization"));
-    assert!(seen.header("dpop").is_empty(), "no proof with a Bearer token");
+    assert!(
+        seen.header("dpop").is_empty(),
+        "no proof with a Bearer token, and never the browser's"
+    );
 }
 
 /// With `BFF_DPOP=off`, a provider that issues a DPoP-bound token anyway fails the login
