@@ -621,7 +621,11 @@ fn main() {
     let (id_token, nonce) = runtime.block_on(async {
         let nonce = bff::domain::secret::random_token(32);
         let (code, verifier) = fresh_code(&app, &nonce, "idtoken").await;
-        let tokens = app.oidc.exchange_code(&code, verifier).await.expect("code exchange");
+        let tokens = app
+            .oidc
+            .exchange_code(&code, verifier, None)
+            .await
+            .expect("code exchange");
         (tokens.id_token.expect("ID token"), nonce)
     });
     group.bench_function("id_token_validation", |b| {
@@ -663,7 +667,7 @@ fn main() {
                 for i in 0..iters {
                     let (code, verifier) = fresh_code(&app, "bench-nonce", &format!("x{i}")).await;
                     let start = Instant::now();
-                    let tokens = app.oidc.exchange_code(&code, verifier).await;
+                    let tokens = app.oidc.exchange_code(&code, verifier, None).await;
                     total += start.elapsed();
                     assert!(tokens.is_ok());
                 }

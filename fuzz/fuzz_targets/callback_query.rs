@@ -116,6 +116,7 @@ fn check_callback(harness: &Harness, req: Request) {
             replaces_session: None,
             requirements: Default::default(),
             silent: false,
+            dpop_key: None,
         };
         let key = StoreKey::transaction(&hash(STARTED_STATE));
         let _ = app.store.put_transaction(&key, &tx).await;

@@ -178,7 +178,7 @@ async fn send_presented(
             let fresh_nonce = upstream.dpop_nonces.remember(&call.url, &answer.headers);
             if answer.status == StatusCode::UNAUTHORIZED && fresh_nonce && asks_for_nonce(&answer.headers) {
                 // The refused answer's body is dropped unread; the request body is whole.
-                return Ok(send_dpop(upstream, call, &token, key).await?);
+                return send_dpop(upstream, call, &token, key).await;
             }
             Ok(answer)
         }
