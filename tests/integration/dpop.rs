@@ -231,3 +231,35 @@ async fn the_test_upstream_refuses_bad_proofs() {
     let with = key.proof("GET", &url, now, Some("n-9"), Some(&token)).expect("proof");
     assert_eq!(call(Method::GET, dpop, Some(with)).await, StatusCode::OK);
 }
+
+/// A route's own token (RFC 8707 `resource`, obtained with the refresh grant) is bound
+/// to the session's key too, and goes upstream as DPoP with a proof of that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_s_own_token_is_dpop_bound_to_the_session_s_key() {
+    let provider: &'static Provider = Box::leak(Box::new(Provider::start(&[("PROVIDER_DPOP", "nonce")])));
+    let orders = Upstream::start().await;
+    orders.require_dpop();
+    let mut options = Options::new(StoreKind::Memory);
+    options.provider = Some(provider);
+    options.env.push(("BFF_DPOP", "on".into()));
+    let users = Upstream::start().await;
+    users.require_dpop();
+    let routes = json!([
+        {"path": "/api", "upstream": users.base, "token": "user"},
+        {"path": "/api/orders", "upstream": orders.base, "token": "user", "resource": "https://orders.example"},
+    ]);
+    options.env.push(("BFF_APIS", routes.to_string()));
+    let app = spawn_app_with(options).await;
+    let browser = app.browser();
+    assert_eq!(browser.login("alice", "/").await.status(), StatusCode::FOUND);
+    assert_eq!(browser.api(Method::GET, "/api/me").await.status(), StatusCode::OK);
+    assert_eq!(browser.api(Method::GET, "/api/orders/7").await.status(), StatusCode::OK);
+    assert_eq!(app.provider.grants("refresh_token").await, 1, "the route's token");
+    let login_key = users.dpop_verdicts().last().expect("verdict").outcome.clone();
+    let route_key = orders.dpop_verdicts().last().expect("verdict").outcome.clone();
+    assert!(login_key.is_ok(), "{login_key:?}");
+    assert_eq!(route_key, login_key, "one key for both tokens");
+    let route_token = authorizations(&orders).pop().expect("call");
+    let login_token = authorizations(&users).pop().expect("call");
+    assert!(route_token.starts_with("DPoP ") && route_token != login_token);
+}
