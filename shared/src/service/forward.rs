@@ -73,7 +73,8 @@ pub async fn forward(
     target: &TokenTarget,
     call: Call<'_>,
 ) -> Result<Forwarded, ForwardError> {
-    let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
+    let refresher = Refresher::new(deps.store, deps.oidc, deps.clock)
+        .checking_provider_every(deps.config.provider_session_check_secs);
     let token = refresher.usable_token_for(key, session, target, None).await?;
     let send = |token: AccessToken| send(upstream, &call, Some(token));
     let mut answer = send(token.clone()).await?;
