@@ -133,6 +133,9 @@ pub struct Oidc {
     jwks_fetch: tokio::sync::Mutex<()>,
     // Discovery and JWKS shared by every instance, so a cold start skips the provider.
     documents: Option<(Arc<dyn DocumentCache>, Arc<dyn Clock>)>,
+    // What logins ask for, for the start-up warning about `offline_access`.
+    scopes: Vec<String>,
+    login_prompt: Option<String>,
 }
 
 impl Oidc {
@@ -155,6 +158,8 @@ impl Oidc {
             jwks: Mutex::new(None),
             jwks_fetch: tokio::sync::Mutex::new(()),
             documents: None,
+            scopes: config.scopes.clone(),
+            login_prompt: config.login_defaults.prompt.clone(),
         })
     }
 
