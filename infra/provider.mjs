@@ -125,9 +125,10 @@ function parseArgs(argv) {
       // logout tokens sent, readable at GET /__test/grants, GET /__test/requests and
       // GET /__test/logout-tokens; counts how often each refresh token was presented
       // by a client (GET /__test/refresh-presentations?client=ID); holds a client's next
-      // token requests on demand (GET /__test/slow-token?client=ID&ms=N&count=K). Two login
+      // token requests on demand (GET /__test/slow-token?client=ID&ms=N&count=K). Three login
       // names misbehave at the userinfo endpoint: `userinfo-other-sub` is answered with
-      // another subject, `userinfo-fails` with 500.
+      // another subject, `userinfo-fails` with 500, and `userinfo-bad-signature`, when its
+      // client asked for signed answers, with a JWT whose signature does not verify.
       case '--test-hooks': opts.testHooks = true; break;
       case '--help':
       case '-h':
@@ -201,6 +202,8 @@ async function findAccount(ctx, id) {
     if (id === 'userinfo-fails') throw new Error('userinfo failure for tests');
     // oidc-provider answers userinfo with the account's id as `sub`.
     if (id === 'userinfo-other-sub') return findAccount(undefined, 'someone-else');
+    // A signed userinfo answer whose signature is then spoilt (see the test hooks).
+    if (id === 'userinfo-bad-signature') ctx.state.spoilSignature = true;
   }
   return {
     accountId: id,
@@ -440,6 +443,12 @@ if (opts.testHooks) {
       const key = countedPath(ctx.path);
       requestCounts[key] = (requestCounts[key] ?? 0) + 1;
       await next();
+      if (ctx.state.spoilSignature && typeof ctx.body === 'string' && ctx.type === 'application/jwt') {
+        // Another signature of the right length: the claims stay as signed.
+        const [header, payload, signature] = ctx.body.split('.');
+        const spoilt = Buffer.from(signature, 'base64url').map((b) => b ^ 0xff).toString('base64url');
+        ctx.body = [header, payload, spoilt].join('.');
+      }
     }
   });
 }

@@ -200,3 +200,49 @@ async fn auth_me_keeps_auth_time_for_step_up_and_shows_no_protocol_claim() {
         assert!(me.get(protocol).is_none(), "{protocol} shown: {me}");
     }
 }
+
+/// A signed userinfo answer whose signature does not verify is refused: the login still
+/// succeeds with the ID token's claims alone, none of the answer's claims reach
+/// `/auth/me`, and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_userinfo_answer_with_a_bad_signature_is_refused_and_logged() {
+    use bff_tests::capture::{StoreBackend, free_listen_addr, spawn};
+    use std::collections::HashMap;
+
+    let provider = conforming_provider();
+    let listen = free_listen_addr();
+    let origin = format!("http://{listen}");
+    let client = provider
+        .register_client(
+            &origin,
+            "client_secret_basic",
+            None,
+            Some(&json!({"userinfo_signed_response_alg": "RS256"})),
+        )
+        .await;
+    let env: HashMap<&'static str, String> = HashMap::from([
+        ("BFF_ISSUER", provider.issuer.clone()),
+        ("BFF_CLIENT_ID", client.client_id),
+        ("BFF_CLIENT_SECRET", client.client_secret),
+        ("BFF_PUBLIC_URL", origin),
+        ("BFF_UPSTREAM_URL", "http://127.0.0.1:1/".to_owned()),
+    ]);
+    let bff = spawn(&env, StoreBackend::Memory, listen, "info").await;
+    let browser = BffBrowser::new(&bff.url, &provider.issuer);
+    assert_eq!(
+        browser.login("userinfo-bad-signature", "/").await.status(),
+        StatusCode::FOUND
+    );
+    let me = me(&browser).await;
+    assert_eq!(me["sub"], "userinfo-bad-signature");
+    for claim in ["name", "email", "email_verified", "preferred_username"] {
+        assert!(me.get(claim).is_none(), "{claim} from the refused answer: {me}");
+    }
+    let log = bff.stop();
+    assert!(
+        log.lines().any(
+            |l| l.contains("userinfo failed") && l.contains("signed answer refused: the signature does not verify")
+        ),
+        "{log}"
+    );
+}

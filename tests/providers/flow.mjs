@@ -12,12 +12,15 @@
 //    the app (for a provider with logoutStaysAtProvider, its own page), with the session
 //    gone;
 // 6. when the provider has back-channel logout: a new login, then the user logs out at
-//    the provider itself (not through the app), and the BFF session ends.
+//    the provider itself (not through the app), and the BFF session ends;
+// 7. when the provider has none but the BFF checks the provider session
+//    (BFF_PROVIDER_SESSION_CHECK_SECS in its bffEnv): a new login, then the user logs out
+//    at the provider itself, and the BFF session ends within the check interval.
 //
 // A provider module gives: start({ bffUrl, clientId, clientSecret, password }) → { issuer,
 // stop() }, signIn(page, password) on its login page, consent(page) when it asks,
-// confirmLogout(page) on its end-session page, and logoutAtProvider(page, idp, clientId)
-// for step 6.
+// confirmLogout(page) on its end-session page, logoutAtProvider(page, idp, clientId)
+// for step 6 and logoutAtPortal(page, idp) for step 7.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -241,6 +244,26 @@ export function providerFlow(name, provider) {
         await page.goto(`${bffUrl}/`);
         await eventually(async () => (await call(page, '/auth/me')).status === 401, 10_000,
           'the session ends after the provider\'s back-channel logout');
+        assert.equal((await call(page, '/api/orders')).status, 401);
+      }));
+    });
+  }
+
+  const checkSecs = Number(provider.bffEnv?.BFF_PROVIDER_SESSION_CHECK_SECS ?? 0);
+  if (provider.logoutAtPortal && checkSecs > 0) {
+    describe(`${name}: provider session check`, () => {
+      test(`a logout at the provider itself ends the BFF session within ${checkSecs} s`, LIMIT, (t) => run(t, async () => {
+        // The session's access token is issued after this moment, so it is not due for
+        // refresh by its own expiry before half its lifetime from here: a session ended
+        // earlier was ended by the check.
+        const started = Date.now();
+        await login();
+        assert.equal((await call(page, '/auth/me')).status, 200);
+        await provider.logoutAtPortal(page, idp);
+        await page.goto(`${bffUrl}/`);
+        const tokenDue = started + (ACCESS_TOKEN_SECS / 2) * 1000 - 500;
+        await eventually(async () => (await call(page, '/auth/me')).status === 401, tokenDue - Date.now(),
+          'the session ends at the first /auth/me after the check interval, before the token is due');
         assert.equal((await call(page, '/api/orders')).status, 401);
       }));
     });

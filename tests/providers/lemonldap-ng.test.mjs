@@ -1,6 +1,9 @@
 // LemonLDAP::NG 2.16 (Debian's packages behind nginx, configured from
 // tests/providers/lemonldap-ng/) as the provider of the BFF: the flow of flow.mjs.
-// LemonLDAP::NG 2.16 has no back-channel logout.
+// LemonLDAP::NG 2.16 has no back-channel logout: the BFF checks the provider session
+// every 2 s instead (BFF_PROVIDER_SESSION_CHECK_SECS), and a logout at the portal ends the
+// BFF session, since the refresh token of a login without prompt=consent is bound to the
+// portal session.
 //
 //   bash tests/providers/run.sh        (installs what is missing, builds, runs these)
 
@@ -32,4 +35,12 @@ providerFlow('lemonldap-ng', {
   // /oauth2 page, not to post_logout_redirect_uri: its issuer code has already set the
   // portal's own return URL, which the logout prefers.
   logoutStaysAtProvider: true,
+
+  bffEnv: { BFF_PROVIDER_SESSION_CHECK_SECS: '2' },
+
+  // The portal's own logout, not the app's.
+  async logoutAtPortal(page, idp) {
+    await page.goto(`${idp.url}/?logout=1`);
+    await page.waitForLoadState('load');
+  },
 });

@@ -14,7 +14,8 @@
 # 4. node --test on tests/providers/*.test.mjs: each file starts one provider, DynamoDB
 #    Local, a test API and one bff-local, and runs flow.mjs's steps (login with consent,
 #    /auth/me with name and e-mail, an API call, a refresh, logout with the redirect back,
-#    and Glewlwyd's back-channel logout).
+#    Glewlwyd's back-channel logout, and LemonLDAP::NG's portal logout noticed by the
+#    provider session check).
 #
 # About 5 minutes on 2 cores with the installs, 2 min 40 s without (measured; see README).
 # On failure, screenshots and the processes' logs are in target/provider-tests/.

@@ -296,6 +296,21 @@ pub fn with_query_param(return_to: &str, name: &str, value: &str) -> String {
     out
 }
 
+/// Whether logins with `scopes` and the configured `prompt` risk getting no offline
+/// refresh token: OIDC Core §11 lets a provider ignore `offline_access` unless `prompt`
+/// contains `consent` (LemonLDAP::NG and `oidc-provider` do). True when the scopes ask for
+/// `offline_access`, the configured `prompt` lacks `consent`, and the provider's
+/// `prompt_values_supported` lists `consent` or is absent (few providers publish it).
+pub fn offline_access_may_be_ignored(
+    scopes: &[String],
+    prompt: Option<&str>,
+    prompt_values_supported: Option<&[String]>,
+) -> bool {
+    scopes.iter().any(|s| s == "offline_access")
+        && !prompt.is_some_and(|p| p.split(' ').any(|v| v == "consent"))
+        && prompt_values_supported.is_none_or(|values| values.iter().any(|v| v == "consent"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,5 +489,26 @@ mod tests {
                 "{return_to}"
             );
         }
+    }
+
+    #[test]
+    fn offline_access_without_prompt_consent_may_be_ignored() {
+        let scopes = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let with = scopes("openid profile offline_access");
+        let consent = vec!["none".to_owned(), "login".to_owned(), "consent".to_owned()];
+        let no_consent = vec!["none".to_owned(), "login".to_owned()];
+        assert!(offline_access_may_be_ignored(&with, None, None), "provider silent");
+        assert!(offline_access_may_be_ignored(&with, Some("login"), Some(&consent)));
+        assert!(!offline_access_may_be_ignored(
+            &with,
+            Some("login consent"),
+            Some(&consent)
+        ));
+        assert!(!offline_access_may_be_ignored(&with, Some("consent"), None));
+        assert!(
+            !offline_access_may_be_ignored(&with, None, Some(&no_consent)),
+            "consent cannot be asked for"
+        );
+        assert!(!offline_access_may_be_ignored(&scopes("openid profile"), None, None));
     }
 }

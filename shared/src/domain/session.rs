@@ -328,6 +328,32 @@ pub fn token_due(expires_at: Option<i64>, issued_at: i64, now: i64) -> bool {
     now >= expires_at - lead
 }
 
+/// When the session last asked the provider for tokens: the latest of its tokens'
+/// `issued_at` (login or refresh, for any target) and of its last refresh's start, so a
+/// refresh that failed counts too (epoch seconds).
+pub fn last_token_request(session: &SessionRecord) -> i64 {
+    session
+        .api_tokens
+        .iter()
+        .map(|t| t.issued_at)
+        .chain(session.refresh_started_at)
+        .fold(session.access_issued_at, i64::max)
+}
+
+/// Whether the provider should be asked at `now`, with the refresh grant, whether the
+/// user's grant still stands (`BFF_PROVIDER_SESSION_CHECK_SECS` = `every`): `every`
+/// seconds or more after the session's [`last_token_request`]. Never when the check is off,
+/// and never without a refresh token, which is the only thing to ask with.
+pub fn provider_check_due(session: &SessionRecord, every: Option<i64>, now: i64) -> bool {
+    every.is_some_and(|every| session.refresh_token.is_some() && now - last_token_request(session) >= every)
+}
+
+/// Whether `held`, a token of `session`, should be refreshed at `now`: near its expiry
+/// ([`HeldToken::is_due`]), or because the provider check is due ([`provider_check_due`]).
+pub fn refresh_wanted(session: &SessionRecord, held: &HeldToken, check_every: Option<i64>, now: i64) -> bool {
+    held.is_due(now) || provider_check_due(session, check_every, now)
+}
+
 /// Whether an upstream's refusal of the access token at `now` may force a refresh: more
 /// than [`FORCED_REFRESH_INTERVAL_SECS`] after the token was obtained and after the last
 /// refresh started. Whole seconds on both sides, so "more than" keeps the real gap at or
@@ -451,6 +477,35 @@ mod tests {
             !refresh_due(&session(0, None), 1_000_000),
             "unknown expiry is never due"
         );
+    }
+
+    #[test]
+    fn the_provider_check_is_due_every_n_seconds_after_the_last_token_request() {
+        let mut s = session(1000, Some(3600));
+        let held = s.token_for(&TokenTarget::default()).expect("login token");
+        s.refresh_token = Some(RefreshToken::new("r"));
+        assert!(!provider_check_due(&s, None, 1_000_000), "off");
+        assert!(!provider_check_due(&s, Some(60), 1059));
+        assert!(provider_check_due(&s, Some(60), 1060));
+        assert!(
+            refresh_wanted(&s, &held, Some(60), 1060),
+            "due although the token is not"
+        );
+        assert!(!refresh_wanted(&s, &held, None, 1060));
+        // A later token for an API route, or a refresh that started (and failed), counts.
+        s.api_tokens.push(ApiToken {
+            target: TokenTarget::default(),
+            access_token: AccessToken::new("b"),
+            expires_at: None,
+            issued_at: 1050,
+        });
+        assert!(!provider_check_due(&s, Some(60), 1109));
+        assert!(provider_check_due(&s, Some(60), 1110));
+        s.refresh_started_at = Some(1200);
+        assert!(!provider_check_due(&s, Some(60), 1259));
+        assert!(provider_check_due(&s, Some(60), 1260));
+        s.refresh_token = None;
+        assert!(!provider_check_due(&s, Some(60), 1_000_000), "nothing to ask with");
     }
 
     #[test]

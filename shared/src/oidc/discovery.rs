@@ -7,6 +7,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{Discovered, Oidc, OidcError};
+use crate::domain::login_options::offline_access_may_be_ignored;
 use crate::platform::config::is_loopback_host;
 
 /// The parts of the provider's discovery document the BFF uses.
@@ -44,6 +45,9 @@ pub struct ProviderMetadata {
     /// RFC 9126: the provider accepts authorization requests only when pushed.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// The `prompt` values the provider takes, when it publishes them.
+    #[serde(default)]
+    pub prompt_values_supported: Option<Vec<String>>,
 }
 
 impl Oidc {
@@ -63,9 +67,28 @@ impl Oidc {
         self.discovered
             .get_or_try_init(|| async {
                 let metadata = self.discover().await?;
+                self.warn_of_ignored_offline_access(&metadata);
                 Ok(Arc::new(Discovered { metadata }))
             })
             .await
+    }
+
+    /// Once per process, with the first discovery: logins that may get no offline refresh
+    /// token (see [`offline_access_may_be_ignored`]) are worth a line, since the session
+    /// then ends with the user's session at the provider, which nothing else shows.
+    fn warn_of_ignored_offline_access(&self, metadata: &ProviderMetadata) {
+        if offline_access_may_be_ignored(
+            &self.scopes,
+            self.login_prompt.as_deref(),
+            metadata.prompt_values_supported.as_deref(),
+        ) {
+            tracing::warn!(
+                "BFF_SCOPES asks for offline_access without prompt=consent: the provider may ignore it \
+                 (OpenID Connect Core §11), and its refresh token may then end with the user's session at the \
+                 provider; for one that outlives it, set BFF_AUTH_PARAMS=prompt=consent or send that login to \
+                 /auth/login?prompt=consent (see docs/providers/)"
+            );
+        }
     }
 
     async fn discover(&self) -> Result<ProviderMetadata, OidcError> {

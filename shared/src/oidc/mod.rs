@@ -142,6 +142,9 @@ pub struct Oidc {
     dpop_nonces: crate::platform::dpop::DpopNonces,
     // Discovery and JWKS shared by every instance, so a cold start skips the provider.
     documents: Option<(Arc<dyn DocumentCache>, Arc<dyn Clock>)>,
+    // What logins ask for, for the start-up warning about `offline_access`.
+    scopes: Vec<String>,
+    login_prompt: Option<String>,
 }
 
 impl Oidc {
@@ -165,6 +168,8 @@ impl Oidc {
             jwks_fetch: tokio::sync::Mutex::new(()),
             dpop_nonces: Default::default(),
             documents: None,
+            scopes: config.scopes.clone(),
+            login_prompt: config.login_defaults.prompt.clone(),
         })
     }
 

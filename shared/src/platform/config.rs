@@ -30,6 +30,9 @@ pub const DEFAULT_IDLE_SECS: i64 = 24 * 60 * 60;
 pub const DEFAULT_MAX_SECS: i64 = 7 * 24 * 60 * 60;
 /// Default upstream timeout.
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 20;
+/// Longest provider-session check interval accepted (`BFF_PROVIDER_SESSION_CHECK_SECS`):
+/// a day; beyond it the session's own lifetimes or the token's expiry decide anyway.
+pub const MAX_PROVIDER_SESSION_CHECK_SECS: i64 = 24 * 60 * 60;
 
 /// Authorize parameters the BFF sets itself; `BFF_AUTH_PARAMS` may not override them,
 /// or a misconfiguration could switch off PKCE, state or nonce.
@@ -146,6 +149,10 @@ pub struct Config {
     /// instead of the BFF's error page (`BFF_ERROR_URL`: a path on this origin or a URL
     /// on an allowed origin).
     pub error_url: Option<String>,
+    /// Every how many seconds a session in use asks the provider, with the refresh grant,
+    /// whether the user's grant still stands (`BFF_PROVIDER_SESSION_CHECK_SECS`); `None`
+    /// when off (the default).
+    pub provider_session_check_secs: Option<i64>,
 }
 
 impl Config {
@@ -268,6 +275,22 @@ impl Config {
             None => None,
         };
 
+        let provider_session_check_secs = match get("BFF_PROVIDER_SESSION_CHECK_SECS") {
+            None => None,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(0) => None,
+                Ok(secs) if (1..=MAX_PROVIDER_SESSION_CHECK_SECS).contains(&secs) => Some(secs),
+                _ => {
+                    return Err(invalid(
+                        "BFF_PROVIDER_SESSION_CHECK_SECS",
+                        format!(
+                            "must be 0 (off) or a whole number of seconds from 1 to {MAX_PROVIDER_SESSION_CHECK_SECS}"
+                        ),
+                    ));
+                }
+            },
+        };
+
         let client_auth = parse_client_auth(&get)?;
         let client_secret = get("BFF_CLIENT_SECRET")
             .filter(|_| !client_auth.is_private_key_jwt())
@@ -297,6 +320,7 @@ impl Config {
             metrics_namespace,
             userinfo,
             error_url,
+            provider_session_check_secs,
         })
     }
 
@@ -733,6 +757,23 @@ mod tests {
         for bad in ["On", "true", "1", "yes"] {
             let e = load(&[("BFF_DPOP", bad)]).expect_err(bad);
             assert!(e.to_string().starts_with("BFF_DPOP is invalid"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_provider_session_check_is_off_by_default_and_its_bad_values_stop_start_up() {
+        assert_eq!(load(&[]).expect("default").provider_session_check_secs, None);
+        let check = |raw| load(&[("BFF_PROVIDER_SESSION_CHECK_SECS", raw)]).map(|c| c.provider_session_check_secs);
+        assert_eq!(check("0"), Ok(None), "0 is off");
+        assert_eq!(check("1"), Ok(Some(1)));
+        assert_eq!(check("300"), Ok(Some(300)));
+        assert_eq!(check("86400"), Ok(Some(86400)));
+        for bad in ["-1", "86401", "5m", "1.5", "on"] {
+            let e = check(bad).expect_err(bad);
+            assert!(
+                e.to_string().starts_with("BFF_PROVIDER_SESSION_CHECK_SECS is invalid"),
+                "{e}"
+            );
         }
     }
 

@@ -81,7 +81,8 @@ pub async fn forward(
     target: &TokenTarget,
     call: Call<'_>,
 ) -> Result<Forwarded, ForwardError> {
-    let refresher = Refresher::new(deps.store, deps.oidc, deps.clock);
+    let refresher = Refresher::new(deps.store, deps.oidc, deps.clock)
+        .checking_provider_every(deps.config.provider_session_check_secs);
     // The key is the session's for its whole life: refreshes keep it.
     let dpop = match &session.dpop_key {
         Some(secret) => {

@@ -13,6 +13,7 @@ pub mod current_session;
 pub mod forward;
 pub mod login;
 pub mod logout;
+pub mod provider_check;
 pub mod refresh;
 #[cfg(test)]
 mod tokio_clock;

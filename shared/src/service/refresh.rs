@@ -20,7 +20,9 @@ use tokio::time::Instant;
 use crate::domain::clock::Clock;
 use crate::domain::routes::TokenTarget;
 use crate::domain::secret::{AccessToken, DpopKeySecret, IdToken, RefreshToken, random_token};
-use crate::domain::session::{HeldToken, RefreshLease, SessionRecord, TokenType, forced_refresh_of_allowed};
+use crate::domain::session::{
+    HeldToken, RefreshLease, SessionRecord, TokenType, forced_refresh_of_allowed, refresh_wanted,
+};
 use crate::oidc::{Oidc, OidcError, PROVIDER_TIMEOUT, TokenSet, VerifiedClaims};
 use crate::platform::dpop::DpopKey;
 use crate::platform::logging::user_hash;
@@ -128,6 +130,8 @@ pub struct Refresher<'a, S: ?Sized, P: ?Sized> {
     store: &'a S,
     provider: &'a P,
     clock: &'a dyn Clock,
+    // `BFF_PROVIDER_SESSION_CHECK_SECS`: see `refresh_wanted`.
+    provider_check: Option<i64>,
 }
 
 impl<'a, S, P> Refresher<'a, S, P>
@@ -137,7 +141,21 @@ where
 {
     /// A refresher using `store` for sessions and leases, `provider` for the grant.
     pub fn new(store: &'a S, provider: &'a P, clock: &'a dyn Clock) -> Self {
-        Self { store, provider, clock }
+        Self {
+            store,
+            provider,
+            clock,
+            provider_check: None,
+        }
+    }
+
+    /// Also refreshes a session's token every `secs` seconds, so the provider is asked
+    /// whether the user's grant still stands (`BFF_PROVIDER_SESSION_CHECK_SECS`).
+    pub fn checking_provider_every(self, secs: Option<i64>) -> Self {
+        Self {
+            provider_check: secs,
+            ..self
+        }
     }
 
     /// The access token to send for `session`: the stored one, or a refreshed one when
@@ -191,7 +209,7 @@ where
             });
             if let Some(held) = &held
                 && !was_rejected
-                && !held.is_due(now)
+                && !refresh_wanted(&session, held, self.provider_check, now)
             {
                 if waited {
                     metrics::record(Event::Refresh(RefreshOutcome::Waited));

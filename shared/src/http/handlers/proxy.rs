@@ -17,6 +17,7 @@ use crate::http::policy::EdgeRequest;
 use crate::http::response::body_bytes;
 use crate::service::SessionError;
 use crate::service::forward::{Call, Forwarded, forward, forward_with_client_token, forward_without_token};
+use crate::service::provider_check::checked_with_provider;
 
 /// Handles every method on `/api/*`.
 pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> StreamedReply {
@@ -57,7 +58,10 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> StreamedRep
     let sub = session.sub.clone();
     let answer = match route.token {
         // The BFF's own token, lent only to logged-in users of the front end.
-        TokenKind::Client => forward_with_client_token(&app.deps(), upstream, &route.target, call).await?,
+        TokenKind::Client => {
+            checked_with_provider(&app.deps(), &key, session).await?;
+            forward_with_client_token(&app.deps(), upstream, &route.target, call).await?
+        }
         _ => forward(&app.deps(), upstream, &key, session, &route.target, call).await?,
     };
     Ok(access_log::for_user(browser_response(answer), &sub))

@@ -15,11 +15,13 @@ use crate::http::error::RequestError;
 use crate::http::policy::EdgeRequest;
 use crate::http::response::{json, query_pairs, set_cookie, single_param};
 use crate::service::logout::Scope;
+use crate::service::provider_check::checked_with_provider;
 use crate::service::{SessionError, logout};
 
 /// Handles `GET /auth/me`.
 pub async fn me(app: &App, edge: &EdgeRequest) -> Reply {
-    let (_, session) = app.current_session(edge).await?.ok_or(SessionError::LoginRequired)?;
+    let (key, session) = app.current_session(edge).await?.ok_or(SessionError::LoginRequired)?;
+    let session = checked_with_provider(&app.deps(), &key, session).await?;
     let mut body = session.shown_claims();
     body.insert(
         "session".into(),
