@@ -498,6 +498,7 @@ mod tests {
             access_token: AccessToken::new("b"),
             expires_at: None,
             issued_at: 1050,
+            token_type: TokenType::Bearer,
         });
         assert!(!provider_check_due(&s, Some(60), 1109));
         assert!(provider_check_due(&s, Some(60), 1110));
