@@ -222,7 +222,7 @@ pub async fn stack<'a>(
             ("AWS_ENDPOINT_URL_DYNAMODB", dynamo.counted.clone()),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_url.clone()),
         ];
-        if matches!(name, "bff-callback" | "bff-session" | "bff-proxy") {
+        if matches!(name, "bff-login" | "bff-callback" | "bff-session" | "bff-proxy") {
             env.push(("BFF_CLIENT_SECRET_ARN", secret_arn("bff-client-secret")));
         }
         if name == "bff-proxy" {
@@ -787,8 +787,12 @@ impl Stack<'_> {
             for i in 0..warmup + iterations {
                 let mut journey = Journey::new(200_000 + 1000 * share.memory_mb as usize + i);
                 for function in FUNCTIONS {
+                    // Every process starts with a whole period's quota, as in a fresh
+                    // execution environment, not what the one before left of it.
                     let mut floor_journey = Journey::new(i);
+                    tokio::time::sleep(QUIET).await;
                     let (floor, _) = self.cold_timed(&hello, &mut floor_journey).await?;
+                    tokio::time::sleep(QUIET).await;
                     let (cold, (from, to)) = self.cold_timed(&shared(function), &mut journey).await?;
                     let handshakes = self.tls.handshakes.between(from, to);
                     let tls_ms: f64 = handshakes
@@ -830,7 +834,9 @@ impl Stack<'_> {
                     entry.secrets_ms.push(secrets_ms);
                 }
                 if let Some(node) = node {
+                    tokio::time::sleep(QUIET).await;
                     let floor = node.cold(share, false).await?;
+                    tokio::time::sleep(QUIET).await;
                     let before = self.provider.requests().await;
                     let peer = node.cold(share, true).await?;
                     let provider_calls = delta(&before, &self.provider.requests().await);
@@ -872,6 +878,10 @@ impl Stack<'_> {
         Ok(out)
     }
 }
+
+/// The pause before each start under a CPU share: two CFS periods, so the cgroup's quota is
+/// whole again.
+const QUIET: Duration = Duration::from_millis(2 * crate::share::PERIOD_US / 1000);
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
