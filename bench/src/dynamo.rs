@@ -116,3 +116,63 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     let bytes: Bytes = answer.bytes().await.unwrap_or_default();
     (status, headers, bytes).into_response()
 }
+
+/// Creates the functions' table on DynamoDB Local directly (the definition of
+/// `bff::store::dynamodb::create_table` and the SAM template: `pk` hash key, the `sid` and
+/// `sub` keys-only indexes, on-demand), for runs without the `bff-local` binary. DynamoDB
+/// Local checks the form of the signature, not its value.
+pub async fn create_table(endpoint: &str, table: &str) -> Result<(), String> {
+    let index = |name: &str, key: &str| {
+        serde_json::json!({
+            "IndexName": name,
+            "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        })
+    };
+    let call = |target: &str, body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(endpoint)
+            .header("x-amz-target", format!("DynamoDB_20120810.{target}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=benchkey/20260101/eu-west-1/dynamodb/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature=00",
+            )
+            .header("x-amz-date", "20260101T000000Z")
+            .body(body.to_string())
+            .send()
+    };
+    let created = call(
+        "CreateTable",
+        serde_json::json!({
+            "TableName": table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sid", "AttributeType": "S"},
+                {"AttributeName": "sub", "AttributeType": "S"},
+            ],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [index("sid-index", "sid"), index("sub-index", "sub")],
+        }),
+    )
+    .await
+    .map_err(|e| format!("CreateTable: {e}"))?;
+    let status = created.status();
+    let text = created.text().await.unwrap_or_default();
+    if !status.is_success() && !text.contains("ResourceInUseException") {
+        return Err(format!("CreateTable: {status} {text}"));
+    }
+    let ttl = call(
+        "UpdateTimeToLive",
+        serde_json::json!({
+            "TableName": table,
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": true},
+        }),
+    )
+    .await
+    .map_err(|e| format!("UpdateTimeToLive: {e}"))?;
+    let _ = ttl.text().await;
+    Ok(())
+}

@@ -318,17 +318,20 @@ pub struct Function {
     pub binary: PathBuf,
     /// Its environment besides what Lambda itself sets (the `BFF_*` configuration).
     pub env: Vec<(String, String)>,
+    /// The memory size's CPU share it runs in; `None`: unconfined, 128 MB announced.
+    pub share: Option<crate::share::Share>,
 }
 
 impl Function {
     /// The environment of a `provided.al2023` bootstrap with 128 MB, plus the function's
     /// own, with `AWS_LAMBDA_RUNTIME_API` pointing at `api`.
     fn environment(&self, api: &RuntimeApi) -> Vec<(String, String)> {
+        let memory = self.share.as_ref().map_or(128, |s| s.memory_mb).to_string();
         let task_root = self.binary.parent().unwrap_or(Path::new("/")).display().to_string();
         let mut env: Vec<(String, String)> = [
             ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
             ("AWS_LAMBDA_FUNCTION_NAME", self.name.as_str()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory.as_str()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
             ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
@@ -353,24 +356,38 @@ impl Function {
         env
     }
 
-    /// Starts the binary against `api`, its output appended to `log`.
-    pub fn spawn(&self, api: &RuntimeApi, log: &Path) -> Child {
+    /// Starts the binary against `api`, its output appended to `log`, in its CPU share if
+    /// it has one; returns it with the instant just before the spawn.
+    pub fn spawn(&self, api: &RuntimeApi, log: &Path) -> (Child, Instant) {
         let output = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
         let errors = output.try_clone().expect("log file handle");
-        Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .env_clear()
             .envs(self.environment(api))
             .current_dir(self.binary.parent().unwrap_or(Path::new("/")))
             .stdin(Stdio::null())
             .stdout(output)
             .stderr(errors)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()))
+            .kill_on_drop(true);
+        let mut start = move || (Instant::now(), command.spawn());
+        let (spawned, child) = match &self.share {
+            Some(share) => share
+                .spawn(start)
+                .unwrap_or_else(|e| panic!("cannot start {} in its CPU share: {e}", self.binary.display())),
+            None => start(),
+        };
+        let child = child.unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        if let Some(share) = &self.share
+            && !share.holds(child.id().unwrap_or(0))
+        {
+            panic!("{} did not start in its CPU share's cgroup", self.binary.display());
+        }
+        (child, spawned)
     }
 }
 
@@ -391,8 +408,7 @@ impl Instance {
     /// Starts a fresh execution environment for `function` (nothing is invoked yet).
     pub async fn start(function: &Function, log: &Path) -> Self {
         let api = RuntimeApi::start(&function.name).await;
-        let spawned = Instant::now();
-        let child = function.spawn(&api, log);
+        let (child, spawned) = function.spawn(&api, log);
         Self {
             function: function.clone(),
             api,
@@ -407,8 +423,7 @@ impl Instance {
     pub async fn cold(function: &Function, log: &Path, event: Vec<u8>) -> Result<(Self, Outcome), String> {
         let api = RuntimeApi::start(&function.name).await;
         let answer = api.enqueue(event);
-        let spawned = Instant::now();
-        let child = function.spawn(&api, log);
+        let (child, spawned) = function.spawn(&api, log);
         let mut instance = Self {
             function: function.clone(),
             api,

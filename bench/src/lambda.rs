@@ -47,9 +47,9 @@ fn secret_arn(name: &str) -> String {
     format!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:{name}")
 }
 
-/// Calls made to the fake Secrets Manager, by operation.
+/// Calls made to the fake Secrets Manager, by operation, and when each was answered.
 #[derive(Clone, Default)]
-pub struct SecretsCounter(Arc<Mutex<OpCounts>>);
+pub struct SecretsCounter(Arc<Mutex<OpCounts>>, Arc<Mutex<Vec<Instant>>>);
 
 impl SecretsCounter {
     fn snapshot(&self) -> OpCounts {
@@ -163,6 +163,10 @@ pub struct Stack<'a> {
     /// The same functions with their secrets as plain values: how much of a cold start
     /// the Secrets Manager round trips take.
     plain_secrets: BTreeMap<String, Function>,
+    /// The test CA and the terminators in front of DynamoDB and Secrets Manager.
+    tls: crate::tls::Tls,
+    /// The functions (and the floor, unchanged) with their AWS endpoints behind TLS.
+    tls_functions: BTreeMap<String, Function>,
     logout_tokens: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
     logs: PathBuf,
 }
@@ -218,7 +222,7 @@ pub async fn stack<'a>(
             ("AWS_ENDPOINT_URL_DYNAMODB", dynamo.counted.clone()),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_url.clone()),
         ];
-        if matches!(name, "bff-callback" | "bff-session" | "bff-proxy") {
+        if matches!(name, "bff-login" | "bff-callback" | "bff-session" | "bff-proxy") {
             env.push(("BFF_CLIENT_SECRET_ARN", secret_arn("bff-client-secret")));
         }
         if name == "bff-proxy" {
@@ -234,6 +238,7 @@ pub async fn stack<'a>(
                 name: name.to_owned(),
                 binary: bin_dir.join(name),
                 env: common(name),
+                share: None,
             },
         );
     }
@@ -243,6 +248,7 @@ pub async fn stack<'a>(
             name: HELLO.to_owned(),
             binary: bin_dir.join(HELLO),
             env: Vec::new(),
+            share: None,
         },
     );
     let system_store = system_bundle().map(|pem| {
@@ -256,6 +262,36 @@ pub async fn stack<'a>(
             })
             .collect()
     });
+    // The same functions with every AWS endpoint behind TLS (a test CA, trusted through
+    // `SSL_CERT_FILE`), as in AWS, where these services are only reachable over HTTPS.
+    let tls = crate::tls::Tls::create(&bff_bench::results_dir().join("tls")).expect("test CA and certificate");
+    let plain_target = |url: &str| url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let dynamodb_tls = tls
+        .terminate("dynamodb", plain_target(&dynamo.counted))
+        .await
+        .expect("DynamoDB terminator");
+    let secrets_tls = tls
+        .terminate("secretsmanager", plain_target(&secrets_url))
+        .await
+        .expect("Secrets Manager terminator");
+    let tls_functions = functions
+        .iter()
+        .map(|(name, f)| {
+            let mut f = f.clone();
+            if name.as_str() != HELLO {
+                for (key, value) in &mut f.env {
+                    match key.as_str() {
+                        "AWS_ENDPOINT_URL_DYNAMODB" => *value = dynamodb_tls.clone(),
+                        "AWS_ENDPOINT_URL_SECRETS_MANAGER" => *value = secrets_tls.clone(),
+                        _ => {}
+                    }
+                }
+                f.env
+                    .push(("SSL_CERT_FILE".to_owned(), tls.ca_file.display().to_string()));
+            }
+            (name.clone(), f)
+        })
+        .collect();
     let plain_secrets = functions
         .iter()
         .filter(|(name, _)| name.as_str() != HELLO)
@@ -280,6 +316,8 @@ pub async fn stack<'a>(
         functions,
         system_store,
         plain_secrets,
+        tls,
+        tls_functions,
         logout_tokens: tokio::sync::Mutex::new(token_rx),
         logs: logs.to_path_buf(),
     }
@@ -313,6 +351,9 @@ async fn fake_secrets_manager(
         .to_owned();
     if let Ok(mut counts) = counter.0.lock() {
         *counts.entry(operation.clone()).or_default() += 1;
+    }
+    if let Ok(mut answered) = counter.1.lock() {
+        answered.push(Instant::now());
     }
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let id = request["SecretId"].as_str().unwrap_or_default();
@@ -487,6 +528,12 @@ impl Stack<'_> {
     }
 
     async fn cold_with(&self, f: &Function, journey: &mut Journey) -> Result<(f64, f64, f64, Calls), String> {
+        self.cold_timed(f, journey)
+            .await
+            .map(|(cold, _)| (cold.total, cold.init, cold.upload, cold.calls))
+    }
+
+    async fn cold_timed(&self, f: &Function, journey: &mut Journey) -> Result<(Cold, (Instant, Instant)), String> {
         let function = f.name.as_str();
         let call = self.next_call(function, journey).await;
         let event = self.events.event(&call);
@@ -504,7 +551,15 @@ impl Stack<'_> {
         instance.stop().await;
         let calls = self.calls_since(&before).await;
         self.absorb(function, journey, &outcome).await?;
-        Ok((total, init, upload, calls))
+        Ok((
+            Cold {
+                total,
+                init,
+                upload,
+                calls,
+            },
+            (spawned, outcome.received),
+        ))
     }
 
     /// `iterations` journeys, each function started cold, each next to a cold hello.
@@ -654,6 +709,179 @@ impl Stack<'_> {
         })
     }
 }
+
+/// One cold start measured from the outside.
+struct Cold {
+    total: f64,
+    init: f64,
+    upload: f64,
+    calls: Calls,
+}
+
+/// Cold starts of one program under one CPU share, each paired with a floor started just
+/// before it under the same share.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ShareCold {
+    /// Spawn to first answer, ms.
+    pub total_ms: Vec<f64>,
+    /// Spawn to the first `GET /next` (Node: to listening), ms.
+    pub init_ms: Vec<f64>,
+    /// The paired floor's first answer, ms.
+    pub floor_ms: Vec<f64>,
+    /// The paired floor's init, ms.
+    pub floor_init_ms: Vec<f64>,
+    /// Sum of the TLS handshakes' durations at the terminators (accept to handshake
+    /// complete) during the cold start, ms.
+    pub tls_ms: Vec<f64>,
+    /// TLS connections opened during the cold start.
+    pub tls_connections: Vec<f64>,
+    /// ...of which resumed an earlier session.
+    pub tls_resumed: Vec<f64>,
+    /// First Secrets Manager connection accepted to last secret answered, ms (0: none).
+    pub secrets_ms: Vec<f64>,
+    /// The first invocation's network calls (first sample).
+    pub calls: Calls,
+}
+
+/// Cold starts under one memory size's CPU share.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ShareResult {
+    /// The memory size, MB.
+    pub memory_mb: u32,
+    /// The cgroup's CPU quota per 100 ms period, µs.
+    pub quota_us: u64,
+    /// By program: the five functions (floor: the hello-world bootstrap) and `node-bff`
+    /// (floor: a Node hello-world HTTP server).
+    pub cold: BTreeMap<String, ShareCold>,
+    /// Periods in which the cgroup was throttled during the run, and the time, ms.
+    pub throttled_periods: u64,
+    /// ...
+    pub throttled_ms: f64,
+}
+
+impl Stack<'_> {
+    /// `iterations` cold starts (after `warmup`) of every function and of the floor under
+    /// each of `shares`, with the AWS endpoints behind TLS; and of the Node peer and its
+    /// floor when given.
+    pub async fn cold_shares(
+        &self,
+        shares: &[crate::share::Share],
+        iterations: usize,
+        warmup: usize,
+        node: Option<&crate::nodecold::NodePeer>,
+    ) -> Result<Vec<ShareResult>, String> {
+        let mut out = Vec::new();
+        for share in shares {
+            let (periods_before, throttled_before) = share.throttled();
+            let mut result = ShareResult {
+                memory_mb: share.memory_mb,
+                quota_us: share.quota_us,
+                ..ShareResult::default()
+            };
+            let shared = |name: &str| {
+                let mut f = self.tls_functions[name].clone();
+                f.share = Some(share.clone());
+                f
+            };
+            let hello = shared(HELLO);
+            for i in 0..warmup + iterations {
+                let mut journey = Journey::new(200_000 + 1000 * share.memory_mb as usize + i);
+                for function in FUNCTIONS {
+                    // Every process starts with a whole period's quota, as in a fresh
+                    // execution environment, not what the one before left of it.
+                    let mut floor_journey = Journey::new(i);
+                    tokio::time::sleep(QUIET).await;
+                    let (floor, _) = self.cold_timed(&hello, &mut floor_journey).await?;
+                    tokio::time::sleep(QUIET).await;
+                    let (cold, (from, to)) = self.cold_timed(&shared(function), &mut journey).await?;
+                    let handshakes = self.tls.handshakes.between(from, to);
+                    let tls_ms: f64 = handshakes
+                        .iter()
+                        .filter(|h| h.ok)
+                        .map(|h| ms(h.done.saturating_duration_since(h.accepted)))
+                        .sum();
+                    let secrets_from = handshakes
+                        .iter()
+                        .filter(|h| h.service == "secretsmanager")
+                        .map(|h| h.accepted)
+                        .min();
+                    let secrets_to = self
+                        .secrets
+                        .1
+                        .lock()
+                        .map(|a| a.iter().filter(|t| **t >= from && **t <= to).max().copied())
+                        .unwrap_or(None);
+                    let secrets_ms = match (secrets_from, secrets_to) {
+                        (Some(a), Some(b)) => ms(b.saturating_duration_since(a)),
+                        _ => 0.0,
+                    };
+                    if i < warmup {
+                        continue;
+                    }
+                    let entry = result.cold.entry(function.to_owned()).or_default();
+                    if entry.total_ms.is_empty() {
+                        entry.calls = cold.calls;
+                    }
+                    entry.total_ms.push(cold.total);
+                    entry.init_ms.push(cold.init);
+                    entry.floor_ms.push(floor.total);
+                    entry.floor_init_ms.push(floor.init);
+                    entry.tls_ms.push(tls_ms);
+                    entry.tls_connections.push(handshakes.len() as f64);
+                    entry
+                        .tls_resumed
+                        .push(handshakes.iter().filter(|h| h.resumed).count() as f64);
+                    entry.secrets_ms.push(secrets_ms);
+                }
+                if let Some(node) = node {
+                    tokio::time::sleep(QUIET).await;
+                    let floor = node.cold(share, false).await?;
+                    tokio::time::sleep(QUIET).await;
+                    let before = self.provider.requests().await;
+                    let peer = node.cold(share, true).await?;
+                    let provider_calls = delta(&before, &self.provider.requests().await);
+                    if i < warmup {
+                        continue;
+                    }
+                    let entry = result.cold.entry("node-bff".to_owned()).or_default();
+                    if entry.total_ms.is_empty() {
+                        entry.calls.provider = provider_calls;
+                    }
+                    entry.total_ms.push(peer.0);
+                    entry.init_ms.push(peer.1);
+                    entry.floor_ms.push(floor.0);
+                    entry.floor_init_ms.push(floor.1);
+                    entry.tls_ms.push(0.0);
+                    entry.tls_connections.push(0.0);
+                    entry.tls_resumed.push(0.0);
+                    entry.secrets_ms.push(0.0);
+                }
+            }
+            let (periods_after, throttled_after) = share.throttled();
+            result.throttled_periods = periods_after.saturating_sub(periods_before);
+            result.throttled_ms = throttled_after.saturating_sub(throttled_before) as f64 / 1e6;
+            for (name, c) in &result.cold {
+                eprintln!(
+                    "  {} MB {name}: first answer p50 {:.1} ms (floor {:.1}), init {:.1} (floor {:.1}), TLS {:.1} ms over {:.0} connections, secrets {:.1} ms",
+                    share.memory_mb,
+                    bff_bench::stats::median(&c.total_ms),
+                    bff_bench::stats::median(&c.floor_ms),
+                    bff_bench::stats::median(&c.init_ms),
+                    bff_bench::stats::median(&c.floor_init_ms),
+                    bff_bench::stats::median(&c.tls_ms),
+                    bff_bench::stats::median(&c.tls_connections),
+                    bff_bench::stats::median(&c.secrets_ms),
+                );
+            }
+            out.push(result);
+        }
+        Ok(out)
+    }
+}
+
+/// The pause before each start under a CPU share: two CFS periods, so the cgroup's quota is
+/// whole again.
+const QUIET: Duration = Duration::from_millis(2 * crate::share::PERIOD_US / 1000);
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -257,7 +257,7 @@ pub async fn run(
 /// The `Cookie` header `browser` sends to `origin`, only the cookies whose name starts
 /// with `prefix`: the jar keys cookies by host, not port, so the provider's cookies on
 /// 127.0.0.1 would ride along with every `wrk` request otherwise.
-fn session_cookies(browser: &Browser, origin: &str, prefix: &str) -> String {
+pub(crate) fn session_cookies(browser: &Browser, origin: &str, prefix: &str) -> String {
     browser
         .cookies(origin)
         .split("; ")

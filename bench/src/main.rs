@@ -3,6 +3,9 @@
 //! ```text
 //! bff-bench run         measure everything, write BENCHMARKS.md and bench/proxy.svg
 //! bff-bench report      write them again from the last run's target/bench/results.json
+//! bff-bench cold        only the cold starts under Lambda CPU shares (128, 512, 1769 MB)
+//!                       over TLS, with the Node peer; writes target/bench/shares.json and
+//!                       that part of BENCHMARKS.md, keeping the rest of the file
 //! bff-bench upstream    serve the fast loopback upstream (prints `READY <base URL>`)
 //! bff-bench soak [--minutes N] [--sessions N] [--access-token-ttl S] [--bff-local PATH]
 //!                       faults over time (bench/soak.sh); writes bench/soak.md and the
@@ -13,17 +16,20 @@
 //! of `cargo bench -p bff-bench --bench handlers` (read from `target/criterion`). Knobs,
 //! for quick trials only (the documented figures use the defaults):
 //! `BENCH_COLD_ITERATIONS` (20), `BENCH_WARM_INVOCATIONS` (1000), `BENCH_LOAD_SECONDS` (8),
-//! `BENCH_LOAD_REPS` (3), `BENCH_PHASES` (`cold,warm,load`), and `BENCH_BIN_DIR` (where the
+//! `BENCH_LOAD_REPS` (3), `BENCH_SHARE_ITERATIONS` (15), `BENCH_PHASES` (`cold,share,warm,load`), and `BENCH_BIN_DIR` (where the
 //! function binaries are taken from, default `target/release`; for profiling wrappers).
 
 mod dynamo;
 mod emulator;
 mod lambda;
 mod load;
+mod nodecold;
 mod procs;
 mod report;
+mod share;
 mod sizes;
 mod soak;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -66,6 +72,16 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        "cold" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            if let Err(e) = runtime.block_on(cold_only()) {
+                eprintln!("bff-bench: {e}");
+                std::process::exit(1);
+            }
+        }
         "report" => {
             if let Err(e) = report_again() {
                 eprintln!("bff-bench: {e}");
@@ -73,7 +89,9 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: bff-bench run | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N]");
+            eprintln!(
+                "usage: bff-bench run | bff-bench cold | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N]"
+            );
             std::process::exit(2);
         }
     }
@@ -108,7 +126,7 @@ async fn run() -> Result<(), String> {
     let warm_invocations = knob("BENCH_WARM_INVOCATIONS", 1000);
     let load_seconds = knob("BENCH_LOAD_SECONDS", 8) as u64;
     let load_reps = knob("BENCH_LOAD_REPS", 3);
-    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "cold,warm,load".into());
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "cold,share,warm,load".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let results = bff_bench::results_dir();
@@ -167,6 +185,25 @@ async fn run() -> Result<(), String> {
         }
     }
 
+    let mut shares = None;
+    if phase("share") {
+        let (load_start, share_started) = (report::load_average(), Instant::now());
+        let iterations = knob("BENCH_SHARE_ITERATIONS", 15);
+        match share_phase(&stack, &provider, &upstream_url, &logs, iterations).await {
+            Ok(results) => {
+                shares = Some(report::ShareRun {
+                    when: report::utc_now(),
+                    load_start,
+                    load_end: report::load_average(),
+                    minutes: share_started.elapsed().as_secs_f64() / 60.0,
+                    iterations,
+                    results,
+                })
+            }
+            Err(e) => eprintln!("  skipped: {e}"),
+        }
+    }
+
     let mut lambda_results = lambda::LambdaResults::default();
     if phase("warm") {
         step(&format!(
@@ -220,6 +257,7 @@ async fn run() -> Result<(), String> {
         sizes,
         criterion,
         inprocess,
+        shares,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_vec_pretty(&input).map_err(|e| e.to_string())?;
@@ -227,6 +265,72 @@ async fn run() -> Result<(), String> {
     write_report(&input)?;
     eprintln!(
         "wrote BENCHMARKS.md and bench/proxy.svg in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    upstream.stop().await;
+    Ok(())
+}
+
+/// The CPU shares of [`share::SIZES`], or why they cannot be enforced.
+fn shares() -> Result<Vec<share::Share>, String> {
+    share::SIZES.iter().map(|mb| share::Share::create(*mb)).collect()
+}
+
+/// Cold starts under the CPU shares of 128, 512 and 1769 MB over TLS, and the Node peer.
+async fn share_phase(
+    stack: &lambda::Stack<'_>,
+    provider: &Provider,
+    upstream: &str,
+    logs: &std::path::Path,
+    iterations: usize,
+) -> Result<Vec<lambda::ShareResult>, String> {
+    let shares = shares().map_err(|e| format!("cannot confine the cold starts to a CPU share: {e}"))?;
+    let node = nodecold::NodePeer::prepare(provider, upstream, logs).await?;
+    step(&format!(
+        "cold starts under Lambda CPU shares ({} MB), AWS endpoints over TLS: {iterations} per function and size",
+        share::SIZES.map(|s| s.to_string()).join(", ")
+    ));
+    stack.cold_shares(&shares, iterations, 2, Some(&node)).await
+}
+
+async fn cold_only() -> Result<(), String> {
+    let started = Instant::now();
+    let iterations = knob("BENCH_SHARE_ITERATIONS", 15);
+    let load_start = report::load_average();
+    let results = bff_bench::results_dir();
+    let logs = results.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let bin_dir = std::env::var_os("BENCH_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| bff_bench::target_dir().join("release"));
+    step("provider, DynamoDB Local, upstream");
+    let provider = tokio::task::spawn_blocking(|| Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "3600")]))
+        .await
+        .map_err(|e| e.to_string())?;
+    let dynamo = dynamo::Dynamo::start(&logs).await;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut upstream_command = Command::new(exe);
+    upstream_command.arg("upstream");
+    let upstream = procs::start_ready("upstream", upstream_command, None, Duration::from_secs(10)).await;
+    let upstream_url = upstream.ready.trim().to_owned();
+    dynamo::create_table(&dynamo.direct, "bff-bench").await?;
+    let stack = lambda::stack(&provider, &dynamo, &upstream_url, &bin_dir, &logs).await;
+    let shares = share_phase(&stack, &provider, &upstream_url, &logs, iterations).await?;
+    let run = report::ShareRun {
+        when: report::utc_now(),
+        load_start,
+        load_end: report::load_average(),
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+        iterations,
+        results: shares,
+    };
+    let json = serde_json::to_vec_pretty(&run).map_err(|e| e.to_string())?;
+    std::fs::write(results.join("shares.json"), json).map_err(|e| e.to_string())?;
+    let path = bff_bench::repo_root().join("BENCHMARKS.md");
+    let existing = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    std::fs::write(&path, report::splice_shares(&existing, &run)).map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote target/bench/shares.json and BENCHMARKS.md in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     upstream.stop().await;
