@@ -2,7 +2,8 @@
 //! sharing one DynamoDB Local (behind the fault proxy) and one `oidc-provider` that rotates
 //! refresh tokens and issues short-lived access tokens, while faults are injected at
 //! random: store writes dropped, delayed or answered into the void, the token endpoint
-//! held, `bff-local` processes killed (`SIGKILL`) and restarted on the same port.
+//! held, `bff-local` processes stopped (`SIGTERM`: requests in flight finish) or killed
+//! (`SIGKILL`, as a crash) and restarted on the same port.
 //!
 //! Each session calls one instance at a time, and now and then several at once (as a page
 //! loading from several APIs does), so instances race for the same session's refresh.
@@ -164,6 +165,22 @@ impl Instance {
     async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
+        }
+    }
+
+    /// Stops it as a process manager does (SIGTERM): it finishes the requests in flight,
+    /// then exits; killed if it has not after 35 s.
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            }
+            if tokio::time::timeout(Duration::from_secs(35), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
         }
     }
 }
@@ -537,7 +554,7 @@ async fn chaos(
             instances[n].start(&plan.bff_local).await;
             down = None;
         }
-        let kind = match dice.between(0, 5) {
+        let kind = match dice.between(0, 6) {
             0 => {
                 proxy.arm(Fault::drop_write().for_period(Duration::from_millis(dice.between(500, 3000))));
                 "store writes failing (0.5-3 s)"
@@ -557,6 +574,15 @@ async fn chaos(
                     .await;
                 "token endpoint held (1-12 s, 1-3 requests)"
             }
+            4 if down.is_none() => {
+                let n = dice.between(0, instances.len() as u64) as usize;
+                instances[n].stop().await;
+                down = Some((
+                    n,
+                    tokio::time::Instant::now() + Duration::from_millis(dice.between(500, 3000)),
+                ));
+                "bff-local stopped (SIGTERM) and restarted"
+            }
             _ if down.is_none() => {
                 let n = dice.between(0, instances.len() as u64) as usize;
                 instances[n].kill().await;
@@ -565,7 +591,7 @@ async fn chaos(
                     n,
                     tokio::time::Instant::now() + Duration::from_millis(dice.between(500, 3000)),
                 ));
-                "bff-local killed and restarted"
+                "bff-local killed (SIGKILL, as a crash) and restarted"
             }
             _ => continue,
         };

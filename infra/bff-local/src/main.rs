@@ -78,10 +78,51 @@ async fn main() {
         .await
         .unwrap_or_else(|e| exit_on_startup_error(format!("BFF_LISTEN={listen}: {e}")));
     tracing::info!("bff-local listening on http://{listen}");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // A stop (Ctrl-C, or SIGTERM from a process manager) lets requests in flight finish,
+    // so a refresh whose tokens the provider has rotated still writes them to the store.
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        stop_signal().await;
+        tracing::info!("stopping: finishing the requests in flight");
+        let _ = stopping.send(());
     };
-    if let Err(e) = bff_local::serve(listener, app, static_dir, shutdown).await {
-        exit_on_startup_error(format!("server error: {e}"));
+    let serve = bff_local::serve(listener, app, static_dir, shutdown);
+    let drain_bound = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(DRAIN_LIMIT).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => if let Err(e) = served {
+            exit_on_startup_error(format!("server error: {e}"));
+        },
+        () = drain_bound => tracing::warn!("stopped with requests still in flight after {DRAIN_LIMIT:?}"),
+    }
+}
+
+/// How long a stop waits for the requests in flight (long downloads are cut after it).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Ctrl-C, or SIGTERM where there are signals.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
