@@ -95,6 +95,40 @@ async fn fifty_calls_after_expiry_across_three_processes_make_exactly_one_refres
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_process_finishes_the_requests_in_flight_first() {
+    let app = spawn_app(StoreKind::Dynamo).await;
+    let browser = app.browser();
+    browser.login("alice", "/").await;
+    let table = app.table.clone().expect("dynamodb table");
+    let mut env = app.env.clone();
+    env.insert("BFF_UPSTREAM_TIMEOUT_SECS", "10".to_owned());
+    let mut other = bff_tests::process::spawn(&env, &table).await;
+    let http = reqwest::Client::new();
+
+    // The upstream holds `/slow` for 3 s; SIGTERM arrives while the call is in flight.
+    let call = http
+        .get(format!("{}/api/slow", other.url))
+        .header("Cookie", browser.cookies())
+        .header("X-CSRF", "1")
+        .send();
+    let in_flight = tokio::spawn(call);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    other.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        http.get(format!("{}/auth/me", other.url)).send().await.is_err(),
+        "a stopping process takes no new connection"
+    );
+    let answer = in_flight.await.expect("task").expect("the call in flight is answered");
+    assert_eq!(answer.status(), StatusCode::OK, "and answered in full");
+    answer.bytes().await.expect("whole body");
+    assert!(
+        other.exited_within(Duration::from_secs(10)).await,
+        "the process exits once its requests are done"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_refreshers_lease_expires_and_another_caller_refreshes() {
     let app = spawn_app(StoreKind::Dynamo).await;
     let browser = app.browser();

@@ -20,6 +20,29 @@ impl Drop for BffProcess {
     }
 }
 
+impl BffProcess {
+    /// Sends it SIGTERM, as a process manager stopping it does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Whether it has exited within `limit`.
+    pub async fn exited_within(&mut self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
 /// The `bff-local` binary the test command builds before the tests run.
 pub fn binary() -> PathBuf {
     built("bff-local")
