@@ -71,6 +71,9 @@ async fn main() {
     if let Err(e) = app.oidc.check_client_auth().await {
         exit_on_startup_error(e);
     }
+    if let Err(e) = app.oidc.check_profile(&app.config).await {
+        exit_on_startup_error(e);
+    }
     // EMF lines go with the Lambda-style JSON log only; `/metrics` serves the counters.
     app.emf_lines = app.config.metrics && json_log;
     let app = Arc::new(app);

@@ -132,6 +132,11 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
     {
         exit_on_startup_error(e);
     }
+    if (needs.client_credentials || needs.pushes_requests)
+        && let Err(e) = app.oidc.check_profile(&app.config).await
+    {
+        exit_on_startup_error(e);
+    }
     // One EMF line per invocation: CloudWatch Logs turns them into metrics.
     app.emf_lines = app.config.metrics;
     ColdStart {
