@@ -293,3 +293,29 @@ fn the_jwks_command_prints_the_public_key_with_its_kid_and_never_the_private_key
     assert_eq!(key["kty"], "EC");
     assert!(key.get("d").is_none(), "no private member");
 }
+
+/// `BFF_PROFILE=fapi2` with a provider whose discovery has no pushed-request endpoint
+/// (oidc-provider with PAR off): start-up stops with one line naming the profile and
+/// what is missing.
+#[test]
+fn start_up_refuses_the_fapi2_profile_with_a_provider_lacking_par() {
+    let pem = key_file("p256.pem");
+    let env = [
+        ("BFF_PROFILE", "fapi2"),
+        ("BFF_CLIENT_AUTH", "private_key_jwt"),
+        ("BFF_CLIENT_KEY", pem.as_str()),
+    ];
+    let without_par = Provider::start(&[("PROVIDER_PAR", "off")]);
+    let (status, stderr) = start_up(&without_par.issuer, &env);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("BFF_PROFILE") && stderr.contains("pushed_authorization_request_endpoint"),
+        "{stderr}"
+    );
+
+    // An explicit setting that contradicts the profile names both variables.
+    let (status, stderr) = start_up(&without_par.issuer, &[env[0], env[1], env[2], ("BFF_PAR", "off")]);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("BFF_PROFILE") && stderr.contains("BFF_PAR"), "{stderr}");
+}

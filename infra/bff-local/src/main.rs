@@ -65,6 +65,10 @@ async fn main() {
     };
     let static_dir = std::env::var_os("BFF_STATIC_DIR").map(Into::into);
     let mut app = App::new(config, store).unwrap_or_else(|e| exit_on_startup_error(e));
+    // First, so a provider short of the profile is named as such, not by a derived setting.
+    if let Err(e) = app.oidc.check_profile(&app.config).await {
+        exit_on_startup_error(e);
+    }
     if let Err(e) = app.oidc.check_par_setting(&app.config).await {
         exit_on_startup_error(e);
     }

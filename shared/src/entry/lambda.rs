@@ -122,6 +122,12 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
     }
     let store = DynamoStore::new(dynamodb::client(&sdk), config.table.clone());
     let mut app = App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e));
+    // First, so a provider short of the profile is named as such, not by a derived setting.
+    if (needs.client_credentials || needs.pushes_requests)
+        && let Err(e) = app.oidc.check_profile(&app.config).await
+    {
+        exit_on_startup_error(e);
+    }
     if needs.pushes_requests
         && let Err(e) = app.oidc.check_par_setting(&app.config).await
     {

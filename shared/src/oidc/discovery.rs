@@ -45,6 +45,12 @@ pub struct ProviderMetadata {
     /// RFC 9126: the provider accepts authorization requests only when pushed.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// RFC 9449: the algorithms the provider takes in DPoP proofs, when advertised.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// The algorithms the provider can sign ID tokens with.
+    #[serde(default)]
+    pub id_token_signing_alg_values_supported: Option<Vec<String>>,
     /// The `prompt` values the provider takes, when it publishes them.
     #[serde(default)]
     pub prompt_values_supported: Option<Vec<String>>,

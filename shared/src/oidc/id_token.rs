@@ -6,7 +6,7 @@ use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{ClientId, IssuerUrl, Nonce};
 
 use super::jwks::{accepted_algs, alg_name};
-use super::{ALLOWED_ALGS, MAX_CLOCK_SKEW_SECS, Oidc, OidcError};
+use super::{ALLOWED_ALGS, FAPI2_ALGS, MAX_CLOCK_SKEW_SECS, Oidc, OidcError};
 use crate::domain::claims::id_token_claims;
 use crate::domain::secret::IdToken;
 
@@ -34,11 +34,15 @@ impl Oidc {
         // Checked first, so that the answer names the algorithm rather than a failed
         // signature: an HMAC-signed ID token is a provider setting to change.
         if let Some(received) = header_alg(raw.secret())
-            && !ALLOWED_ALGS.iter().any(|alg| alg_name(alg) == received)
+            && !self.id_token_algs().iter().any(|alg| alg_name(alg) == received)
         {
             return Err(OidcError::IdTokenAlgorithm {
                 received,
-                accepted: accepted_algs(),
+                accepted: if self.fapi2 {
+                    FAPI2_ALGS.iter().map(alg_name).collect::<Vec<_>>().join(", ")
+                } else {
+                    accepted_algs()
+                },
             });
         }
         let token: CoreIdToken = raw.secret().parse().map_err(|e: serde_json::Error| {
@@ -59,6 +63,11 @@ impl Oidc {
         user_claims(raw)
     }
 
+    /// The algorithms accepted on ID tokens: the FAPI 2.0 set with `BFF_PROFILE=fapi2`.
+    fn id_token_algs(&self) -> &'static [openidconnect::core::CoreJwsSigningAlgorithm] {
+        if self.fapi2 { FAPI2_ALGS } else { ALLOWED_ALGS }
+    }
+
     fn check_claims(
         &self,
         token: &CoreIdToken,
@@ -71,7 +80,7 @@ impl Oidc {
         let now_time = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
         let verifier =
             CoreIdTokenVerifier::new_public_client(ClientId::new(self.client_id.clone()), issuer, keys.clone())
-                .set_allowed_algs(ALLOWED_ALGS.iter().cloned())
+                .set_allowed_algs(self.id_token_algs().iter().cloned())
                 .set_time_fn(move || now_time)
                 .set_issue_time_verifier_fn(move |iat| {
                     if iat.timestamp() > now + MAX_CLOCK_SKEW_SECS {

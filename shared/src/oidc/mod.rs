@@ -21,6 +21,7 @@ pub mod id_token;
 pub mod jwks;
 pub mod logout_token;
 pub mod logout_url;
+pub mod profile;
 pub mod userinfo;
 
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,14 @@ pub(crate) const ALLOWED_ALGS: &[CoreJwsSigningAlgorithm] = &[
     CoreJwsSigningAlgorithm::RsaSsaPssSha512,
     CoreJwsSigningAlgorithm::EcdsaP256Sha256,
     CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+/// The ID-token algorithms of the FAPI 2.0 Security Profile (§5.4.1): `BFF_PROFILE=fapi2`
+/// accepts these only.
+pub(crate) const FAPI2_ALGS: &[CoreJwsSigningAlgorithm] = &[
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
     CoreJwsSigningAlgorithm::EdDsa,
 ];
 
@@ -145,6 +154,8 @@ pub struct Oidc {
     // What logins ask for, for the start-up warning about `offline_access`.
     scopes: Vec<String>,
     login_prompt: Option<String>,
+    // `BFF_PROFILE=fapi2`: ID tokens are held to `FAPI2_ALGS`.
+    fapi2: bool,
 }
 
 impl Oidc {
@@ -170,6 +181,7 @@ impl Oidc {
             documents: None,
             scopes: config.scopes.clone(),
             login_prompt: config.login_defaults.prompt.clone(),
+            fapi2: config.is_fapi2(),
         })
     }
 

@@ -61,6 +61,16 @@ pub enum ParMode {
     On,
 }
 
+/// The security profile the BFF follows (`BFF_PROFILE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `default`: each option as set.
+    Default,
+    /// `fapi2`: the FAPI 2.0 Security Profile's client requirements (pushed requests,
+    /// DPoP, `private_key_jwt`, RFC 9207 `iss`, PS256/ES256/EdDSA ID tokens).
+    Fapi2,
+}
+
 /// A configuration variable that is missing or malformed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -119,6 +129,8 @@ pub struct Config {
     pub par: ParMode,
     /// DPoP-bound tokens (RFC 9449), `BFF_DPOP=on`: one key per session.
     pub dpop: bool,
+    /// The security profile (`BFF_PROFILE`); `fapi2` has already set `par` and `dpop`.
+    pub profile: Profile,
     /// Front-end origins allowed for CORS and absolute `returnTo`.
     pub allowed_origins: Vec<String>,
     /// DynamoDB table name.
@@ -292,6 +304,11 @@ impl Config {
         };
 
         let client_auth = parse_client_auth(&get)?;
+        let profile = parse_profile(&get)?;
+        let (par, dpop) = match profile {
+            Profile::Default => (par, dpop),
+            Profile::Fapi2 => fapi2_settings(&get, &client_auth)?,
+        };
         let client_secret = get("BFF_CLIENT_SECRET")
             .filter(|_| !client_auth.is_private_key_jwt())
             .map(ClientSecret::new);
@@ -308,6 +325,7 @@ impl Config {
             login_defaults,
             par,
             dpop,
+            profile,
             allowed_origins,
             table,
             session_idle_secs,
@@ -322,6 +340,11 @@ impl Config {
             error_url,
             provider_session_check_secs,
         })
+    }
+
+    /// Whether the FAPI 2.0 profile is on (`BFF_PROFILE=fapi2`).
+    pub fn is_fapi2(&self) -> bool {
+        self.profile == Profile::Fapi2
     }
 
     /// The redirect URI registered at the provider.
@@ -534,6 +557,41 @@ fn parse_auth_params(raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
     Ok(params)
 }
 
+/// `BFF_PROFILE`: `default` (when unset) or `fapi2`.
+fn parse_profile(get: &impl Fn(&'static str) -> Option<String>) -> Result<Profile, ConfigError> {
+    match get("BFF_PROFILE").as_deref() {
+        None | Some("default") => Ok(Profile::Default),
+        Some("fapi2") => Ok(Profile::Fapi2),
+        Some(_) => Err(invalid("BFF_PROFILE", "must be `default` or `fapi2`")),
+    }
+}
+
+/// What `BFF_PROFILE=fapi2` makes of `BFF_PAR` and `BFF_DPOP` (both on), refusing an
+/// explicit setting that contradicts the profile, and a client without `private_key_jwt`
+/// (a client secret alone is not enough), with a line naming both variables.
+fn fapi2_settings(
+    get: &impl Fn(&'static str) -> Option<String>,
+    client_auth: &ClientAuthConfig,
+) -> Result<(ParMode, bool), ConfigError> {
+    let contradiction = |name: &str, value: &str| invalid("BFF_PROFILE", format!("fapi2 contradicts {name}={value}"));
+    if get("BFF_PAR").as_deref() == Some("off") {
+        return Err(contradiction("BFF_PAR", "off"));
+    }
+    if get("BFF_DPOP").as_deref() == Some("off") {
+        return Err(contradiction("BFF_DPOP", "off"));
+    }
+    if let Some(method) = get("BFF_CLIENT_AUTH").filter(|_| !client_auth.is_private_key_jwt()) {
+        return Err(contradiction("BFF_CLIENT_AUTH", &method));
+    }
+    if !client_auth.is_private_key_jwt() {
+        return Err(invalid(
+            "BFF_PROFILE",
+            "fapi2 requires BFF_CLIENT_AUTH=private_key_jwt with a client key (a client secret alone is refused)",
+        ));
+    }
+    Ok((ParMode::On, true))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -685,6 +743,61 @@ mod tests {
         .expect("valid");
         let err = kms.require_client_credentials().expect_err("not read yet");
         assert!(err.to_string().contains("BFF_CLIENT_KMS_KEY_ID"), "{err}");
+    }
+
+    #[test]
+    fn fapi2_profile_turns_on_par_and_dpop_and_requires_a_client_key() {
+        let pem = crate::platform::signing::tests::RSA_PKCS8;
+        let key = [("BFF_CLIENT_AUTH", "private_key_jwt"), ("BFF_CLIENT_KEY", pem)];
+        let default = load(&key).expect("default");
+        assert_eq!(
+            (default.profile, default.par, default.dpop),
+            (Profile::Default, ParMode::Auto, false)
+        );
+        let fapi2 = load(&[key[0], key[1], ("BFF_PROFILE", "fapi2")]).expect("fapi2");
+        assert_eq!(
+            (fapi2.profile, fapi2.par, fapi2.dpop),
+            (Profile::Fapi2, ParMode::On, true)
+        );
+        assert!(fapi2.is_fapi2());
+        assert_eq!(fapi2.client_secret, None);
+        // Settings that agree with the profile are fine.
+        load(&[
+            key[0],
+            key[1],
+            ("BFF_PROFILE", "fapi2"),
+            ("BFF_PAR", "on"),
+            ("BFF_DPOP", "on"),
+        ])
+        .expect("agrees");
+
+        let refused = |vars: &[(&str, &str)], other: &str| {
+            let line = load(vars).expect_err(other).to_string();
+            assert!(line.contains("BFF_PROFILE") && line.contains(other), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        };
+        refused(
+            &[key[0], key[1], ("BFF_PROFILE", "fapi2"), ("BFF_PAR", "off")],
+            "BFF_PAR",
+        );
+        refused(
+            &[key[0], key[1], ("BFF_PROFILE", "fapi2"), ("BFF_DPOP", "off")],
+            "BFF_DPOP",
+        );
+        refused(
+            &[("BFF_PROFILE", "fapi2"), ("BFF_CLIENT_AUTH", "client_secret_basic")],
+            "BFF_CLIENT_AUTH",
+        );
+        // The base configuration has a client secret and no key: a secret alone is refused.
+        refused(&[("BFF_PROFILE", "fapi2")], "BFF_CLIENT_AUTH");
+        let bad = load(&[("BFF_PROFILE", "fapi3")]).expect_err("unknown profile");
+        assert!(matches!(
+            bad,
+            ConfigError::Invalid {
+                name: "BFF_PROFILE",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -224,7 +224,8 @@ async fn fetch_userinfo(
 }
 
 /// RFC 9207: when the provider advertises `iss` in authorization responses it must be
-/// there and name our issuer; when present anyway it must still match (mix-up defence).
+/// there and name our issuer (always, with `BFF_PROFILE=fapi2`); when present anyway it
+/// must still match (mix-up defence).
 async fn check_issuer(deps: &Deps<'_>, iss: Option<&str>) -> Result<(), CallbackError> {
     let advertised = deps
         .oidc
@@ -233,7 +234,7 @@ async fn check_issuer(deps: &Deps<'_>, iss: Option<&str>) -> Result<(), Callback
         .authorization_response_iss_parameter_supported;
     match iss {
         Some(iss) if iss == deps.config.issuer => Ok(()),
-        None if !advertised => Ok(()),
+        None if !advertised && !deps.config.is_fapi2() => Ok(()),
         _ => Err(CallbackError::WrongIssuer),
     }
 }
