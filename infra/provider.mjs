@@ -32,6 +32,8 @@
 //                                      default: proofs accepted and tokens bound to them),
 //                                      `nonce` (proofs must carry a server nonce: the first
 //                                      one is refused with `use_dpop_nonce`) or `off`
+//   PROVIDER_EC_KEY=1                  also sign with a P-256 key, so ES256 ID tokens are
+//                                      offered (clients ask with id_token_signed_response_alg)
 //   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
 //
 // Any login name with any password signs in; the account's claims are derived
@@ -249,6 +251,14 @@ const jwk = signingKey();
 // would against the provider's JWKS.
 const verifyKey = crypto.createPublicKey({ key: jwk, format: 'jwk' });
 
+/** A P-256 key for ES256 ID tokens, with `PROVIDER_EC_KEY=1`. */
+function ecSigningKey() {
+  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const ec = privateKey.export({ format: 'jwk' });
+  return { ...ec, kid: crypto.randomBytes(12).toString('base64url'), alg: 'ES256', use: 'sig' };
+}
+const signingKeys = process.env.PROVIDER_EC_KEY === '1' ? [jwk, ecSigningKey()] : [jwk];
+
 const par = process.env.PROVIDER_PAR ?? 'off';
 if (!['off', 'on', 'required'].includes(par)) {
   fail(`PROVIDER_PAR must be off, on or required, got ${JSON.stringify(par)}`);
@@ -276,7 +286,7 @@ const configuration = {
   // Clients registering with `private_key_jwt` send their public `jwks`.
   ...(clientAuthMethods.length ? { clientAuthMethods } : {}),
   acrValues: ACR_VALUES,
-  jwks: { keys: [jwk] },
+  jwks: { keys: signingKeys },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   findAccount,
   adapter: (model) => new MemoryAdapter(model, adapterStore),
@@ -531,6 +541,8 @@ provider.use(async (ctx, next) => {
   }
 });
 provider.on('server_error', (_ctx, err) => console.error('provider: server error:', err));
+provider.on('pushed_authorization_request.error', (_ctx, err) => { if (verbose) console.error('provider: PAR error:', err.error, err.error_description); });
+provider.on('grant.error', (_ctx, err) => { if (verbose) console.error('provider: grant error:', err.error, err.error_description); });
 provider.on('backchannel.error', (_ctx, err, client) => {
   console.error(`provider: back-channel logout to ${client.backchannelLogoutUri} failed: ${err.message}`);
 });

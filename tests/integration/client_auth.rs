@@ -319,3 +319,63 @@ fn start_up_refuses_the_fapi2_profile_with_a_provider_lacking_par() {
     assert_eq!(status, Some(2), "{stderr}");
     assert!(stderr.contains("BFF_PROFILE") && stderr.contains("BFF_PAR"), "{stderr}");
 }
+
+/// A BFF with `BFF_PROFILE=fapi2` on a provider that meets the profile (PAR required,
+/// DPoP, `private_key_jwt`, the `iss` response parameter, an ES256 key), its client
+/// registered for ID tokens signed with `alg`.
+async fn spawn_fapi2(alg: &str) -> TestApp {
+    let provider: &'static Provider = Box::leak(Box::new(Provider::start(&[
+        ("PROVIDER_PAR", "required"),
+        ("PROVIDER_EC_KEY", "1"),
+    ])));
+    let pem = key_file("p256.pem");
+    let jwks = PemKey::from_pem(&pem, None).expect("key").jwks();
+    let mut options = Options::new(StoreKind::Memory);
+    options.provider = Some(provider);
+    options.auth_method = "private_key_jwt";
+    options.client_metadata = Some(serde_json::json!({ "jwks": jwks, "id_token_signed_response_alg": alg }));
+    options.env.push(("BFF_PROFILE", "fapi2".into()));
+    options.env.push(("BFF_CLIENT_AUTH", "private_key_jwt".into()));
+    options.env.push(("BFF_CLIENT_KEY", pem));
+    let app = spawn_app_with(options).await;
+    app.upstream.require_dpop();
+    app
+}
+
+/// The whole flow under the FAPI 2.0 profile: the request pushed, the code exchanged with
+/// a client assertion and a DPoP proof, an ES256 ID token accepted, and the API called with
+/// a DPoP-bound token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fapi2_profile_logs_in_and_calls_the_api() {
+    let app = spawn_fapi2("ES256").await;
+    let browser = app.browser();
+    let callback = browser.login("alice", "/").await;
+    assert_eq!(callback.status(), StatusCode::FOUND, "the login must succeed");
+    let requests = app.provider.requests().await;
+    assert_eq!(
+        requests.get("/request").copied(),
+        Some(1),
+        "the request was pushed: {requests:?}"
+    );
+    assert_eq!(app.provider.grants("authorization_code").await, 1);
+
+    assert_eq!(browser.api(Method::GET, "/api/me").await.status(), StatusCode::OK);
+    let seen = app.upstream.requests();
+    let authorization = seen.last().expect("call").header("authorization").join(", ");
+    assert!(authorization.starts_with("DPoP "), "{authorization}");
+    let verdict = app.upstream.dpop_verdicts().last().expect("verdict").outcome.clone();
+    assert!(verdict.is_ok(), "the proof verifies: {verdict:?}");
+}
+
+/// Under the profile an ID token signed with RS256 (allowed otherwise) is refused, and no
+/// session is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fapi2_profile_refuses_an_rs256_id_token() {
+    let app = spawn_fapi2("RS256").await;
+    let browser = app.browser();
+    let callback = browser.login("alice", "/").await;
+    assert_eq!(callback.status(), StatusCode::BAD_GATEWAY);
+    let page = callback.text().await.expect("page");
+    assert!(page.contains("RS256"), "the page names the algorithm: {page}");
+    assert!(browser.cookie("bff-session").is_none(), "no session");
+}

@@ -103,7 +103,7 @@ impl ClientAuthentication {
                 request.basic_auth(encode(&self.client_id), secret)
             }
             ClientAuthMethod::SecretPost => {
-                form.push(("client_id".into(), self.client_id.clone()));
+                self.name_client(&mut form);
                 if let Some(secret) = &self.secret {
                     form.push(("client_secret".into(), secret.secret().to_owned()));
                 }
@@ -115,13 +115,21 @@ impl ClientAuthentication {
                     AssertionAudience::Issuer => self.issuer.as_str(),
                 };
                 let assertion = self.assertion(audience, unix_now()).await?;
-                form.push(("client_id".into(), self.client_id.clone()));
+                self.name_client(&mut form);
                 form.push(("client_assertion_type".into(), JWT_BEARER_ASSERTION.to_owned()));
                 form.push(("client_assertion".into(), assertion));
                 request
             }
         };
         Ok(request.form(&form))
+    }
+
+    /// Adds `client_id` unless the request already carries it (a pushed authorization
+    /// request does): a parameter sent twice is refused (RFC 6749 §3.1).
+    fn name_client(&self, form: &mut Vec<(String, String)>) {
+        if !form.iter().any(|(name, _)| name == "client_id") {
+            form.push(("client_id".into(), self.client_id.clone()));
+        }
     }
 
     /// A fresh client assertion for `audience`, issued at `now` (Unix seconds).
