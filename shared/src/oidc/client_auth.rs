@@ -21,7 +21,7 @@ use crate::domain::secret::{ClientSecret, random_token};
 use crate::domain::trace::TRACEPARENT;
 use crate::platform::config::Config;
 use crate::platform::config::client_auth::{AssertionAudience, ClientAuthMethod};
-use crate::platform::dpop::{DPOP, DpopKey, USE_DPOP_NONCE};
+use crate::platform::dpop::{DPOP, DpopKey, USE_DPOP_NONCE, unix_now};
 use crate::platform::signing::AssertionSigner;
 use crate::platform::trace_scope::current_traceparent;
 
@@ -236,14 +236,6 @@ impl Oidc {
             }
         }
     }
-}
-
-/// The wall clock: the provider judges `iat` and `exp` by its own.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

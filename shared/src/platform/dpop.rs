@@ -194,7 +194,8 @@ pub fn asks_for_nonce(headers: &http::HeaderMap) -> bool {
         })
 }
 
-/// The wall clock in Unix seconds: servers judge `iat` by their own.
+/// The wall clock in Unix seconds, for the `iat`/`exp` of proofs and client assertions:
+/// servers judge them by their own.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
