@@ -164,7 +164,7 @@ pub struct Stack<'a> {
     /// the Secrets Manager round trips take.
     plain_secrets: BTreeMap<String, Function>,
     /// The test CA and the terminators in front of DynamoDB and Secrets Manager.
-    tls: crate::tls::Tls,
+    tls: bff_testkit::tls::Tls,
     /// The functions (and the floor, unchanged) with their AWS endpoints behind TLS.
     tls_functions: BTreeMap<String, Function>,
     logout_tokens: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
@@ -264,7 +264,7 @@ pub async fn stack<'a>(
     });
     // The same functions with every AWS endpoint behind TLS (a test CA, trusted through
     // `SSL_CERT_FILE`), as in AWS, where these services are only reachable over HTTPS.
-    let tls = crate::tls::Tls::create(&bff_bench::results_dir().join("tls")).expect("test CA and certificate");
+    let tls = bff_testkit::tls::Tls::create(&bff_bench::results_dir().join("tls")).expect("test CA and certificate");
     let plain_target = |url: &str| url.trim_start_matches("http://").trim_end_matches('/').to_owned();
     let dynamodb_tls = tls
         .terminate("dynamodb", plain_target(&dynamo.counted))
@@ -358,21 +358,35 @@ async fn fake_secrets_manager(
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let id = request["SecretId"].as_str().unwrap_or_default();
     let json = [("content-type", "application/x-amz-json-1.1")];
+    if operation == "BatchGetSecretValue" {
+        // `BENCH_SECRETS_BATCH=off`: refused as by a role without the permission, so the
+        // functions read each secret on its own (the comparison without the batch).
+        if std::env::var("BENCH_SECRETS_BATCH").is_ok_and(|v| v == "off") {
+            return (
+                StatusCode::BAD_REQUEST,
+                json,
+                r#"{"__type":"AccessDeniedException","message":"not allowed"}"#.to_owned(),
+            )
+                .into_response();
+        }
+        let ids: Vec<&str> = request["SecretIdList"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let found: Vec<serde_json::Value> = ids
+            .iter()
+            .filter_map(|id| values.get(*id).map(|value| secret_value(id, value)))
+            .collect();
+        let errors: Vec<serde_json::Value> = ids
+            .iter()
+            .filter(|id| !values.contains_key(**id))
+            .map(|id| serde_json::json!({"SecretId": id, "ErrorCode": "ResourceNotFoundException", "Message": "not found"}))
+            .collect();
+        let answer = serde_json::json!({"SecretValues": found, "Errors": errors});
+        return (StatusCode::OK, json, answer.to_string()).into_response();
+    }
     match (operation.as_str(), values.get(id)) {
-        ("GetSecretValue", Some(value)) => (
-            StatusCode::OK,
-            json,
-            serde_json::json!({
-                "ARN": id,
-                "Name": id.rsplit(':').next().unwrap_or(id),
-                "SecretString": value,
-                "VersionId": "00000000-0000-4000-8000-000000000001",
-                "VersionStages": ["AWSCURRENT"],
-                "CreatedDate": 1.7e9,
-            })
-            .to_string(),
-        )
-            .into_response(),
+        ("GetSecretValue", Some(value)) => (StatusCode::OK, json, secret_value(id, value).to_string()).into_response(),
         _ => (
             StatusCode::BAD_REQUEST,
             json,
@@ -380,6 +394,18 @@ async fn fake_secrets_manager(
         )
             .into_response(),
     }
+}
+
+/// A secret as Secrets Manager describes it in `GetSecretValue` and `BatchGetSecretValue`.
+fn secret_value(id: &str, value: &str) -> serde_json::Value {
+    serde_json::json!({
+        "ARN": id,
+        "Name": id.rsplit(':').next().unwrap_or(id),
+        "SecretString": value,
+        "VersionId": "00000000-0000-4000-8000-000000000001",
+        "VersionStages": ["AWSCURRENT"],
+        "CreatedDate": 1.7e9,
+    })
 }
 
 /// One user's way through the BFF, driving whichever instances it is given.

@@ -16,7 +16,9 @@
 //! of `cargo bench -p bff-bench --bench handlers` (read from `target/criterion`). Knobs,
 //! for quick trials only (the documented figures use the defaults):
 //! `BENCH_COLD_ITERATIONS` (20), `BENCH_WARM_INVOCATIONS` (1000), `BENCH_LOAD_SECONDS` (8),
-//! `BENCH_LOAD_REPS` (3), `BENCH_SHARE_ITERATIONS` (15), `BENCH_PHASES` (`cold,share,warm,load`), and `BENCH_BIN_DIR` (where the
+//! `BENCH_LOAD_REPS` (3), `BENCH_SHARE_ITERATIONS` (15), `BENCH_PHASES` (`cold,share,warm,load`),
+//! `BENCH_SECRETS_BATCH=off` (the fake Secrets Manager refuses `BatchGetSecretValue`, so
+//! the functions read each secret on its own: the comparison without the batch), and `BENCH_BIN_DIR` (where the
 //! function binaries are taken from, default `target/release`; for profiling wrappers).
 
 mod dynamo;
@@ -29,7 +31,6 @@ mod report;
 mod share;
 mod sizes;
 mod soak;
-mod tls;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

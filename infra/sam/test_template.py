@@ -70,7 +70,10 @@ LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # segments. These actions take no resource-level permissions (Resource "*").
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 TRACING_CONDITION = "HasActiveTracing"
-SECRET_ACTIONS = {"secretsmanager:GetSecretValue"}
+SECRET_ACTIONS = {"secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue"}
+# Actions that take no resource-level permission, so only Resource "*": X-Ray's, and the
+# batched secret read (which returns only the secrets GetSecretValue is granted on).
+NO_RESOURCE_ACTIONS = XRAY_ACTIONS | {"secretsmanager:BatchGetSecretValue"}
 
 # Variables that hold a secret's value: a function may only get their *_ARN reference.
 SECRET_VARIABLES = {"BFF_CLIENT_SECRET", "BFF_ORIGIN_VERIFY", "BFF_TOKEN_KEYS"}
@@ -246,7 +249,7 @@ def no_identity_policy_has_a_wildcard_action_or_resource():
             assert isinstance(action, str) and "*" not in action, f"{owner}: wildcard action {action!r}"
         assert "NotAction" not in statement and "NotResource" not in statement, f"{owner}: Not* statement"
         for resource in as_list(statement.get("Resource", [])):
-            if set(as_list(statement.get("Action", []))) <= XRAY_ACTIONS:
+            if set(as_list(statement.get("Action", []))) <= NO_RESOURCE_ACTIONS:
                 continue  # no resource-level permissions exist for them
             assert resource != "*", f"{owner}: Resource '*'"
             if isinstance(resource, str):
