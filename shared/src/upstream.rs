@@ -71,7 +71,7 @@ impl Upstream {
     /// headers; redirects are returned to the browser as they are, never followed with
     /// the user's token.
     pub fn new(base: Url, head_timeout: Duration) -> Result<Self, UpstreamError> {
-        let client = reqwest::Client::builder()
+        let client = crate::platform::trust::with_extra_roots(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(3).min(head_timeout))
             .build()

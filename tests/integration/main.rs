@@ -19,6 +19,7 @@ mod logout_all;
 mod logs;
 mod metrics;
 mod ops;
+mod private_ca;
 mod provider_check;
 mod security_forgery;
 mod security_id_token;

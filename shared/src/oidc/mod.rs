@@ -154,6 +154,8 @@ pub struct Oidc {
     // What logins ask for, for the start-up warning about `offline_access`.
     scopes: Vec<String>,
     login_prompt: Option<String>,
+    // Whether a login without a refresh token was warned of (once per process).
+    warned_no_refresh_token: std::sync::atomic::AtomicBool,
     // `BFF_PROFILE=fapi2`: ID tokens are held to `FAPI2_ALGS`.
     fapi2: bool,
 }
@@ -161,7 +163,7 @@ pub struct Oidc {
 impl Oidc {
     /// A relying party for `config`; nothing is fetched until first needed.
     pub fn new(config: &Config) -> Result<Self, OidcError> {
-        let http = reqwest::Client::builder()
+        let http = crate::platform::trust::with_extra_roots(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(PROVIDER_CONNECT_TIMEOUT)
             .timeout(PROVIDER_TIMEOUT)
@@ -181,6 +183,7 @@ impl Oidc {
             documents: None,
             scopes: config.scopes.clone(),
             login_prompt: config.login_defaults.prompt.clone(),
+            warned_no_refresh_token: Default::default(),
             fapi2: config.is_fapi2(),
         })
     }

@@ -2,7 +2,7 @@
 //!
 //! Configuration from the environment, sealing at rest, secret references resolved from
 //! Secrets Manager, client-assertion keys (in memory or in KMS), the AWS SDK
-//! configuration, log output and the wall clock. Nothing here knows of HTTP requests,
+//! configuration and the extra trust roots, log output and the wall clock. Nothing here knows of HTTP requests,
 //! sessions or the provider; it imports only [`crate::domain`].
 
 pub mod aws;
@@ -16,3 +16,4 @@ pub mod seal;
 pub mod secrets_manager;
 pub mod signing;
 pub mod trace_scope;
+pub mod trust;

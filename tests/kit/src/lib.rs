@@ -10,12 +10,14 @@
 //!   Lambda function; the same browser bound to one BFF; and a GET sent byte for byte.
 //! - [`fault_proxy`]: a TCP proxy in front of DynamoDB (Local) that drops, delays or
 //!   loses the answers of writes on cue.
+//! - [`tls`]: a test CA and TLS terminators in front of loopback services.
 //!
 //! Everything listens on loopback addresses only.
 
 pub mod browser;
 pub mod fault_proxy;
 pub mod provider;
+pub mod tls;
 
 pub use browser::{BffBrowser, Browser};
 pub use provider::{Provider, RegisteredClient};

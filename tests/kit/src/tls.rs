@@ -1,8 +1,8 @@
-//! TLS in front of the services the functions reach through the AWS SDK (DynamoDB Local's
-//! counting proxy, the fake Secrets Manager), as AWS endpoints are only reachable over
-//! HTTPS: a test CA made for the run (`openssl`, RSA 2048 like Amazon's server
-//! certificates), and a terminator per service that completes a real TLS handshake on
-//! every connection (rustls on `ring`) and forwards the plain bytes.
+//! TLS in front of loopback services (the AWS endpoints of the benchmarks' cold starts,
+//! which in AWS are only reachable over HTTPS; an API behind a private CA in the tests): a
+//! test CA made for the run (`openssl`, RSA 2048 like Amazon's server certificates), and
+//! a terminator per service that completes a real TLS handshake on every connection
+//! (rustls on `ring`) and forwards the plain bytes.
 //!
 //! The terminator timestamps each connection's accept and handshake end, which is how the
 //! harness attributes cold-start time to handshakes (the function's side of a TLS 1.3
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// One TLS connection seen by a terminator.
 #[derive(Clone, Debug)]
 pub struct Handshake {
-    /// The service (`dynamodb`, `secretsmanager`).
+    /// The service (`dynamodb`, `secretsmanager`, ...).
     pub service: &'static str,
     /// TCP accept.
     pub accepted: Instant,
@@ -86,7 +86,7 @@ impl Tls {
                 "-days",
                 "2",
                 "-subj",
-                "/CN=bff-bench test CA",
+                "/CN=bff test CA",
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",
