@@ -22,7 +22,7 @@ use crate::http::error::ErrorAnswer;
 use crate::http::origin_verify::{self, OriginVerify};
 use crate::http::router::{self, Function, route_name};
 use crate::platform::aws;
-use crate::platform::config::{Config, ConfigError, ParMode};
+use crate::platform::config::{self, Config, ConfigError, ParMode};
 use crate::platform::logging::{exit_on_startup_error, init_tracing_json};
 use crate::platform::secrets_manager::{self, SECRET_VARIABLES, SecretsManager};
 use crate::platform::{kms, metrics, trace_scope};
@@ -96,14 +96,20 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
         .any(|name| env(&format!("{name}{}", secrets_manager::REFERENCE_SUFFIX)).is_some_and(|v| !v.trim().is_empty()));
     // One SDK configuration for both clients, loaded once per cold start.
     let sdk = aws::sdk_config().await;
+    let table = config::table_name(env).unwrap_or_else(|e| exit_on_startup_error(e));
+    let dynamo = dynamodb::client(&sdk);
     // The Secrets Manager client is built only when a reference needs it.
-    let resolved = if has_reference {
-        secrets_manager::resolve(env, &SecretsManager::from_config(&sdk))
-            .await
-            .unwrap_or_else(|e| exit_on_startup_error(e))
-    } else {
-        secrets_manager::ResolvedSecrets::default()
+    let secrets = async {
+        if has_reference {
+            secrets_manager::resolve(env, &SecretsManager::from_config(&sdk)).await
+        } else {
+            Ok(secrets_manager::ResolvedSecrets::default())
+        }
     };
+    // The store's connection is opened while the secrets are read: its round trips and
+    // handshake then overlap theirs instead of delaying the first invocation.
+    let (resolved, ()) = tokio::join!(secrets, dynamodb::open_connection(&dynamo, &table));
+    let resolved = resolved.unwrap_or_else(|e| exit_on_startup_error(e));
     let lookup = resolved.lookup(env);
 
     let mut config = Config::from_lookup(&lookup).unwrap_or_else(|e| exit_on_startup_error(e));
@@ -120,7 +126,7 @@ pub async fn cold_start(needs: Needs) -> ColdStart {
     if origin_verify.is_none() {
         tracing::warn!("origin verification is off: BFF_ORIGIN_VERIFY is not set, direct calls are served");
     }
-    let store = DynamoStore::new(dynamodb::client(&sdk), config.table.clone());
+    let store = DynamoStore::new(dynamo, config.table.clone());
     let mut app = App::new(config, Arc::new(store)).unwrap_or_else(|e| exit_on_startup_error(e));
     // First, so a provider short of the profile is named as such, not by a derived setting.
     if (needs.client_credentials || needs.pushes_requests)

@@ -430,6 +430,12 @@ impl AdminConfig {
     }
 }
 
+/// The DynamoDB table `lookup` names (`BFF_TABLE`), checked as the configuration checks
+/// it; readable before the rest of the configuration, whose secrets may still be on the way.
+pub fn table_name(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    parse_table(&|name: &'static str| lookup(name).filter(|v| !v.trim().is_empty()))
+}
+
 fn parse_table(get: &impl Fn(&'static str) -> Option<String>) -> Result<String, ConfigError> {
     let table = get("BFF_TABLE").unwrap_or_else(|| "bff".to_owned());
     if !(3..=255).contains(&table.len()) || !table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {

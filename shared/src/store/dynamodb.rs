@@ -474,6 +474,24 @@ pub fn client(config: &aws_config::SdkConfig) -> Client {
     Client::from_conf(config)
 }
 
+/// Opens `client`'s connection to DynamoDB (TCP and TLS handshake) with a read of a key
+/// that never exists in `table`, so that the first invocation starts on an open
+/// connection; run during a cold start's init, concurrently with the secret reads. A
+/// failure is only logged: the first real call reports it, with its retries.
+pub async fn open_connection(client: &Client, table: &str) {
+    let probe = client
+        .get_item()
+        .table_name(table)
+        .key(PK, AttributeValue::S(StoreKey::document("connection", "probe").0))
+        .projection_expression("#pk")
+        .expression_attribute_names("#pk", PK)
+        .send()
+        .await;
+    if let Err(e) = probe {
+        tracing::debug!(error = %classify("GetItem", &e), "the store connection was not opened at start-up");
+    }
+}
+
 /// Bounded time per call: an unreachable or stalled DynamoDB answers 503 within seconds,
 /// well inside the functions' timeouts, instead of hanging the request.
 pub fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
