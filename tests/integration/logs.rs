@@ -167,39 +167,40 @@ async fn json_lines_carry_time_and_request_and_name_refreshes_and_expiries_by_ke
     );
 }
 
-/// The warning that the provider may ignore `offline_access`: written once per process,
-/// at the first discovery, when the scopes ask for it without `prompt=consent`; not with
-/// `prompt=consent` configured.
+/// The warning that logins get no refresh token although the scopes ask for
+/// `offline_access`: written once per process, at the first such login, naming the fix;
+/// never with the default scopes against a provider that issues refresh tokens, nor at
+/// discovery because a provider does not publish `prompt_values_supported` (oidc-provider
+/// does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offline_access_without_prompt_consent_is_warned_of_once_at_the_first_discovery() {
-    const WARNING: &str = "BFF_SCOPES asks for offline_access without prompt=consent";
+async fn a_login_without_a_refresh_token_is_warned_of_once_and_the_default_set_up_sees_no_warning() {
+    const WARNING: &str = "the provider issued no refresh token although BFF_SCOPES asks for offline_access";
+    const DISCOVERY_WARNING: &str = "asks for offline_access without prompt=consent";
     let provider = bff_testkit::provider::shared();
-    for (auth_params, expected) in [(None, 1), (Some("prompt=consent"), 0)] {
+    let no_refresh = serde_json::json!({"grant_types": ["authorization_code"]});
+    for (metadata, expected) in [(None, 0), (Some(&no_refresh), 1)] {
         let listen = free_listen_addr();
         let origin = format!("http://{listen}");
-        let client = provider.register(&origin, "client_secret_basic").await;
-        let mut env: HashMap<&'static str, String> = HashMap::from([
+        let client = provider
+            .register_client(&origin, "client_secret_basic", None, metadata)
+            .await;
+        let env: HashMap<&'static str, String> = HashMap::from([
             ("BFF_ISSUER", provider.issuer.clone()),
             ("BFF_CLIENT_ID", client.client_id),
             ("BFF_CLIENT_SECRET", client.client_secret),
             ("BFF_PUBLIC_URL", origin),
             ("BFF_UPSTREAM_URL", "http://127.0.0.1:1/".to_owned()),
         ]);
-        if let Some(params) = auth_params {
-            env.insert("BFF_AUTH_PARAMS", params.to_owned());
-        }
         let bff = spawn(&env, StoreBackend::Memory, listen, "info").await;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        for _ in 0..2 {
-            let login = http.get(format!("{}/auth/login", bff.url)).send().await.expect("login");
-            assert_eq!(login.status(), StatusCode::FOUND);
+        for user in ["alice", "bob"] {
+            let browser = BffBrowser::new(&bff.url, &provider.issuer);
+            browser.login(user, "/").await;
+            assert!(browser.cookie("bff-session").is_some(), "{user} logged in");
         }
         let log = bff.stop();
         let warnings: Vec<&str> = log.lines().filter(|l| l.contains(WARNING)).collect();
-        assert_eq!(warnings.len(), expected, "{auth_params:?}:\n{log}");
+        assert_eq!(warnings.len(), expected, "{metadata:?}:\n{log}");
+        assert!(!log.contains(DISCOVERY_WARNING), "{log}");
         for line in warnings {
             assert!(line.contains("WARN"), "{line}");
             assert!(line.contains("BFF_AUTH_PARAMS=prompt=consent"), "{line}");

@@ -300,7 +300,9 @@ pub fn with_query_param(return_to: &str, name: &str, value: &str) -> String {
 /// refresh token: OIDC Core §11 lets a provider ignore `offline_access` unless `prompt`
 /// contains `consent` (LemonLDAP::NG and `oidc-provider` do). True when the scopes ask for
 /// `offline_access`, the configured `prompt` lacks `consent`, and the provider's
-/// `prompt_values_supported` lists `consent` or is absent (few providers publish it).
+/// `prompt_values_supported` lists `consent`. A provider that publishes nothing is not
+/// suspected on that alone: few publish it, and a warning every default set-up sees is
+/// noise; a login that then gets no refresh token at all is warned of instead.
 pub fn offline_access_may_be_ignored(
     scopes: &[String],
     prompt: Option<&str>,
@@ -308,7 +310,7 @@ pub fn offline_access_may_be_ignored(
 ) -> bool {
     scopes.iter().any(|s| s == "offline_access")
         && !prompt.is_some_and(|p| p.split(' ').any(|v| v == "consent"))
-        && prompt_values_supported.is_none_or(|values| values.iter().any(|v| v == "consent"))
+        && prompt_values_supported.is_some_and(|values| values.iter().any(|v| v == "consent"))
 }
 
 #[cfg(test)]
@@ -497,7 +499,8 @@ mod tests {
         let with = scopes("openid profile offline_access");
         let consent = vec!["none".to_owned(), "login".to_owned(), "consent".to_owned()];
         let no_consent = vec!["none".to_owned(), "login".to_owned()];
-        assert!(offline_access_may_be_ignored(&with, None, None), "provider silent");
+        assert!(!offline_access_may_be_ignored(&with, None, None), "provider silent");
+        assert!(offline_access_may_be_ignored(&with, None, Some(&consent)));
         assert!(offline_access_may_be_ignored(&with, Some("login"), Some(&consent)));
         assert!(!offline_access_may_be_ignored(
             &with,

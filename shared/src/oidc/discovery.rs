@@ -97,6 +97,25 @@ impl Oidc {
         }
     }
 
+    /// Once per process, at the first login whose code exchange gave no refresh token
+    /// although the scopes ask for `offline_access`: its session ends with its access
+    /// token, which the user sees only as an unexpected logout.
+    pub fn warn_if_no_refresh_token(&self, issued: bool) {
+        use std::sync::atomic::Ordering;
+        if issued
+            || !self.scopes.iter().any(|s| s == "offline_access")
+            || self.warned_no_refresh_token.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        tracing::warn!(
+            "the provider issued no refresh token although BFF_SCOPES asks for offline_access: sessions end when \
+             their access token expires; allow the refresh_token grant for this client at the provider, and if it \
+             needs prompt=consent for offline_access (OpenID Connect Core §11), set BFF_AUTH_PARAMS=prompt=consent \
+             (see docs/providers/)"
+        );
+    }
+
     async fn discover(&self) -> Result<ProviderMetadata, OidcError> {
         let url = discovery_url(&self.issuer);
         let body = self.document("discovery", &url, false).await.map_err(|e| match e {

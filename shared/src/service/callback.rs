@@ -120,6 +120,7 @@ pub async fn complete(
         None => None,
     };
     let tokens = deps.oidc.exchange_code(code, tx.pkce_verifier, dpop.as_ref()).await?;
+    deps.oidc.warn_if_no_refresh_token(tokens.refresh_token.is_some());
     let now = deps.clock.now();
     let id_token = tokens.id_token.ok_or(CallbackError::NoIdToken)?;
     let verified = deps.oidc.verify_id_token(&id_token, Some(&tx.nonce), now).await?;
