@@ -674,8 +674,9 @@ fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_
          http-proxy-middleware 3, one Node process, `NODE_ENV=production`) keeps its session in its encrypted \
          cookie, as that library does by default, and refreshes only an expired token. Both logged in through \
          the same provider and forward to the same upstream with the user's access token. Each cell is the \
-         median of {} runs of {} s, the three contenders (the upstream directly, bff-local, the Node BFF) interleaved at every concurrency (order reversed every other round) after a \
-         warm-up; wrk uses 1 thread at c=1 and 2 otherwise, on the same two cores as the servers. \
+         median of {} runs of {} s, the three contenders (the upstream directly, bff-local, the Node BFF) \
+         interleaved at every concurrency (order reversed every other round) after a warm-up; wrk uses 1 \
+         thread at c=1 and 2 otherwise, on the same two cores as the servers. \
          Exact command (bff-local, c={}): `{}`.\n",
         bff_bench::upstream::BODY.len(),
         load.reps,
@@ -742,7 +743,7 @@ fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_
         "\n\"Upstream directly\" is `wrk` against the upstream itself at the same concurrency, in the same \
          rounds: the physical floor of this machine, what a proxy that did no work of its own would approach. \
          \"Share of direct\" is bff-local's req/s divided by it; the rest is what one proxied call costs on \
-         top (the session read from the embedded store, opening the sealed access token, the header policy, \
+         top (the session read from the embedded store, opening its sealed tokens, the header policy, \
          a second HTTP exchange and the access log) on the same two cores that wrk and the upstream use. \
          CPU/req is the server process's user + system CPU time per request (from `/proc/<pid>/stat`), the \
          figure least disturbed by other work on the machine. Failed requests over all runs: {errors} of \
