@@ -10,7 +10,8 @@
 #    bff-local and the harness; built once, then reused;
 # 3. the in-process handler benches (criterion): `cargo bench -p bff-bench --bench handlers`;
 # 4. the harness: cold starts and warm invocations through a Lambda Runtime API emulator,
-#    proxy overhead and throughput against the Node BFF with wrk, sizes; it writes
+#    proxy overhead and throughput with wrk (bff-local against the upstream called
+#    directly and against the Node BFF, at every concurrency), sizes; it writes
 #    BENCHMARKS.md and bench/proxy.svg.
 #
 # Everything listens on loopback only. Not part of infra/test.sh.

@@ -13,7 +13,7 @@ use tokio::process::Command;
 use crate::procs::{Proc, free_port, peak_rss_kib, start_ready, wait_http};
 
 /// Reports what `wrk` measured as one JSON line (latencies in microseconds).
-const REPORT_SCRIPT: &str = r#"done = function(summary, latency, requests)
+pub(crate) const REPORT_SCRIPT: &str = r#"done = function(summary, latency, requests)
   io.write(string.format(
     "WRK {\"requests\":%d,\"duration_us\":%d,\"connect\":%d,\"read\":%d,\"write\":%d,\"status\":%d,\"timeout\":%d,\"p50\":%d,\"p90\":%d,\"p99\":%d,\"max\":%d}\n",
     summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
@@ -81,11 +81,11 @@ pub struct LoadResults {
 }
 
 /// A contender: where to send requests and what to send.
-struct Target {
-    name: &'static str,
-    url: String,
-    headers: Vec<String>,
-    pid: u32,
+pub(crate) struct Target {
+    pub(crate) name: &'static str,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<String>,
+    pub(crate) pid: u32,
 }
 
 /// Runs the load phase. `upstream` is the upstream's base URL, `upstream_pid` its process.
@@ -224,7 +224,8 @@ pub async fn run(
     }
     for rep in 0..reps {
         for &c in &concurrencies {
-            let mut order: Vec<&Target> = targets.iter().filter(|t| c == 1 || t.name != "direct").collect();
+            // The upstream alone at every concurrency: the floor bff-local is measured against.
+            let mut order: Vec<&Target> = targets.iter().collect();
             if rep % 2 == 1 {
                 order.reverse();
             }
@@ -302,7 +303,7 @@ fn command_line(target: &Target, concurrency: u32, seconds: u64, script: &Path) 
     line
 }
 
-async fn wrk(target: &Target, concurrency: u32, seconds: u64, script: &Path) -> Result<Run, String> {
+pub(crate) async fn wrk(target: &Target, concurrency: u32, seconds: u64, script: &Path) -> Result<Run, String> {
     let cpu_before = cpu_ticks(target.pid);
     let mut command = Command::new("wrk");
     command

@@ -7,6 +7,12 @@
 //!                       over TLS, with the Node peer; writes target/bench/shares.json and
 //!                       that part of BENCHMARKS.md, keeping the rest of the file
 //! bff-bench upstream    serve the fast loopback upstream (prints `READY <base URL>`)
+//! bff-bench calls --bff-local PATH [--calls N] [--dpop]
+//!                       N warm proxied calls of one session through PATH (bff-local, or
+//!                       a script running it under callgrind), for instruction counts
+//! bff-bench calls --bff-local A --bff-local B ... --wrk SECONDS [--rounds R] [--dpop]
+//!                       wrk at c=64 against the upstream directly and each build of
+//!                       bff-local, interleaved: a quick A/B of two builds
 //! bff-bench soak [--minutes N] [--sessions N] [--access-token-ttl S] [--bff-local PATH]
 //!                       faults over time (bench/soak.sh); writes bench/soak.md and the
 //!                       "Soak" section of BENCHMARKS.md
@@ -21,6 +27,7 @@
 //! the functions read each secret on its own: the comparison without the batch), and `BENCH_BIN_DIR` (where the
 //! function binaries are taken from, default `target/release`; for profiling wrappers).
 
+mod calls;
 mod dynamo;
 mod emulator;
 mod lambda;
@@ -73,6 +80,20 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        "calls" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let outcome = calls::Plan::from_args(&args).and_then(|plan| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(calls::run(plan))
+            });
+            if let Err(e) = outcome {
+                eprintln!("bff-bench: {e}");
+                std::process::exit(1);
+            }
+        }
         "cold" => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -91,7 +112,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: bff-bench run | bff-bench cold | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N]"
+                "usage: bff-bench run | bff-bench cold | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N] | bff-bench calls --bff-local PATH [--calls N | --wrk SECONDS] [--dpop]"
             );
             std::process::exit(2);
         }

@@ -281,6 +281,8 @@ pub fn markdown(input: &Input) -> String {
     let node_top = cell("node", top);
     let rps_ratio = bff_top.median(|r| r.rps) / node_top.median(|r| r.rps);
     let p99_ratio = bff_top.median(|r| r.p99_us) / node_top.median(|r| r.p99_us);
+    let direct_top = cell("direct", top);
+    let direct_share = bff_top.median(|r| r.rps) / direct_top.median(|r| r.rps);
     let rss_bff = load.peak_rss_kib.get("bff-local").copied().unwrap_or(0);
     let rss_node = load.peak_rss_kib.get("node").copied().unwrap_or(0);
     let rss_ratio = rss_bff as f64 / rss_node.max(1) as f64;
@@ -352,6 +354,21 @@ pub fn markdown(input: &Input) -> String {
         "| throughput ≥ 5× Node at c={top} | {:.1}× | {} |",
         rps_ratio,
         verdict(rps_ratio >= 5.0)
+    );
+    let _ = writeln!(
+        out,
+        "| bff-local serves ≥ 30 % of upstream-direct req/s at c={top} (session read, unsealing and header work included) | {} | {} |",
+        if direct_share.is_finite() {
+            format!(
+                "{:.0} % ({:.0} of {:.0} req/s)",
+                direct_share * 100.0,
+                bff_top.median(|r| r.rps),
+                direct_top.median(|r| r.rps)
+            )
+        } else {
+            "upstream directly not measured at this concurrency".to_owned()
+        },
+        verdict(direct_share >= 0.3)
     );
     let _ = writeln!(
         out,
@@ -657,8 +674,9 @@ fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_
          http-proxy-middleware 3, one Node process, `NODE_ENV=production`) keeps its session in its encrypted \
          cookie, as that library does by default, and refreshes only an expired token. Both logged in through \
          the same provider and forward to the same upstream with the user's access token. Each cell is the \
-         median of {} runs of {} s, the contenders interleaved (order reversed every other round) after a \
-         warm-up; wrk uses 1 thread at c=1 and 2 otherwise, on the same two cores as the servers. \
+         median of {} runs of {} s, the three contenders (the upstream directly, bff-local, the Node BFF) \
+         interleaved at every concurrency (order reversed every other round) after a warm-up; wrk uses 1 \
+         thread at c=1 and 2 otherwise, on the same two cores as the servers. \
          Exact command (bff-local, c={}): `{}`.\n",
         bff_bench::upstream::BODY.len(),
         load.reps,
@@ -695,15 +713,18 @@ fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_
     );
     let _ = writeln!(
         out,
-        "| c | bff-local req/s | p50 | p99 | CPU/req | Node req/s | p50 | p99 | CPU/req | req/s ratio | p99 ratio |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| c | upstream directly req/s | bff-local req/s | share of direct | p50 | p99 | CPU/req | Node req/s | p50 | p99 | CPU/req | req/s ratio | p99 ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for &c in &load.concurrencies {
+        let d = cell("direct", c);
         let b = cell("bff-local", c);
         let n = cell("node", c);
         let _ = writeln!(
             out,
-            "| {c} | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.1}× | {:.2}× |",
+            "| {c} | {:.0} | {:.0} | {:.0} % | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.1}× | {:.2}× |",
+            d.median(|r| r.rps),
             b.median(|r| r.rps),
+            b.median(|r| r.rps) / d.median(|r| r.rps) * 100.0,
             b.median(|r| r.p50_us) / 1000.0,
             b.median(|r| r.p99_us) / 1000.0,
             b.median(|r| r.cpu_us_per_request),
@@ -719,7 +740,12 @@ fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_
     let requests: u64 = load.cells.values().map(|c| c.requests()).sum();
     let _ = writeln!(
         out,
-        "\nCPU/req is the server process's user + system CPU time per request (from `/proc/<pid>/stat`), the \
+        "\n\"Upstream directly\" is `wrk` against the upstream itself at the same concurrency, in the same \
+         rounds: the physical floor of this machine, what a proxy that did no work of its own would approach. \
+         \"Share of direct\" is bff-local's req/s divided by it; the rest is what one proxied call costs on \
+         top (the session read from the embedded store, opening its sealed tokens, the header policy, \
+         a second HTTP exchange and the access log) on the same two cores that wrk and the upstream use. \
+         CPU/req is the server process's user + system CPU time per request (from `/proc/<pid>/stat`), the \
          figure least disturbed by other work on the machine. Failed requests over all runs: {errors} of \
          {requests}.\n"
     );

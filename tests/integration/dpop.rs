@@ -86,6 +86,11 @@ async fn login_calls_and_refresh_are_dpop_bound(store: StoreKind) {
     assert_ne!(last_token, &first[1], "a refreshed token");
     let keys: BTreeSet<_> = verdicts.iter().filter_map(|v| v.outcome.clone().ok()).collect();
     assert_eq!(keys.len(), 1, "one key for the whole session");
+    assert_eq!(
+        app.app.dpop_keys.parses(),
+        1,
+        "the proxy parses the session's key once, not on every call"
+    );
 
     // Another session has its own key.
     let other = app.browser();
@@ -93,6 +98,7 @@ async fn login_calls_and_refresh_are_dpop_bound(store: StoreKind) {
     assert_eq!(other.api(Method::GET, "/api/me").await.status(), StatusCode::OK);
     let theirs = app.upstream.dpop_verdicts().last().expect("verdict").outcome.clone();
     assert!(theirs.is_ok() && theirs != Ok(jkt), "{theirs:?}");
+    assert_eq!(app.app.dpop_keys.parses(), 2, "each session's key parsed for it");
 }
 
 crate::on_both_stores!(login_calls_and_refresh_are_dpop_bound);

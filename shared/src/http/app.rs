@@ -13,6 +13,7 @@ use crate::domain::session::SessionRecord;
 use crate::oidc::{Oidc, OidcError};
 use crate::platform::clock::SystemClock;
 use crate::platform::config::{Config, ConfigError};
+use crate::platform::dpop::DpopKeyCache;
 use crate::platform::metrics::Registry;
 use crate::platform::seal::Sealer;
 use crate::service::Deps;
@@ -52,6 +53,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// The BFF's own client-credentials tokens remembered by this process.
     pub client_tokens: ClientTokens,
+    /// The parsed DPoP keys of recent sessions, so a warm call does not parse its key.
+    pub dpop_keys: DpopKeyCache,
     /// This process's counters (`bff-local`'s `/metrics`).
     pub metrics: Arc<Registry>,
     /// Whether each request also writes its CloudWatch EMF line to standard output (the
@@ -95,6 +98,7 @@ impl App {
             upstreams,
             clock,
             client_tokens: ClientTokens::new(),
+            dpop_keys: DpopKeyCache::default(),
             metrics: Arc::new(Registry::new()),
             emf_lines: false,
         })
@@ -108,6 +112,7 @@ impl App {
             oidc: &self.oidc,
             clock: self.clock.as_ref(),
             client_tokens: &self.client_tokens,
+            dpop_keys: &self.dpop_keys,
         }
     }
 

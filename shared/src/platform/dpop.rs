@@ -9,9 +9,12 @@
 //!
 //! [`DpopNonces`] remembers the last nonce each server (by origin) handed out, in process
 //! memory: a nonce only saves a round trip, so losing it on a cold start costs one retry.
+//! [`DpopKeyCache`] keeps the parsed keys of recent sessions, so that a warm call signs
+//! its proof without parsing the key again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,6 +32,8 @@ pub const DPOP_NONCE: &str = "DPoP-Nonce";
 pub const USE_DPOP_NONCE: &str = "use_dpop_nonce";
 /// The longest nonce remembered; a longer one is not a nonce but a mistake or an attack.
 const MAX_NONCE_LEN: usize = 512;
+/// The most parsed session keys one process keeps (about 1 KB each).
+const KEY_CACHE_CAPACITY: usize = 1024;
 
 /// Why a DPoP key could not be made or used; never says what the key is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,6 +186,64 @@ impl DpopNonces {
     }
 }
 
+/// The parsed DPoP keys of recent sessions, in process memory.
+///
+/// Parsing a key from its PKCS#8 form checks the pair, which recomputes the public point
+/// from the private scalar: several times the cost of signing one proof. A key is kept
+/// under the session's store key together with a SHA-256 fingerprint of the secret form
+/// it was parsed from, and handed out only when both match: never for another session,
+/// and not for this one once its stored key is another. Bounded: a full cache is emptied
+/// before the next key goes in, so it never holds more than [`KEY_CACHE_CAPACITY`] keys;
+/// a key dropped costs one parse on the session's next call.
+#[derive(Debug, Default)]
+pub struct DpopKeyCache {
+    keys: Mutex<HashMap<String, CachedKey>>,
+    parses: AtomicU64,
+}
+
+#[derive(Debug)]
+struct CachedKey {
+    fingerprint: [u8; 32],
+    key: Arc<DpopKey>,
+}
+
+impl DpopKeyCache {
+    /// The key pair `secret` holds, for the session stored under `session`: parsed once,
+    /// then taken from the cache while the session keeps the same secret.
+    pub fn key_for(&self, session: &str, secret: &DpopKeySecret) -> Result<Arc<DpopKey>, DpopError> {
+        let fingerprint: [u8; 32] = Sha256::digest(secret.secret().as_bytes()).into();
+        if let Some(cached) = self.lock().get(session)
+            && cached.fingerprint == fingerprint
+        {
+            return Ok(cached.key.clone());
+        }
+        self.parses.fetch_add(1, Ordering::Relaxed);
+        let key = Arc::new(DpopKey::from_secret(secret)?);
+        let mut keys = self.lock();
+        if keys.len() >= KEY_CACHE_CAPACITY && !keys.contains_key(session) {
+            keys.clear();
+        }
+        keys.insert(
+            session.to_owned(),
+            CachedKey {
+                fingerprint,
+                key: key.clone(),
+            },
+        );
+        Ok(key)
+    }
+
+    /// How many keys this cache has parsed.
+    pub fn parses(&self) -> u64 {
+        self.parses.load(Ordering::Relaxed)
+    }
+
+    /// The map; a panic elsewhere while it was held leaves whole entries only.
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, CachedKey>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Whether an upstream's `WWW-Authenticate` asks for a proof with its nonce
 /// (`DPoP error="use_dpop_nonce"`, RFC 9449 §9).
 pub fn asks_for_nonce(headers: &http::HeaderMap) -> bool {
@@ -267,6 +330,47 @@ mod tests {
             DpopKey::from_secret(&DpopKeySecret::new("not-a-key")).err(),
             Some(DpopError::BadKey)
         );
+    }
+
+    #[test]
+    fn a_cached_key_is_parsed_once_and_only_ever_serves_its_own_session() {
+        let cache = DpopKeyCache::default();
+        let (a, b) = (DpopKey::generate().expect("key"), DpopKey::generate().expect("key"));
+        let thumbprint = |s: &DpopKeySecret| DpopKey::from_secret(s).expect("usable").thumbprint();
+        let first = cache.key_for("session#a", &a).expect("usable");
+        assert_eq!(first.thumbprint(), thumbprint(&a));
+        assert_eq!(cache.parses(), 1);
+        // The second call of the same session does not parse again.
+        let second = cache.key_for("session#a", &a).expect("usable");
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(cache.parses(), 1);
+        // Another session gets its own key, never the cached one.
+        assert_eq!(
+            cache.key_for("session#b", &b).expect("usable").thumbprint(),
+            thumbprint(&b)
+        );
+        // The same store key holding another secret (a new login under a reused key) gets
+        // that secret's key.
+        assert_eq!(
+            cache.key_for("session#a", &b).expect("usable").thumbprint(),
+            thumbprint(&b)
+        );
+        assert_eq!(cache.parses(), 3);
+        assert_eq!(
+            cache.key_for("session#c", &DpopKeySecret::new("not-a-key")).err(),
+            Some(DpopError::BadKey)
+        );
+    }
+
+    #[test]
+    fn the_key_cache_is_bounded() {
+        let cache = DpopKeyCache::default();
+        let secret = DpopKey::generate().expect("key");
+        for i in 0..=KEY_CACHE_CAPACITY {
+            cache.key_for(&format!("session#{i}"), &secret).expect("usable");
+        }
+        assert!(cache.lock().len() <= KEY_CACHE_CAPACITY);
+        assert!(cache.lock().contains_key(&format!("session#{KEY_CACHE_CAPACITY}")));
     }
 
     #[test]

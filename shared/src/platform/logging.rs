@@ -23,29 +23,34 @@ use crate::platform::seal::Sealer;
 /// Name of the span a request is handled in; its fields join every line written in it.
 pub const REQUEST_SPAN: &str = "request";
 
-/// The key of [`user_hash`]: set once per process from the token keys, else random.
-static USER_HASH_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+/// [`user_hash`]'s HMAC, keyed once per process from the token keys (else a random key):
+/// each hash starts from a copy of it instead of keying HMAC anew.
+static USER_HASH_MAC: OnceLock<Hmac<Sha256>> = OnceLock::new();
 
 /// Keys [`user_hash`] with `sealer`'s log key. Process-wide, as the log subscriber is:
 /// the lines that name a user are written deep in the services, which hold no keys.
 /// Only the first call counts; a process that never calls it hashes with a random key.
 pub fn key_user_hash(sealer: &Sealer) {
-    let _ = USER_HASH_KEY.set(sealer.log_key());
+    let _ = USER_HASH_MAC.set(keyed_mac(&sealer.log_key()));
 }
 
 /// The user `sub` as log lines name it: HMAC-SHA256 with a key derived from the token
 /// keys, base64url. The same user has the same hash in every function sharing the keys;
 /// unlike a plain SHA-256, it cannot be recomputed from a guessed `sub` without the keys.
 pub fn user_hash(sub: &str) -> String {
-    let key = USER_HASH_KEY.get_or_init(|| {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        key
-    });
-    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = USER_HASH_MAC
+        .get_or_init(|| {
+            let mut key = [0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            keyed_mac(&key)
+        })
+        .clone();
     mac.update(sub.as_bytes());
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+fn keyed_mac(key: &[u8; 32]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
 /// Logs as JSON lines (what CloudWatch expects), level from `RUST_LOG` (default `info`).

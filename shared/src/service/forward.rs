@@ -83,11 +83,14 @@ pub async fn forward(
 ) -> Result<Forwarded, ForwardError> {
     let refresher = Refresher::new(deps.store, deps.oidc, deps.clock)
         .checking_provider_every(deps.config.provider_session_check_secs);
-    // The key is the session's for its whole life: refreshes keep it.
+    // The key is the session's for its whole life: refreshes keep it. Parsed once per
+    // process and session, not on every call.
     let dpop = match &session.dpop_key {
-        Some(secret) => {
-            Some(DpopKey::from_secret(secret).map_err(|e| RefreshError::Provider(OidcError::Dpop(e.to_string())))?)
-        }
+        Some(secret) => Some(
+            deps.dpop_keys
+                .key_for(key.as_str(), secret)
+                .map_err(|e| RefreshError::Provider(OidcError::Dpop(e.to_string())))?,
+        ),
         None => None,
     };
     let (token, token_type) = refresher.usable_typed_token_for(key, session, target, None).await?;

@@ -21,6 +21,7 @@ mod tokio_clock;
 use crate::domain::clock::Clock;
 use crate::oidc::Oidc;
 use crate::platform::config::Config;
+use crate::platform::dpop::DpopKeyCache;
 use crate::service::client_token::ClientTokens;
 use crate::store::Store;
 
@@ -37,6 +38,8 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     /// This process's memory of the BFF's own client-credentials tokens.
     pub client_tokens: &'a ClientTokens,
+    /// This process's parsed DPoP keys of recent sessions.
+    pub dpop_keys: &'a DpopKeyCache,
 }
 
 /// The request has no usable session.
