@@ -11,8 +11,16 @@
 # 3. the in-process handler benches (criterion): `cargo bench -p bff-bench --bench handlers`;
 # 4. the harness: cold starts and warm invocations through a Lambda Runtime API emulator,
 #    proxy overhead and throughput with wrk (bff-local against the upstream called
-#    directly and against the Node BFF, at every concurrency), sizes; it writes
-#    BENCHMARKS.md and bench/proxy.svg.
+#    directly and against the Node BFF, at every concurrency), sizes, and the hot-key
+#    simulation; it writes BENCHMARKS.md and bench/proxy.svg.
+#
+# The hot-key simulation alone (a burst of cold instances against DynamoDB Local, with
+# one copy of each provider document and then as built; writes its section of
+# BENCHMARKS.md, keeping the rest): after step 2,
+#
+#   target/release/bff-bench hotkeys
+#
+# with BENCH_HOTKEYS_INSTANCES (2000) and BENCH_HOTKEYS_RATE (400 a second) as knobs.
 #
 # Everything listens on loopback only. Not part of infra/test.sh.
 

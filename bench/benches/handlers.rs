@@ -161,9 +161,13 @@ impl DocumentCache for CountingStore {
 
 #[async_trait]
 impl ClientTokenStore for CountingStore {
-    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+    async fn get_client_token(
+        &self,
+        key: &StoreKey,
+        consistent: bool,
+    ) -> Result<Option<ClientTokenRecord>, StoreError> {
         self.read();
-        self.inner.get_client_token(key).await
+        self.inner.get_client_token(key, consistent).await
     }
 
     async fn put_client_token(

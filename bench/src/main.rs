@@ -6,6 +6,13 @@
 //! bff-bench cold        only the cold starts under Lambda CPU shares (128, 512, 1769 MB)
 //!                       over TLS, with the Node peer; writes target/bench/shares.json and
 //!                       that part of BENCHMARKS.md, keeping the rest of the file
+//! bff-bench hotkeys     the hot-key simulation: BENCH_HOTKEYS_INSTANCES (2000) emulated cold
+//!                       instances at BENCH_HOTKEYS_RATE (400) a second against DynamoDB Local
+//!                       behind the counting proxy, with one copy of each provider document
+//!                       and strongly consistent client-token reads (the layout before), then
+//!                       as built; reads per key per second, and the capacity model. Writes
+//!                       target/bench/hotkeys.json and that part of BENCHMARKS.md, keeping
+//!                       the rest of the file
 //! bff-bench upstream    serve the fast loopback upstream (prints `READY <base URL>`)
 //! bff-bench calls --bff-local PATH [--calls N] [--dpop]
 //!                       N warm proxied calls of one session through PATH (bff-local, or
@@ -22,7 +29,8 @@
 //! of `cargo bench -p bff-bench --bench handlers` (read from `target/criterion`). Knobs,
 //! for quick trials only (the documented figures use the defaults):
 //! `BENCH_COLD_ITERATIONS` (20), `BENCH_WARM_INVOCATIONS` (1000), `BENCH_LOAD_SECONDS` (8),
-//! `BENCH_LOAD_REPS` (3), `BENCH_SHARE_ITERATIONS` (15), `BENCH_PHASES` (`cold,share,warm,load`),
+//! `BENCH_LOAD_REPS` (3), `BENCH_SHARE_ITERATIONS` (15), `BENCH_PHASES` (`cold,share,warm,load,hotkeys`),
+//! `BENCH_HOTKEYS_INSTANCES` (2000), `BENCH_HOTKEYS_RATE` (400),
 //! `BENCH_SECRETS_BATCH=off` (the fake Secrets Manager refuses `BatchGetSecretValue`, so
 //! the functions read each secret on its own: the comparison without the batch), and `BENCH_BIN_DIR` (where the
 //! function binaries are taken from, default `target/release`; for profiling wrappers).
@@ -30,6 +38,7 @@
 mod calls;
 mod dynamo;
 mod emulator;
+mod hotkeys;
 mod lambda;
 mod load;
 mod nodecold;
@@ -45,7 +54,7 @@ use std::time::{Duration, Instant};
 use bff_testkit::Provider;
 use tokio::process::Command;
 
-fn knob(name: &str, default: usize) -> usize {
+pub(crate) fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse().ok())
@@ -104,6 +113,26 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        "hotkeys" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            if let Err(e) = runtime.block_on(hotkeys_only()) {
+                eprintln!("bff-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        "hotkeys-instances" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            if let Err(e) = runtime.block_on(hotkeys::instances()) {
+                eprintln!("bff-bench: {e}");
+                std::process::exit(1);
+            }
+        }
         "report" => {
             if let Err(e) = report_again() {
                 eprintln!("bff-bench: {e}");
@@ -112,7 +141,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: bff-bench run | bff-bench cold | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N] | bff-bench calls --bff-local PATH [--calls N | --wrk SECONDS] [--dpop]"
+                "usage: bff-bench run | bff-bench cold | bff-bench hotkeys | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N] | bff-bench calls --bff-local PATH [--calls N | --wrk SECONDS] [--dpop]"
             );
             std::process::exit(2);
         }
@@ -148,7 +177,7 @@ async fn run() -> Result<(), String> {
     let warm_invocations = knob("BENCH_WARM_INVOCATIONS", 1000);
     let load_seconds = knob("BENCH_LOAD_SECONDS", 8) as u64;
     let load_reps = knob("BENCH_LOAD_REPS", 3);
-    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "cold,share,warm,load".into());
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "cold,share,warm,load,hotkeys".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let results = bff_bench::results_dir();
@@ -266,6 +295,12 @@ async fn run() -> Result<(), String> {
         .await?;
     }
 
+    let mut hotkeys = None;
+    if phase("hotkeys") {
+        step("hot keys: bursts of cold instances, before and after");
+        hotkeys = Some(hotkeys::run(&provider, &dynamo, &logs).await?);
+    }
+
     step("report");
     let criterion = report::Criterion::read(&bff_bench::target_dir().join("criterion"));
     let inprocess = std::fs::read_to_string(results.join("inprocess.json"))
@@ -280,6 +315,7 @@ async fn run() -> Result<(), String> {
         criterion,
         inprocess,
         shares,
+        hotkeys,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_vec_pretty(&input).map_err(|e| e.to_string())?;
@@ -356,6 +392,34 @@ async fn cold_only() -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     upstream.stop().await;
+    Ok(())
+}
+
+/// `bff-bench hotkeys`: the simulation alone; its section of BENCHMARKS.md is replaced,
+/// the rest kept. The capacity model takes the last full run's counts and durations
+/// (`target/bench/results.json`, else `inprocess.json`), else those BENCHMARKS.md shows.
+async fn hotkeys_only() -> Result<(), String> {
+    let started = Instant::now();
+    let results = bff_bench::results_dir();
+    let logs = results.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    step("provider, DynamoDB Local");
+    let provider = tokio::task::spawn_blocking(|| Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "3600")]))
+        .await
+        .map_err(|e| e.to_string())?;
+    let dynamo = dynamo::Dynamo::start(&logs).await;
+    step("hot keys: bursts of cold instances, before and after");
+    let run = hotkeys::run(&provider, &dynamo, &logs).await?;
+    let json = serde_json::to_vec_pretty(&run).map_err(|e| e.to_string())?;
+    std::fs::write(results.join("hotkeys.json"), json).map_err(|e| e.to_string())?;
+    let path = bff_bench::repo_root().join("BENCHMARKS.md");
+    let existing = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let basis = report::ModelBasis::last_run(&existing);
+    std::fs::write(&path, report::splice_hotkeys(&existing, &run, &basis)).map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote target/bench/hotkeys.json and BENCHMARKS.md in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -175,6 +175,9 @@ pub struct Input {
     /// Cold starts under Lambda CPU shares over TLS.
     #[serde(default)]
     pub shares: Option<ShareRun>,
+    /// The hot-key simulation (`bff-bench hotkeys`).
+    #[serde(default)]
+    pub hotkeys: Option<crate::hotkeys::HotkeysRun>,
     /// How long the run took, seconds.
     pub elapsed_seconds: f64,
 }
@@ -419,6 +422,16 @@ pub fn markdown(input: &Input) -> String {
     load_section(&mut out, input, overhead_p50_ms, overhead_p99_ms);
     memory_section(&mut out, input);
     store_section(&mut out, input);
+    // A run without the phase keeps the last `bff-bench hotkeys` figures.
+    let hotkeys = input.hotkeys.clone().or_else(|| {
+        std::fs::read_to_string(bff_bench::results_dir().join("hotkeys.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    });
+    if let Some(run) = &hotkeys {
+        out.push_str(&hotkeys_section(run, &ModelBasis::from_input(input)));
+        out.push('\n');
+    }
     cost_section(&mut out, input);
 
     if let Ok(soak) = std::fs::read_to_string(bff_bench::repo_root().join("bench/soak.md")) {
@@ -1341,4 +1354,629 @@ pub fn splice_shares(existing: &str, run: &ShareRun) -> String {
         text.insert_str(at, &format!("{rows}\n"));
     }
     text
+}
+
+// ---- hot keys and the capacity model (`bff-bench hotkeys`)
+
+const HOTKEYS_START: &str = "<!-- hotkeys:start -->";
+const HOTKEYS_END: &str = "<!-- hotkeys:end -->";
+
+/// DynamoDB on-demand, us-east-1: dollars per million read request units (aws.amazon.com/
+/// dynamodb/pricing/on-demand, since the November 2024 price cut).
+pub const DYNAMODB_PER_MILLION_RRU: f64 = 0.125;
+/// DynamoDB on-demand, us-east-1: dollars per million write request units (same page).
+pub const DYNAMODB_PER_MILLION_WRU: f64 = 0.625;
+/// Assumption: the share of invocations that are cold starts. AWS: "cold starts typically
+/// occur in under 1% of invocations" (Lambda developer guide, execution environment
+/// lifecycle); a spike has many more, which the throttle columns show per cold start.
+pub const COLD_START_SHARE: f64 = 0.01;
+/// Assumption: refreshes per active session per hour (an access token lifetime of one hour).
+pub const REFRESHES_PER_SESSION_HOUR: f64 = 1.0;
+/// Assumption: proxied calls per active session per hour (one every 30 s).
+pub const CALLS_PER_SESSION_HOUR: f64 = 120.0;
+/// Assumption: size of a session item (sealed access, refresh and ID tokens and claims;
+/// not measured by the simulation, which reads absent sessions): a strongly consistent read
+/// is 1 unit, a write 3.
+pub const ASSUMED_SESSION_ITEM_BYTES: usize = 3 * 1024;
+/// The request rates the cost table is priced at, per second.
+const COST_RATES: [f64; 3] = [1.0, 100.0, 10_000.0];
+
+/// What the capacity model takes from the last full run: the in-process store counts
+/// (section 5), the warm proxy duration and the cold proxy's first answer at 128 MB.
+#[derive(Clone, Debug, Default)]
+pub struct ModelBasis {
+    /// `inprocess.json`'s content (`{"operations": [...]}`).
+    pub inprocess: Option<serde_json::Value>,
+    /// Warm proxy invocation, p50, ms.
+    pub warm_p50_ms: Option<f64>,
+    /// bff-proxy's first answer of a cold start under the 128 MB CPU share, p50, ms.
+    pub cold_128_ms: Option<f64>,
+    /// Where the figures came from.
+    pub source: String,
+}
+
+impl ModelBasis {
+    /// From a full run's input.
+    pub fn from_input(input: &Input) -> Self {
+        Self {
+            inprocess: input.inprocess.clone(),
+            warm_p50_ms: (input.lambda.steady.calls > 0).then_some(input.lambda.steady.duration_ms.p50),
+            cold_128_ms: input.shares.as_ref().and_then(cold_128_of),
+            source: "this run".into(),
+        }
+    }
+
+    /// For `bff-bench hotkeys` alone: the last full run's `results.json` (or
+    /// `inprocess.json` and `shares.json`), else what `markdown` (BENCHMARKS.md) shows.
+    pub fn last_run(markdown: &str) -> Self {
+        let dir = bff_bench::results_dir();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+        if let Some(input) = read("results.json").and_then(|t| serde_json::from_str::<Input>(&t).ok()) {
+            let mut basis = Self::from_input(&input);
+            basis.source = format!("the last full run ({})", input.machine.date);
+            return basis;
+        }
+        let shares = read("shares.json").and_then(|t| serde_json::from_str::<ShareRun>(&t).ok());
+        let mut basis = Self {
+            inprocess: read("inprocess.json").and_then(|t| serde_json::from_str(&t).ok()),
+            warm_p50_ms: None,
+            cold_128_ms: shares.as_ref().and_then(cold_128_of),
+            source: "target/bench".into(),
+        };
+        let mut from_file = Vec::new();
+        if basis.inprocess.is_none() {
+            basis.inprocess = inprocess_from_markdown(markdown);
+            from_file.push("section 5's in-process counts");
+        }
+        if basis.warm_p50_ms.is_none() {
+            basis.warm_p50_ms = warm_p50_from_markdown(markdown);
+            from_file.push("the warm proxy p50 of \"Cost per million API calls\"");
+        }
+        if basis.cold_128_ms.is_none() {
+            basis.cold_128_ms = cold_128_from_markdown(markdown);
+            from_file.push("bff-proxy's first answer at 128 MB");
+        }
+        if !from_file.is_empty() {
+            basis.source = format!(
+                "the figures BENCHMARKS.md showed when this section was written ({})",
+                from_file.join(", ")
+            );
+        }
+        basis
+    }
+
+    fn op(&self, prefix: &str) -> Option<OpCount> {
+        let ops = self.inprocess.as_ref()?["operations"].as_array()?;
+        let op = ops
+            .iter()
+            .find(|op| op["name"].as_str().is_some_and(|n| n.starts_with(prefix)))?;
+        Some(OpCount {
+            reads: op["reads"].as_f64()?,
+            writes: op["writes"].as_f64()?,
+            document_reads: op["document_reads"].as_f64().unwrap_or(0.0),
+            document_writes: op["document_writes"].as_f64().unwrap_or(0.0),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct OpCount {
+    reads: f64,
+    writes: f64,
+    document_reads: f64,
+    document_writes: f64,
+}
+
+impl std::ops::Add for OpCount {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            reads: self.reads + o.reads,
+            writes: self.writes + o.writes,
+            document_reads: self.document_reads + o.document_reads,
+            document_writes: self.document_writes + o.document_writes,
+        }
+    }
+}
+
+impl std::ops::Sub for OpCount {
+    type Output = Self;
+    fn sub(self, o: Self) -> Self {
+        Self {
+            reads: self.reads - o.reads,
+            writes: self.writes - o.writes,
+            document_reads: self.document_reads - o.document_reads,
+            document_writes: self.document_writes - o.document_writes,
+        }
+    }
+}
+
+fn cold_128_of(run: &ShareRun) -> Option<f64> {
+    let share = run.results.iter().find(|s| s.memory_mb == 128)?;
+    let cold = share.cold.get("bff-proxy")?;
+    (!cold.total_ms.is_empty()).then(|| median(&cold.total_ms))
+}
+
+/// Cells of a markdown table row (`| a | b |` → `["a", "b"]`).
+fn cells(line: &str) -> Vec<&str> {
+    line.trim().trim_matches('|').split('|').map(str::trim).collect()
+}
+
+/// Section 5's in-process table as `inprocess.json` holds it.
+fn inprocess_from_markdown(markdown: &str) -> Option<serde_json::Value> {
+    let section = &markdown[markdown.find("## 5. Store efficiency")?..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let table = &section[section.find("| operation | store reads")?..];
+    let pair = |cell: &str| -> Option<(f64, f64)> {
+        let (total, of) = cell.split_once(" (")?;
+        Some((
+            total.trim().parse().ok()?,
+            of.trim_end_matches(')').trim().parse().ok()?,
+        ))
+    };
+    let operations: Vec<serde_json::Value> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|line| {
+            let c = cells(line);
+            let (reads, document_reads) = pair(c.get(1)?)?;
+            let (writes, document_writes) = pair(c.get(2)?)?;
+            Some(serde_json::json!({
+                "name": c[0], "reads": reads, "writes": writes,
+                "document_reads": document_reads, "document_writes": document_writes,
+            }))
+        })
+        .collect();
+    (!operations.is_empty()).then(|| serde_json::json!({ "operations": operations }))
+}
+
+fn warm_p50_from_markdown(markdown: &str) -> Option<f64> {
+    let section = &markdown[markdown.find("## Cost per million API calls")?..];
+    let after = &section[section.find("p50 **")? + "p50 **".len()..];
+    after[..after.find(" ms**")?].trim().parse().ok()
+}
+
+fn cold_128_from_markdown(markdown: &str) -> Option<f64> {
+    let section = &markdown[markdown.find("**128 MB**")?..];
+    let row = section.lines().find(|l| l.starts_with("| bff-proxy |"))?;
+    cells(row).get(1)?.split('/').next()?.trim().parse().ok()
+}
+
+/// The measured hot items of the run (after the change): (what, size in bytes, read units
+/// of one read before, after).
+fn hot_items(run: &crate::hotkeys::HotkeysRun) -> Vec<(&'static str, usize, f64, f64)> {
+    let size = |layout: usize, prefix: &str| {
+        run.layouts
+            .get(layout)
+            .into_iter()
+            .flat_map(|l| &l.keys)
+            .filter(|k| k.label.starts_with(prefix))
+            .map(|k| k.item_bytes)
+            .max()
+            .unwrap_or(0)
+    };
+    let rcu_of = |layout: usize, prefix: &str| {
+        run.layouts
+            .get(layout)
+            .into_iter()
+            .flat_map(|l| &l.keys)
+            .filter(|k| k.label.starts_with(prefix))
+            .map(|k| k.rcu_per_read)
+            .fold(0.0, f64::max)
+    };
+    [
+        ("discovery", "discovery"),
+        ("JWKS", "JWKS"),
+        ("client token", "client token"),
+    ]
+    .into_iter()
+    .map(|(what, prefix)| {
+        (
+            what,
+            size(1, prefix).max(size(0, prefix)),
+            rcu_of(0, prefix),
+            rcu_of(1, prefix),
+        )
+    })
+    .collect()
+}
+
+fn thousands(x: f64) -> String {
+    let n = x.round() as i64;
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// The "Hot keys and capacity" section, between its markers.
+pub fn hotkeys_section(run: &crate::hotkeys::HotkeysRun, basis: &ModelBasis) -> String {
+    use crate::hotkeys::{PARTITION_RCU_PER_S, PARTITION_WCU_PER_S, TABLE_QUOTA_PER_S, WRITE_UNIT_BYTES, rcu};
+    let mut out = String::new();
+    let _ = writeln!(out, "{HOTKEYS_START}");
+    let _ = writeln!(out, "## Hot keys and capacity\n");
+    let _ = writeln!(
+        out,
+        "Measured by `bff-bench hotkeys` on {}; load average {} at the start and {} at the end. A traffic spike \
+         starts thousands of Lambda instances at once, and every new instance reads the same few items. DynamoDB \
+         serves at most {} read units and {} write units a second per partition, and an item never spans \
+         partitions. The simulation starts {} emulated cold instances per layout at {} a second, each a fresh \
+         in-process `App` with its own DynamoDB client built as a Lambda cold start builds it (empty in-process \
+         caches), against DynamoDB Local behind the counting proxy, which records every `GetItem` and `PutItem` \
+         by key (the instances all run in one process on this machine's two cores, so they start no faster \
+         than the process builds them: the achieved rate is in the table). Each instance does the union of what cold starts read: discovery and the JWKS (as a callback or \
+         a refresh does), the client-credentials token of a `client` route, and one session (a random key). \
+         Before the burst one instance puts the deployment in its steady state (documents cached, client token \
+         stored); each layout has a table of its own. *Before*: {}. *After*: {}.\n",
+        run.when,
+        run.load.0,
+        run.load.1,
+        thousands(PARTITION_RCU_PER_S),
+        thousands(PARTITION_WCU_PER_S),
+        thousands(run.instances as f64),
+        run.rate,
+        run.layouts.first().map(|l| l.description.as_str()).unwrap_or("?"),
+        run.layouts.get(1).map(|l| l.description.as_str()).unwrap_or("?"),
+    );
+    let _ = writeln!(
+        out,
+        "| layout | instances ok / failed | started in (s), instances/s | burst (s) | one instance's reads p50 / p99 (ms) | \
+         GetItem | peak GetItem/s | peak read units/s | PutItem | provider requests |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for l in &run.layouts {
+        let provider = if l.provider.is_empty() {
+            "none".to_owned()
+        } else {
+            provider_text(&l.provider)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} / {} | {:.1}, {:.0} | {:.1} | {:.1} / {:.1} | {} | {} | {:.0} | {} | {} |",
+            l.name,
+            l.ok,
+            l.failed,
+            l.launch_seconds,
+            (l.ok + l.failed) as f64 / l.launch_seconds.max(1e-3),
+            l.seconds,
+            l.latency_ms.0,
+            l.latency_ms.1,
+            thousands(l.reads as f64),
+            thousands(l.peak_reads_per_s as f64),
+            l.peak_rcu_per_s,
+            l.writes,
+            provider
+        );
+    }
+    for l in run.layouts.iter().filter(|l| l.first_error.is_some()) {
+        let _ = writeln!(
+            out,
+            "\n{}: first failure: {}",
+            l.name,
+            l.first_error.as_deref().unwrap_or("")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n**Reads per key** (peak: the most in any one-second window; read units as DynamoDB bills them, from the \
+         item size the proxy saw: 1 unit per 4 KB rounded up, strongly consistent; half that eventually \
+         consistent; an absent item costs the minimum):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| layout | key | reads | peak reads/s | item (bytes) | strongly consistent | read units per read | \
+         peak read units/s |\n|---|---|---|---|---|---|---|---|"
+    );
+    for l in &run.layouts {
+        for k in l.keys.iter().take(6) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {:.0}% | {} | {:.0} |",
+                l.name,
+                k.label,
+                thousands(k.reads as f64),
+                thousands(k.peak_per_s as f64),
+                thousands(k.item_bytes as f64),
+                k.consistent_share * 100.0,
+                k.rcu_per_read,
+                k.peak_rcu_per_s
+            );
+        }
+        if l.keys.len() > 6 {
+            let _ = writeln!(
+                out,
+                "| {} | ({} more keys, each at most {} reads/s) | | | | | | |",
+                l.name,
+                l.keys.len() - 6,
+                l.keys.iter().skip(6).map(|k| k.peak_per_s).max().unwrap_or(0)
+            );
+        }
+    }
+    let sustained = run.layouts.iter().map(|l| l.peak_reads_per_s).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "\nThese rates are what DynamoDB Local on loopback sustained on this machine (at most {} `GetItem`s a \
+         second, with the instances and the provider on the same two cores), not what AWS would: DynamoDB Local \
+         has no partitions and never throttles, so neither the rates nor the per-instance latencies (which \
+         follow this machine's load and DynamoDB Local's own warm-up, not the layout) say anything about \
+         AWS. What the run shows is the shape: before, every cold start reads \
+         the same discovery item and the same JWKS item, so each carries the whole burst; after, each copy \
+         carries about 1/{} of it, and the client token costs half a unit per read instead of one. The limits \
+         below follow from the measured item sizes and DynamoDB's published per-partition limits.\n",
+        thousands(sustained as f64),
+        run.copies
+    );
+
+    // ---- the model
+    let _ = writeln!(out, "### Capacity model\n");
+    let _ = writeln!(
+        out,
+        "Store operations, from the in-process counts (section 5; source: {}):\n",
+        basis.source
+    );
+    let login = basis
+        .op("`/auth/login`, warm instance")
+        .zip(basis.op("`/auth/callback`, warm instance"));
+    let call = basis.op("`/api/*`, valid token, warm instance");
+    let refresh_row = basis.op("`/api/*`, refresh due, warm instance");
+    let refresh = refresh_row.zip(call).map(|(r, c)| r - c);
+    let cold_rows = [
+        ("`/auth/login`, new instance", "a login's cold start"),
+        ("`/auth/callback`, first in the instance", "a callback's cold start"),
+        ("`/api/*`, valid token, new instance", "a proxied call's cold start"),
+        ("`/api/*`, refresh due, new instance", "a refresh's cold start"),
+    ];
+    let _ = writeln!(
+        out,
+        "| operation | store reads (of which documents) | store writes (of which documents) |\n|---|---|---|"
+    );
+    let row = |out: &mut String, what: &str, op: Option<OpCount>| {
+        let _ = match op {
+            Some(o) => writeln!(
+                out,
+                "| {what} | {} ({}) | {} ({}) |",
+                fmt_count(&o.reads.into()),
+                fmt_count(&o.document_reads.into()),
+                fmt_count(&o.writes.into()),
+                fmt_count(&o.document_writes.into())
+            ),
+            None => writeln!(out, "| {what} | (not counted) | (not counted) |"),
+        };
+    };
+    row(
+        &mut out,
+        "login (`/auth/login` + `/auth/callback`), warm instance",
+        login.map(|(a, b)| a + b),
+    );
+    row(&mut out, "proxied call, warm instance", call);
+    row(
+        &mut out,
+        "refresh (beyond the call it rides on), warm instance",
+        refresh,
+    );
+    for (name, what) in cold_rows {
+        row(&mut out, what, basis.op(name));
+    }
+    let _ = writeln!(
+        out,
+        "\nA warm instance reads no document and no client token: it keeps them in memory (documents for up \
+         to an hour). Only cold starts (and the hourly expiry) read the shared items, so the hot keys are the \
+         cold-start path's. A document fetched from the provider is written as {} copies ({} \
+         document writes: in-process counts measured before the copies show 1 there).\n",
+        run.copies, run.copies
+    );
+
+    let items = hot_items(run);
+    let _ = writeln!(
+        out,
+        "**Hot items** (sizes measured in this run, as DynamoDB bills them: attribute names and values, the \
+         sealed document with its tag; read units per read as above). A cold start reads each at most once; \
+         the limit is the cold-start rate at which one item's partition reaches {} read units a second, \
+         assuming, after, that the {} copies sit on distinct partitions (DynamoDB splits a partition for heat \
+         and places keys by hash; copies that share a partition share its limit, so the worst case is the \
+         single-item limit). The request rate is that cold-start rate at {:.0}% cold starts (the stated \
+         assumption below); in a spike where every request starts an instance, the two are equal.\n",
+        thousands(PARTITION_RCU_PER_S),
+        run.copies,
+        COLD_START_SHARE * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "| item | size (bytes) | read units per read, before → after | items read by cold starts, before → \
+         after | cold starts/s before one partition throttles, before → after | requests/s at {:.0}% cold \
+         starts, before → after |\n|---|---|---|---|---|---|",
+        COLD_START_SHARE * 100.0
+    );
+    let mut ceilings_before = Vec::new();
+    let mut ceilings_after = Vec::new();
+    for (what, bytes, before, after) in &items {
+        let copies = if *what == "client token" { 1 } else { run.copies };
+        let limit_before = PARTITION_RCU_PER_S / before.max(0.5);
+        let limit_after = PARTITION_RCU_PER_S * copies as f64 / after.max(0.5);
+        ceilings_before.push((*what, limit_before));
+        ceilings_after.push((*what, limit_after));
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {before} → {after} | 1 → {copies} | {} → {} | {} → {} |",
+            thousands(*bytes as f64),
+            thousands(limit_before),
+            thousands(limit_after),
+            thousands(limit_before / COLD_START_SHARE),
+            thousands(limit_after / COLD_START_SHARE),
+        );
+    }
+    let jwks_bytes = items.iter().find(|i| i.0 == "JWKS").map_or(0, |i| i.1);
+    let _ = writeln!(
+        out,
+        "\nThe test provider's JWKS holds one key ({} bytes stored). Providers that publish several keys with their \
+         certificate chains (`x5c`, as Entra ID and Auth0 do) serve JWKS of several KB: every further 4 KB costs \
+         one more unit per strongly consistent read and half a unit per eventually consistent one, so a JWKS of \
+         9 KB costs 1.5 units per read and its single item throttles at {} cold starts a second ({} with the \
+         copies).",
+        thousands(jwks_bytes as f64),
+        thousands(PARTITION_RCU_PER_S / rcu(9 * 1024, false)),
+        thousands(PARTITION_RCU_PER_S * run.copies as f64 / rcu(9 * 1024, false)),
+    );
+    let lowest = |list: &[(&str, f64)]| {
+        list.iter()
+            .copied()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(w, x)| format!("{} cold starts/s ({w})", thousands(x)))
+            .unwrap_or_default()
+    };
+    let per_cold_rcu_after: f64 = items.iter().map(|i| i.3).sum::<f64>() + rcu(ASSUMED_SESSION_ITEM_BYTES, true);
+    let per_cold_rcu_before: f64 = items.iter().map(|i| i.2).sum::<f64>() + rcu(ASSUMED_SESSION_ITEM_BYTES, true);
+    let doc_wcu: f64 = items
+        .iter()
+        .filter(|i| i.0 != "client token")
+        .map(|i| i.1.max(1).div_ceil(WRITE_UNIT_BYTES) as f64)
+        .sum();
+    let max_doc_wcu = items
+        .iter()
+        .filter(|i| i.0 != "client token")
+        .map(|i| i.1.max(1).div_ceil(WRITE_UNIT_BYTES) as f64)
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "\nThe first item to throttle: before, at {}; after, at {}. The table as a whole: an on-demand table's \
+         default quota is {} read and {} write units a second (raisable through Service Quotas), and a cold \
+         start that reads everything above plus its session costs {} read units before and {} after, so the \
+         table quota alone allows {} such cold starts a second before and {} after; a warm proxied call costs \
+         its session read ({} unit for a session item of up to 4 KB), {} calls a second. Writes: a provider \
+         fetch writes every copy of the document ({} write units per copy set of discovery and JWKS, {} before), \
+         once an hour in the steady state. All copies carry one expiry, so they lapse together and the provider \
+         is asked no more often than with one item; but every instance that starts in the second after the \
+         expiry fetches and writes them all, as before the change one item: {} such instances a second \
+         reach one copy's {} write units.\n",
+        lowest(&ceilings_before),
+        lowest(&ceilings_after),
+        thousands(TABLE_QUOTA_PER_S),
+        thousands(TABLE_QUOTA_PER_S),
+        per_cold_rcu_before,
+        per_cold_rcu_after,
+        thousands(TABLE_QUOTA_PER_S / per_cold_rcu_before),
+        thousands(TABLE_QUOTA_PER_S / per_cold_rcu_after),
+        rcu(ASSUMED_SESSION_ITEM_BYTES, true),
+        thousands(TABLE_QUOTA_PER_S / rcu(ASSUMED_SESSION_ITEM_BYTES, true)),
+        doc_wcu * run.copies as f64,
+        doc_wcu,
+        thousands(PARTITION_WCU_PER_S / max_doc_wcu.max(1.0)),
+        thousands(PARTITION_WCU_PER_S),
+    );
+
+    // ---- cost
+    let _ = writeln!(
+        out,
+        "### Cost per million calls at 1, 100 and 10,000 requests a second\n"
+    );
+    let _ = writeln!(
+        out,
+        "Assumptions (constants in `bench/src/report.rs`): {:.0}% of invocations are cold starts; each active \
+         session makes {:.0} proxied calls and {:.0} refresh an hour; a session item is {} bytes ({} read unit \
+         per strongly consistent read, {} write units per write). Prices: Lambda ${PER_MILLION_REQUESTS:.2} per \
+         million requests and ${ARM64_GB_SECOND:.10} per GB-second on arm64 at {MEMORY_MB:.0} MB, billed per ms \
+         rounded up; DynamoDB on-demand ${DYNAMODB_PER_MILLION_RRU} per million read and \
+         ${DYNAMODB_PER_MILLION_WRU} per million write request units (us-east-1). Durations: the warm proxy p50 \
+         ({}) and, per cold start, bff-proxy's first answer at 128 MB ({}); source: {}. A cold start reads the \
+         items above ({} read units after). Logins, provider calls, logs and CloudFront are left out.\n",
+        COLD_START_SHARE * 100.0,
+        CALLS_PER_SESSION_HOUR,
+        REFRESHES_PER_SESSION_HOUR,
+        thousands(ASSUMED_SESSION_ITEM_BYTES as f64),
+        rcu(ASSUMED_SESSION_ITEM_BYTES, true),
+        ASSUMED_SESSION_ITEM_BYTES.div_ceil(WRITE_UNIT_BYTES),
+        basis
+            .warm_p50_ms
+            .map_or("not measured".into(), |m| format!("{m:.2} ms")),
+        basis
+            .cold_128_ms
+            .map_or("not measured".into(), |m| format!("{m:.1} ms")),
+        basis.source,
+        per_cold_rcu_after,
+    );
+    match (basis.warm_p50_ms, call, refresh) {
+        (Some(warm), Some(call), Some(refresh)) => {
+            let cold_ms = basis.cold_128_ms.unwrap_or(warm);
+            let gb = MEMORY_MB / 1024.0;
+            let lambda_per_call = PER_MILLION_REQUESTS / 1e6 + warm.ceil().max(1.0) / 1000.0 * gb * ARM64_GB_SECOND;
+            let cold_lambda = cold_ms.ceil() / 1000.0 * gb * ARM64_GB_SECOND;
+            let session_rru = rcu(ASSUMED_SESSION_ITEM_BYTES, true);
+            let session_wru = ASSUMED_SESSION_ITEM_BYTES.div_ceil(WRITE_UNIT_BYTES) as f64;
+            let refreshes_per_call = REFRESHES_PER_SESSION_HOUR / CALLS_PER_SESSION_HOUR;
+            let dynamo_per_call = call.reads * session_rru * DYNAMODB_PER_MILLION_RRU / 1e6
+                + call.writes * session_wru * DYNAMODB_PER_MILLION_WRU / 1e6
+                + refreshes_per_call
+                    * (refresh.reads * session_rru * DYNAMODB_PER_MILLION_RRU / 1e6
+                        + refresh.writes * session_wru * DYNAMODB_PER_MILLION_WRU / 1e6);
+            let cold_dynamo = per_cold_rcu_after * DYNAMODB_PER_MILLION_RRU / 1e6;
+            let _ = writeln!(
+                out,
+                "| requests/s | calls/hour | cold starts/hour | active sessions | refreshes/hour | Lambda per \
+                 million calls | DynamoDB per million calls | total per million calls | per 30 days | peak read \
+                 units/s (of the {} table quota) |\n|---|---|---|---|---|---|---|---|---|---|",
+                thousands(TABLE_QUOTA_PER_S)
+            );
+            for rate in COST_RATES {
+                let per_hour = rate * 3600.0;
+                let cold_per_hour = per_hour * COLD_START_SHARE;
+                let sessions = per_hour / CALLS_PER_SESSION_HOUR;
+                let lambda = 1e6 * (lambda_per_call + COLD_START_SHARE * cold_lambda);
+                let dynamo = 1e6 * (dynamo_per_call + COLD_START_SHARE * cold_dynamo);
+                let month = (lambda + dynamo) * per_hour * 24.0 * 30.0 / 1e6;
+                let rcu_per_s = rate
+                    * (call.reads * session_rru
+                        + refreshes_per_call * refresh.reads * session_rru
+                        + COLD_START_SHARE * per_cold_rcu_after);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | ${lambda:.4} | ${dynamo:.4} | **${:.4}** | ${} | {} ({:.1}%) |",
+                    thousands(rate),
+                    thousands(per_hour),
+                    thousands(cold_per_hour),
+                    thousands(sessions),
+                    thousands(sessions * REFRESHES_PER_SESSION_HOUR),
+                    lambda + dynamo,
+                    thousands(month),
+                    thousands(rcu_per_s),
+                    rcu_per_s / TABLE_QUOTA_PER_S * 100.0
+                );
+            }
+            let _ = writeln!(
+                out,
+                "\nPer call the cost does not depend on the rate (everything scales with it); the rate decides the \
+                 monthly bill and how close the table comes to its quota. The copies change the cost by nothing \
+                 measurable: a provider fetch writes {} copies instead of one, about once an hour.\n",
+                run.copies
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "(Not priced: the warm duration or the in-process counts are missing; run `bash bench/run.sh`.)\n"
+            );
+        }
+    }
+    let _ = writeln!(out, "{HOTKEYS_END}");
+    out
+}
+
+/// `existing` (BENCHMARKS.md) with the hot-key section of `run` in place of an earlier one,
+/// else placed before "Cost per million API calls".
+pub fn splice_hotkeys(existing: &str, run: &crate::hotkeys::HotkeysRun, basis: &ModelBasis) -> String {
+    let section = hotkeys_section(run, basis);
+    match (existing.find(HOTKEYS_START), existing.find(HOTKEYS_END)) {
+        (Some(a), Some(b)) if b > a => {
+            let end = b + HOTKEYS_END.len() + usize::from(existing[b + HOTKEYS_END.len()..].starts_with('\n'));
+            format!("{}{section}{}", &existing[..a], &existing[end..])
+        }
+        _ => match existing.find("## Cost per million API calls") {
+            Some(at) => format!("{}{section}\n{}", &existing[..at], &existing[at..]),
+            None => format!("{existing}\n{section}"),
+        },
+    }
 }

@@ -9,7 +9,7 @@ use bff::domain::secret::SessionId;
 use bff::platform::seal::Sealer;
 use bff::store::dynamodb::DynamoStore;
 use bff::store::sealed::SealedStore;
-use bff::store::{DocumentCache, StoreKey, session_key};
+use bff::store::{DOCUMENT_COPIES, DocumentCache, StoreKey, session_key};
 use bff_tests::app::{StoreKind, TestApp, spawn_app};
 use bff_tests::upstream::Upstream;
 use serde_json::Value;
@@ -221,38 +221,42 @@ async fn real_discovery(app: &TestApp) -> Value {
     reqwest::get(&url).await.expect("discovery").json().await.expect("json")
 }
 
-/// Writes `document` into the app's table as its cached `kind` document, tagged with
-/// [`ATTACKER_KEYS`], valid for an hour.
+/// Writes `document` into every copy of the app's cached `kind` document, tagged with
+/// [`ATTACKER_KEYS`], valid for an hour (whichever copy the BFF reads is forged).
 async fn plant_document(app: &TestApp, kind: &str, document: &Value) {
     let client = bff_tests::dynamodb::client(&bff_tests::dynamodb::endpoint());
     let raw = Arc::new(DynamoStore::new(client, app.table.clone().expect("table")));
     let attacker = SealedStore::new(raw, Arc::new(Sealer::from_config(ATTACKER_KEYS).expect("keys")));
-    let key = StoreKey::document(kind, &app.provider.issuer);
-    attacker
-        .put_document(&key, &document.to_string(), app.app.clock.now() + 3600)
-        .await
-        .expect("plant");
+    for copy in 0..DOCUMENT_COPIES {
+        let key = StoreKey::document(kind, &app.provider.issuer, copy);
+        attacker
+            .put_document(&key, &document.to_string(), app.app.clock.now() + 3600)
+            .await
+            .expect("plant");
+    }
 }
 
-/// The cached `kind` document as the table holds it.
-async fn stored_document(app: &TestApp, kind: &str) -> String {
+/// Every copy of the cached `kind` document as the table holds it.
+async fn stored_documents(app: &TestApp, kind: &str) -> Vec<String> {
     let client = bff_tests::dynamodb::client(&bff_tests::dynamodb::endpoint());
-    let item: HashMap<String, AttributeValue> = client
-        .get_item()
-        .table_name(app.table.as_deref().expect("table"))
-        .key(
-            "pk",
-            AttributeValue::S(StoreKey::document(kind, &app.provider.issuer).as_str().to_owned()),
-        )
-        .send()
-        .await
-        .expect("get")
-        .item
-        .expect("document item");
-    match item.get("data") {
-        Some(AttributeValue::S(data)) => data.clone(),
-        _ => panic!("document item without data"),
+    let mut documents = Vec::new();
+    for copy in 0..DOCUMENT_COPIES {
+        let key = StoreKey::document(kind, &app.provider.issuer, copy);
+        let item: HashMap<String, AttributeValue> = client
+            .get_item()
+            .table_name(app.table.as_deref().expect("table"))
+            .key("pk", AttributeValue::S(key.as_str().to_owned()))
+            .send()
+            .await
+            .expect("get")
+            .item
+            .expect("document item");
+        match item.get("data") {
+            Some(AttributeValue::S(data)) => documents.push(data.clone()),
+            _ => panic!("document item without data"),
+        }
     }
+    documents
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,10 +279,12 @@ async fn attack_a_forged_discovery_document_in_the_table_is_not_used() {
     assert_eq!(callback.status(), 302, "the login completes with the real provider");
     let me: Value = browser.get("/auth/me").await.json().await.expect("json");
     assert_eq!(me["sub"], "alice");
-    assert!(
-        !stored_document(&app, "discovery").await.contains(&forged_endpoint.base),
-        "the BFF replaced the forged document with the provider's"
-    );
+    for stored in stored_documents(&app, "discovery").await {
+        assert!(
+            !stored.contains(&forged_endpoint.base),
+            "the BFF replaced every copy of the forged document with the provider's"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,10 +316,11 @@ async fn attack_a_forged_jwks_in_the_table_is_not_used() {
     );
     let me: Value = browser.get("/auth/me").await.json().await.expect("json");
     assert_eq!(me["sub"], "alice");
-    let stored = stored_document(&app, "jwks").await;
     let forged_n = forged["keys"][0]["n"].as_str().expect("n");
-    assert!(
-        !stored.contains(forged_n),
-        "the BFF replaced the forged keys with the provider's"
-    );
+    for stored in stored_documents(&app, "jwks").await {
+        assert!(
+            !stored.contains(forged_n),
+            "the BFF replaced every copy of the forged keys with the provider's"
+        );
+    }
 }

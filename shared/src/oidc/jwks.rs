@@ -159,6 +159,12 @@ pub(crate) struct JwksCache {
 }
 
 impl Oidc {
+    /// Makes the provider's keys ready, as the first ID-token check of an instance does:
+    /// from this process's cache, else the shared document cache, else the provider.
+    pub async fn keys_ready(&self) -> Result<(), OidcError> {
+        self.jwks(false).await.map(|_| ())
+    }
+
     /// The JWKS, from the cache unless `refetch` asks for a fresh copy. Fetches are
     /// serialised and at most one per [`JWKS_REFETCH_INTERVAL`]: a refetch asked for sooner
     /// waits out the rest of the interval (so a key rotation right after a fetch still

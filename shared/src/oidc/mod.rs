@@ -38,7 +38,7 @@ pub use userinfo::UserinfoError;
 
 use crate::domain::clock::Clock;
 use crate::platform::config::Config;
-use crate::store::{DocumentCache, StoreKey};
+use crate::store::{DOCUMENT_COPIES, DocumentCache, StoreKey};
 use jwks::JwksCache;
 
 /// Connect timeout towards the provider.
@@ -151,6 +151,8 @@ pub struct Oidc {
     dpop_nonces: crate::platform::dpop::DpopNonces,
     // Discovery and JWKS shared by every instance, so a cold start skips the provider.
     documents: Option<(Arc<dyn DocumentCache>, Arc<dyn Clock>)>,
+    // How many copies of each document the cache holds (`DOCUMENT_COPIES`).
+    document_copies: usize,
     // What logins ask for, for the start-up warning about `offline_access`.
     scopes: Vec<String>,
     login_prompt: Option<String>,
@@ -181,6 +183,7 @@ impl Oidc {
             jwks_fetch: tokio::sync::Mutex::new(()),
             dpop_nonces: Default::default(),
             documents: None,
+            document_copies: DOCUMENT_COPIES,
             scopes: config.scopes.clone(),
             login_prompt: config.login_defaults.prompt.clone(),
             warned_no_refresh_token: Default::default(),
@@ -195,24 +198,48 @@ impl Oidc {
         self
     }
 
+    /// Keeps `copies` (at least 1) copies of each document in the cache instead of
+    /// [`DOCUMENT_COPIES`]; every instance sharing a table must use the same number. The
+    /// capacity simulation (`bff-bench hotkeys`) sets 1 to measure the single-item layout.
+    pub fn set_document_copies(&mut self, copies: usize) {
+        self.document_copies = copies.max(1);
+    }
+
     /// `url`'s body, from the shared document cache unless `fresh`, else from the provider
     /// (and then cached). The cache is best effort: its failures only cost a fetch.
+    ///
+    /// The cache holds the document in several items (see [`StoreKey::document`]), so the
+    /// reads of a burst of cold starts spread over as many partitions: a read takes one copy
+    /// at random, a fetch writes them all with one expiry, so they lapse together and the
+    /// provider is asked no more often than with one item. A copy that is missing (a write
+    /// that failed) costs its readers one fetch each until one of them rewrites the copies.
     async fn document(&self, kind: &str, url: &str, fresh: bool) -> Result<Vec<u8>, OidcError> {
-        let key = StoreKey::document(kind, &self.issuer);
         if !fresh && let Some((cache, clock)) = &self.documents {
-            match cache.get_document(&key, clock.now()).await {
+            let copy = rand::random_range(0..self.document_copies);
+            match cache
+                .get_document(&StoreKey::document(kind, &self.issuer, copy), clock.now())
+                .await
+            {
                 Ok(Some(document)) => return Ok(document.into_bytes()),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, kind, "document cache unavailable"),
             }
         }
         let body = self.get(url).await?;
-        if let (Some((cache, clock)), Ok(text)) = (&self.documents, std::str::from_utf8(&body))
-            && let Err(e) = cache
-                .put_document(&key, text, clock.now() + DOCUMENT_MAX_AGE_SECS)
+        if let (Some((cache, clock)), Ok(text)) = (&self.documents, std::str::from_utf8(&body)) {
+            let expires_at = clock.now() + DOCUMENT_MAX_AGE_SECS;
+            let writes = (0..self.document_copies).map(|copy| {
+                let key = StoreKey::document(kind, &self.issuer, copy);
+                async move { cache.put_document(&key, text, expires_at).await }
+            });
+            let failed = futures_util::future::join_all(writes)
                 .await
-        {
-            tracing::warn!(error = %e, kind, "could not cache a provider document");
+                .into_iter()
+                .filter_map(Result::err)
+                .collect::<Vec<_>>();
+            if let Some(e) = failed.first() {
+                tracing::warn!(error = %e, kind, failed = failed.len(), "could not cache a provider document");
+            }
         }
         Ok(body)
     }

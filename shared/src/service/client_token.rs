@@ -6,6 +6,13 @@
 //! refreshes), and remembered in process memory meanwhile, so that a steady-state call
 //! costs no store read for it. Client credentials never rotate, so a renewal whose write
 //! fails still serves its caller; the next caller renews again.
+//!
+//! Every new instance reads the one item of a target, so the first read is eventually
+//! consistent: half the read units, and served by any of the partition's replicas. A
+//! stale record is harmless when its token is still valid and not due (any token the
+//! provider issued for the target serves); anything else (no record, a token expired or
+//! due, a lease of another instance's grant) is read again strongly consistent before the
+//! instance decides to renew or wait, so renewals stay as rare as before.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -56,15 +63,35 @@ impl ClientGrant for Oidc {
 }
 
 /// This process's memory of client tokens, in front of the store.
-#[derive(Default)]
 pub struct ClientTokens {
     memo: Mutex<HashMap<TokenTarget, HeldToken>>,
+    // Whether the first store read of a call is eventually consistent.
+    eventual_first: bool,
+}
+
+impl Default for ClientTokens {
+    fn default() -> Self {
+        Self {
+            memo: Mutex::default(),
+            eventual_first: true,
+        }
+    }
 }
 
 impl ClientTokens {
     /// An empty memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty memory whose every store read is strongly consistent: the read order
+    /// before eventually consistent first reads, for the capacity simulation
+    /// (`bff-bench hotkeys`).
+    pub fn strongly_consistent_only() -> Self {
+        Self {
+            eventual_first: false,
+            ..Self::default()
+        }
     }
 
     /// A usable token for `target`: remembered, stored, or obtained now. `rejected` is a
@@ -88,12 +115,23 @@ impl ClientTokens {
         }
 
         let key = StoreKey::client_token(&serde_json::to_string(target).unwrap_or_default());
+        if self.eventual_first
+            && let Some(held) = store
+                .get_client_token(&key, false)
+                .await?
+                .as_ref()
+                .and_then(ClientTokenRecord::held)
+            && usable(&held, clock.now())
+        {
+            self.remember(target, held.clone());
+            return Ok(held.access_token);
+        }
         let give_up = Instant::now() + Duration::from_millis(LEASE_MS as u64) + Duration::from_secs(2);
         let mut prepared = false;
         loop {
             let now_ms = clock.now_ms();
             let now = now_ms / 1000;
-            let record = store.get_client_token(&key).await?;
+            let record = store.get_client_token(&key, true).await?;
             let held = record.as_ref().and_then(ClientTokenRecord::held);
             if let Some(held) = &held
                 && usable(held, now)
@@ -148,7 +186,7 @@ impl ClientTokens {
                 Err(StoreError::Conflict) => {
                     // A write whose answer was lost and that was retried reads as a
                     // conflict: when the stored lease is ours, the first attempt landed.
-                    if let Some(stored) = store.get_client_token(&key).await?
+                    if let Some(stored) = store.get_client_token(&key, true).await?
                         && stored.lease.as_ref() == Some(&lease)
                     {
                         return self.renew(store, grant, clock, target, &key, stored, valid).await;
@@ -279,6 +317,154 @@ mod tests {
                 id_token: None,
             })
         }
+    }
+
+    /// A store that records the consistency of every client-token read and, once `lag`
+    /// holds a record, answers eventually consistent reads with it (a replica behind).
+    struct Reads {
+        inner: MemoryStore,
+        reads: Mutex<Vec<bool>>,
+        lag: Mutex<Option<ClientTokenRecord>>,
+    }
+
+    impl Reads {
+        fn new() -> Self {
+            Self {
+                inner: MemoryStore::new(),
+                reads: Mutex::new(Vec::new()),
+                lag: Mutex::new(None),
+            }
+        }
+
+        /// The consistency of the reads so far (`true`: strongly consistent), then forgets them.
+        fn take(&self) -> Vec<bool> {
+            std::mem::take(&mut *self.reads.lock().expect("reads"))
+        }
+    }
+
+    #[async_trait]
+    impl ClientTokenStore for Reads {
+        async fn get_client_token(
+            &self,
+            key: &StoreKey,
+            consistent: bool,
+        ) -> Result<Option<ClientTokenRecord>, StoreError> {
+            self.reads.lock().expect("reads").push(consistent);
+            let lagging = self.lag.lock().expect("lag").clone();
+            match lagging {
+                Some(old) if !consistent => Ok(Some(old)),
+                _ => self.inner.get_client_token(key, consistent).await,
+            }
+        }
+
+        async fn put_client_token(
+            &self,
+            key: &StoreKey,
+            record: &ClientTokenRecord,
+            expected: Option<u64>,
+            keep_until: i64,
+        ) -> Result<(), StoreError> {
+            self.inner.put_client_token(key, record, expected, keep_until).await
+        }
+    }
+
+    fn stored(store: &MemoryStore, target: &TokenTarget) -> ClientTokenRecord {
+        let key = StoreKey::client_token(&serde_json::to_string(target).expect("target"));
+        let record = futures_util::FutureExt::now_or_never(store.get_client_token(&key, true));
+        record.expect("memory answers at once").expect("read").expect("stored")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_instance_finds_a_valid_token_with_one_eventually_consistent_read() {
+        let store = Reads::new();
+        let grant = FakeGrant::new(Duration::ZERO);
+        let clock = TokioClock::new();
+        let first = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("first");
+        let reads = store.take();
+        assert_eq!(
+            reads[..2],
+            [false, true],
+            "nothing usable at first: read again strongly"
+        );
+        let again = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("again");
+        assert_eq!(again, first);
+        assert_eq!(store.take(), [false], "one eventually consistent read");
+        assert_eq!(grant.grants.load(Ordering::SeqCst), 1);
+
+        let before = ClientTokens::strongly_consistent_only()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("strong");
+        assert_eq!(before, first);
+        assert_eq!(store.take(), [true], "the read order before: one strong read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_read_without_a_usable_token_is_read_again_strongly_consistent() {
+        let store = Reads::new();
+        let grant = FakeGrant::new(Duration::ZERO);
+        let clock = TokioClock::new();
+        ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("first");
+        let old = stored(&store.inner, &reports());
+        // The token is due; a renewal happens; a replica still holds the due record.
+        tokio::time::advance(Duration::from_secs(299)).await;
+        let renewed = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("renewed");
+        assert_eq!(renewed.secret(), "cc-2");
+        *store.lag.lock().expect("lag") = Some(old);
+        store.take();
+        let token = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("token");
+        assert_eq!(token.secret(), "cc-2", "the renewed token, found by the strong read");
+        assert_eq!(store.take(), [false, true]);
+        assert_eq!(grant.grants.load(Ordering::SeqCst), 2, "no grant for a stale replica");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_but_valid_token_serves_and_a_rejected_one_is_read_again() {
+        let store = Reads::new();
+        let grant = FakeGrant::new(Duration::ZERO);
+        let clock = TokioClock::new();
+        let first = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("first");
+        let old = stored(&store.inner, &reports());
+        tokio::time::advance(Duration::from_secs(REJECTION_MIN_AGE_SECS as u64)).await;
+        // An upstream refused `first`: renewed; a replica still holds `first`.
+        let renewed = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), Some(&first))
+            .await
+            .expect("renewed");
+        assert_eq!(renewed.secret(), "cc-2");
+        *store.lag.lock().expect("lag") = Some(old);
+        store.take();
+        let stale = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), None)
+            .await
+            .expect("stale");
+        assert_eq!(stale, first, "still valid: served from the replica");
+        assert_eq!(store.take(), [false]);
+        let after_rejection = ClientTokens::new()
+            .token(&store, &grant, &clock, &reports(), Some(&first))
+            .await
+            .expect("after rejection");
+        assert_eq!(after_rejection.secret(), "cc-2", "the strong read finds the renewal");
+        assert_eq!(store.take(), [false, true]);
+        assert_eq!(grant.grants.load(Ordering::SeqCst), 2);
     }
 
     fn reports() -> TokenTarget {

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 
-use super::{LoginTransaction, RefreshLease, SessionRecord, Store, StoreError, StoreKey};
+use super::{ClientTokenRecord, LoginTransaction, RefreshLease, SessionRecord, Store, StoreError, StoreKey};
 use crate::domain::login_options::AuthRequirements;
 use crate::domain::secret::{AccessToken, IdToken, PkceVerifier, RefreshToken, hash, random_token};
 
@@ -43,6 +43,75 @@ pub async fn run_all(store: &dyn Store) {
     transaction_and_session_keys_are_isolated(store).await;
     sessions_are_found_by_sid_and_by_sub(store).await;
     an_identifier_is_used_only_once(store).await;
+    a_client_token_reads_the_same_either_way(store).await;
+    document_copies_are_separate_items(store).await;
+}
+
+/// A client token written under a version reads back with either consistency, and the
+/// next write must name that version.
+pub async fn a_client_token_reads_the_same_either_way(store: &dyn Store) {
+    let now = now();
+    let key = StoreKey::client_token(&random_token(16));
+    for consistent in [false, true] {
+        assert!(
+            store.get_client_token(&key, consistent).await.expect("read").is_none(),
+            "absent at first (consistent: {consistent})"
+        );
+    }
+    let record = ClientTokenRecord {
+        access_token: Some(AccessToken::new(random_token(16))),
+        expires_at: now + LIFETIME,
+        issued_at: now,
+        lease: None,
+        version: 1,
+    };
+    store
+        .put_client_token(&key, &record, None, now + LIFETIME)
+        .await
+        .expect("first write");
+    // DynamoDB's eventually consistent read may lag a write by about a second.
+    let mut eventual = None;
+    for _ in 0..30 {
+        eventual = store.get_client_token(&key, false).await.expect("read");
+        if eventual.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let strong = store.get_client_token(&key, true).await.expect("read");
+    for (read, consistent) in [(eventual, false), (strong, true)] {
+        let read = read.unwrap_or_else(|| panic!("written token present (consistent: {consistent})"));
+        assert_eq!(read.version, 1);
+        assert_eq!(read.access_token, record.access_token);
+    }
+    assert_conflict(
+        store.put_client_token(&key, &record, Some(7), now + LIFETIME).await,
+        "a client token write at a stale version",
+    );
+}
+
+/// Each copy of a cached document is an item of its own: writing one copy leaves the
+/// others absent, and an expired copy reads as absent.
+pub async fn document_copies_are_separate_items(store: &dyn Store) {
+    let now = now();
+    let issuer = format!("https://{}.example", random_token(8));
+    let first = StoreKey::document("jwks", &issuer, 0);
+    let second = StoreKey::document("jwks", &issuer, 1);
+    assert_ne!(first, second);
+    store
+        .put_document(&first, r#"{"keys":[]}"#, now + LIFETIME)
+        .await
+        .expect("write");
+    assert_eq!(
+        store.get_document(&first, now).await.expect("read").as_deref(),
+        Some(r#"{"keys":[]}"#)
+    );
+    assert_eq!(store.get_document(&second, now).await.expect("read"), None);
+    assert_eq!(
+        store.get_document(&first, now + LIFETIME).await.expect("read"),
+        None,
+        "expired"
+    );
 }
 
 /// A delete conditioned on the version read (ending a session after `invalid_grant`)

@@ -327,10 +327,13 @@ impl DocumentCache for DynamoStore {
 
 #[async_trait]
 impl ClientTokenStore for DynamoStore {
-    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
-        // Strongly consistent: a waiting instance must see the token the holder wrote.
+    async fn get_client_token(
+        &self,
+        key: &StoreKey,
+        consistent: bool,
+    ) -> Result<Option<ClientTokenRecord>, StoreError> {
         // Expired items are returned too, so that their version chain continues.
-        match self.get_live(key, KIND_CLIENT_TOKEN, i64::MIN, true).await? {
+        match self.get_live(key, KIND_CLIENT_TOKEN, i64::MIN, consistent).await? {
             Some(item) => decode(&item, KIND_CLIENT_TOKEN).map(Some),
             None => Ok(None),
         }

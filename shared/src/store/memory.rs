@@ -161,7 +161,11 @@ impl DocumentCache for MemoryStore {
 
 #[async_trait]
 impl ClientTokenStore for MemoryStore {
-    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
+    async fn get_client_token(
+        &self,
+        key: &StoreKey,
+        _consistent: bool,
+    ) -> Result<Option<ClientTokenRecord>, StoreError> {
         Ok(self.lock()?.client_tokens.get(key).cloned())
     }
 

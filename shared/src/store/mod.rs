@@ -19,6 +19,13 @@ use async_trait::async_trait;
 use crate::domain::secret::SessionId;
 pub use crate::domain::session::{ClientTokenRecord, LoginTransaction, RefreshLease, SessionRecord};
 
+/// How many copies of each cached provider document the store keeps (see
+/// [`StoreKey::document`]): a read takes one at random, a provider fetch writes them all.
+/// DynamoDB serves at most 3,000 read units a second per partition, so eight copies of a
+/// JWKS that costs 1 unit per eventually consistent read carry 24,000 cold starts a
+/// second before any copy throttles (BENCHMARKS.md, "Hot keys").
+pub const DOCUMENT_COPIES: usize = 8;
+
 /// A store key: a kind prefix and the SHA-256 of a browser-held secret, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StoreKey(String);
@@ -45,9 +52,12 @@ impl StoreKey {
         Self(format!("client#{}", crate::domain::secret::hash(target_id)))
     }
 
-    /// Key of a cached provider document (discovery, JWKS) for `issuer`.
-    pub fn document(kind: &str, issuer: &str) -> Self {
-        Self(format!("doc#{kind}#{}", crate::domain::secret::hash(issuer)))
+    /// Key of copy `copy` of a cached provider document (discovery, JWKS) for `issuer`.
+    /// Every cold start reads one of these documents, so each is kept in
+    /// [`DOCUMENT_COPIES`] items on as many partitions: one item alone would cap cold
+    /// starts at what one DynamoDB partition serves.
+    pub fn document(kind: &str, issuer: &str, copy: usize) -> Self {
+        Self(format!("doc#{kind}#{}#{copy}", crate::domain::secret::hash(issuer)))
     }
 
     /// The key as stored (the table's partition key value).
@@ -151,7 +161,11 @@ pub trait DocumentCache: Send + Sync {
 #[async_trait]
 pub trait ClientTokenStore: Send + Sync {
     /// The record at `key`, whatever its expiry (the caller judges the token's age).
-    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError>;
+    /// `consistent: false` may return a record up to about a second old (DynamoDB's
+    /// eventually consistent read, half the cost and served by every replica);
+    /// `consistent: true` returns the last write.
+    async fn get_client_token(&self, key: &StoreKey, consistent: bool)
+    -> Result<Option<ClientTokenRecord>, StoreError>;
 
     /// Writes `record` if the stored version is `expected` (`None`: if there is no record
     /// yet); [`StoreError::Conflict`] otherwise. The item lives until `keep_until`.

@@ -290,8 +290,12 @@ impl DocumentCache for SealedStore {
 
 #[async_trait]
 impl ClientTokenStore for SealedStore {
-    async fn get_client_token(&self, key: &StoreKey) -> Result<Option<ClientTokenRecord>, StoreError> {
-        let Some(mut record) = self.inner.get_client_token(key).await? else {
+    async fn get_client_token(
+        &self,
+        key: &StoreKey,
+        consistent: bool,
+    ) -> Result<Option<ClientTokenRecord>, StoreError> {
+        let Some(mut record) = self.inner.get_client_token(key, consistent).await? else {
             return Ok(None);
         };
         if let Some(token) = &record.access_token {
@@ -493,7 +497,7 @@ mod tests {
     #[tokio::test]
     async fn cached_documents_round_trip_until_their_expiry() {
         let (inner, sealed) = stores();
-        let key = StoreKey::document("jwks", "https://idp.example");
+        let key = StoreKey::document("jwks", "https://idp.example", 0);
         sealed.put_document(&key, r#"{"keys":[]}"#, 100).await.expect("put");
         assert_eq!(
             sealed.get_document(&key, 99).await.expect("get").as_deref(),
@@ -507,8 +511,8 @@ mod tests {
     #[tokio::test]
     async fn documents_without_a_valid_tag_read_as_absent() {
         let (inner, sealed) = stores();
-        let jwks = StoreKey::document("jwks", "https://idp.example");
-        let discovery = StoreKey::document("discovery", "https://idp.example");
+        let jwks = StoreKey::document("jwks", "https://idp.example", 0);
+        let discovery = StoreKey::document("discovery", "https://idp.example", 0);
         let forged = r#"{"keys":[{"kty":"RSA","kid":"attacker"}]}"#;
         sealed.put_document(&jwks, r#"{"keys":[]}"#, 100).await.expect("put");
         let genuine = inner.get_document(&jwks, 0).await.expect("get").expect("present");
