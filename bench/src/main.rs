@@ -30,7 +30,8 @@
 //! for quick trials only (the documented figures use the defaults):
 //! `BENCH_COLD_ITERATIONS` (20), `BENCH_WARM_INVOCATIONS` (1000), `BENCH_LOAD_SECONDS` (8),
 //! `BENCH_LOAD_REPS` (3), `BENCH_SHARE_ITERATIONS` (15), `BENCH_PHASES` (`cold,share,warm,load,hotkeys`),
-//! `BENCH_HOTKEYS_INSTANCES` (2000), `BENCH_HOTKEYS_RATE` (400),
+//! `BENCH_HOTKEYS_INSTANCES` (2000), `BENCH_HOTKEYS_RATE` (400), `BENCH_SHARE_SIZES`
+//! (`128,512,1769`), `BENCH_SHARE_NODE=off` (no Node peer in the CPU-share cold starts),
 //! `BENCH_SECRETS_BATCH=off` (the fake Secrets Manager refuses `BatchGetSecretValue`, so
 //! the functions read each secret on its own: the comparison without the batch), and `BENCH_BIN_DIR` (where the
 //! function binaries are taken from, default `target/release`; for profiling wrappers).
@@ -329,9 +330,21 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The CPU shares of [`share::SIZES`], or why they cannot be enforced.
+/// The memory sizes measured: all of [`share::SIZES`], or those `BENCH_SHARE_SIZES` lists
+/// (comma-separated; for quick comparisons of two builds).
+fn share_sizes() -> Vec<u32> {
+    let listed: Vec<u32> = std::env::var("BENCH_SHARE_SIZES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .filter(|mb| share::SIZES.contains(mb))
+        .collect();
+    if listed.is_empty() { share::SIZES.to_vec() } else { listed }
+}
+
+/// The CPU shares of [`share_sizes`], or why they cannot be enforced.
 fn shares() -> Result<Vec<share::Share>, String> {
-    share::SIZES.iter().map(|mb| share::Share::create(*mb)).collect()
+    share_sizes().into_iter().map(share::Share::create).collect()
 }
 
 /// Cold starts under the CPU shares of 128, 512 and 1769 MB over TLS, and the Node peer.
@@ -343,12 +356,16 @@ async fn share_phase(
     iterations: usize,
 ) -> Result<Vec<lambda::ShareResult>, String> {
     let shares = shares().map_err(|e| format!("cannot confine the cold starts to a CPU share: {e}"))?;
-    let node = nodecold::NodePeer::prepare(provider, upstream, logs).await?;
+    // `BENCH_SHARE_NODE=off` leaves the Node peer out (quick comparisons of two builds).
+    let node = match std::env::var("BENCH_SHARE_NODE").as_deref() {
+        Ok("off") => None,
+        _ => Some(nodecold::NodePeer::prepare(provider, upstream, logs).await?),
+    };
     step(&format!(
         "cold starts under Lambda CPU shares ({} MB), AWS endpoints over TLS: {iterations} per function and size",
-        share::SIZES.map(|s| s.to_string()).join(", ")
+        share_sizes().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
     ));
-    stack.cold_shares(&shares, iterations, 2, Some(&node)).await
+    stack.cold_shares(&shares, iterations, 2, node.as_ref()).await
 }
 
 async fn cold_only() -> Result<(), String> {
