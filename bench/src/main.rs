@@ -339,7 +339,11 @@ fn share_sizes() -> Vec<u32> {
         .filter_map(|v| v.trim().parse().ok())
         .filter(|mb| share::SIZES.contains(mb))
         .collect();
-    if listed.is_empty() { share::SIZES.to_vec() } else { listed }
+    if listed.is_empty() {
+        share::SIZES.to_vec()
+    } else {
+        listed
+    }
 }
 
 /// The CPU shares of [`share_sizes`], or why they cannot be enforced.
@@ -363,7 +367,11 @@ async fn share_phase(
     };
     step(&format!(
         "cold starts under Lambda CPU shares ({} MB), AWS endpoints over TLS: {iterations} per function and size",
-        share_sizes().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        share_sizes()
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     stack.cold_shares(&shares, iterations, 2, node.as_ref()).await
 }
