@@ -485,7 +485,7 @@ pub async fn open_connection(client: &Client, table: &str) {
     let probe = client
         .get_item()
         .table_name(table)
-        .key(PK, AttributeValue::S(StoreKey::document("connection", "probe", 0).0))
+        .key(PK, AttributeValue::S(StoreKey::probe().0))
         .projection_expression("#pk")
         .expression_attribute_names("#pk", PK)
         .send()

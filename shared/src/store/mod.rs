@@ -60,6 +60,13 @@ impl StoreKey {
         Self(format!("doc#{kind}#{}#{copy}", crate::domain::secret::hash(issuer)))
     }
 
+    /// A key that never holds an item, for reads that only check or open the way to the
+    /// store (readiness, a cold start's first connection). One of [`DOCUMENT_COPIES`] at
+    /// random, as a document read takes: a burst of cold starts must not all read one item.
+    pub fn probe() -> Self {
+        Self::document("probe", "probe", rand::random_range(0..DOCUMENT_COPIES))
+    }
+
     /// The key as stored (the table's partition key value).
     pub fn as_str(&self) -> &str {
         &self.0

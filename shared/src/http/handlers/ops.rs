@@ -18,7 +18,7 @@ use super::Reply;
 use crate::http::app::App;
 use crate::http::error::RequestError;
 use crate::http::response::json;
-use crate::store::{DOCUMENT_COPIES, StoreKey};
+use crate::store::StoreKey;
 
 /// How long each readiness check may take before it counts as failed.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,9 +46,8 @@ pub fn metrics(app: &App) -> Reply {
 /// [`READY_TIMEOUT`], else 503 naming what failed.
 pub async fn readyz(app: &App) -> Reply {
     let store = async {
-        // A read of a key that never exists: one round trip, nothing written. Spread over
-        // the copies' keys like a document read, so many probing instances share no item.
-        let probe = StoreKey::document("readiness", "probe", rand::random_range(0..DOCUMENT_COPIES));
+        // A read of a key that never exists: one round trip, nothing written.
+        let probe = StoreKey::probe();
         tokio::time::timeout(READY_TIMEOUT, app.store.get_document(&probe, app.clock.now()))
             .await
             .is_ok_and(|read| read.is_ok())
