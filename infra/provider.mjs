@@ -9,7 +9,8 @@
 //
 //   READY {"issuer":"http://127.0.0.1:PORT","api":"http://127.0.0.1:APIPORT"}
 //
-// ("api" only with `--api-port`). Everything else goes to stderr.
+// ("api" only with `--api-port`; with PROVIDER_ISSUER also "listen", the plain
+// address it serves). Everything else goes to stderr.
 //
 // Environment:
 //   PROVIDER_PORT, PROVIDER_API_PORT   defaults for --port / --api-port
@@ -35,6 +36,10 @@
 //   PROVIDER_EC_KEY=1                  also sign with a P-256 key, so ES256 ID tokens are
 //                                      offered (clients ask with id_token_signed_response_alg)
 //   PROVIDER_VERBOSE=1                 keep oidc-provider's notices and start-up warnings
+//   PROVIDER_ISSUER                    an https:// issuer for a TLS terminator in front of
+//                                      the plain port (which forwards bytes, no headers):
+//                                      every request is then taken as arriving over https
+//                                      at that address
 //
 // Any login name with any password signs in; the account's claims are derived
 // from the login name (`alice` -> "Alice Example", alice@example.com).
@@ -399,7 +404,12 @@ const servers = [];
 const providerServer = http.createServer();
 servers.push(providerServer);
 const port = await listen(providerServer, opts.port);
-const issuer = `http://127.0.0.1:${port}`;
+const listenUrl = `http://127.0.0.1:${port}`;
+const behindTls = process.env.PROVIDER_ISSUER !== undefined && process.env.PROVIDER_ISSUER !== '';
+if (behindTls && !/^https:\/\/[^/]+$/.test(process.env.PROVIDER_ISSUER)) {
+  fail(`PROVIDER_ISSUER must be https://host[:port], got ${JSON.stringify(process.env.PROVIDER_ISSUER)}`);
+}
+const issuer = behindTls ? process.env.PROVIDER_ISSUER : listenUrl;
 
 let provider;
 try {
@@ -407,6 +417,10 @@ try {
 } catch (err) {
   fail(`configuration rejected: ${err.message}`);
 }
+// Behind a TLS terminator, which passes bytes through and adds no X-Forwarded-Proto,
+// every request is taken as https (see the request handler below), so the endpoints the
+// discovery document names and the cookies' Secure flag are https's.
+if (behindTls) provider.proxy = true;
 
 // The dev interactions sign in without an authentication context; add the one the
 // login asked for (see acrFor) so relying parties can check `acr`.
@@ -547,7 +561,13 @@ provider.on('backchannel.error', (_ctx, err, client) => {
   console.error(`provider: back-channel logout to ${client.backchannelLogoutUri} failed: ${err.message}`);
 });
 
-providerServer.on('request', provider.callback());
+const handle = provider.callback();
+providerServer.on('request', behindTls
+  ? (req, res) => {
+    req.headers['x-forwarded-proto'] = 'https';
+    handle(req, res);
+  }
+  : handle);
 
 // ---------------------------------------------------------------------------
 // Demo resource API.
@@ -685,6 +705,7 @@ async function apiHandler(req, res) {
 }
 
 const ready = { issuer };
+if (behindTls) ready.listen = listenUrl;
 if (opts.apiPort !== undefined) {
   const apiServer = http.createServer((req, res) => {
     apiHandler(req, res).catch((err) => {

@@ -42,12 +42,29 @@ impl Browser {
     /// A browser with an empty jar that sends `user_agent` as its `User-Agent` (none
     /// when `None`).
     pub fn with_user_agent(user_agent: Option<&str>) -> Self {
+        Self::build(user_agent, None)
+    }
+
+    /// A browser with an empty jar that also trusts the CA certificate (PEM) in
+    /// `ca_file`: for a provider behind a terminator of [`crate::tls`].
+    pub fn trusting(ca_file: &std::path::Path) -> Self {
+        let pem = std::fs::read(ca_file).expect("the test CA's certificate");
+        Self::build(
+            None,
+            Some(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate")),
+        )
+    }
+
+    fn build(user_agent: Option<&str>, root: Option<reqwest::Certificate>) -> Self {
         let jar = Arc::new(Jar::default());
         let mut builder = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none());
         if let Some(user_agent) = user_agent {
             builder = builder.user_agent(user_agent);
+        }
+        if let Some(root) = root {
+            builder = builder.add_root_certificate(root);
         }
         let http = builder.build().expect("HTTP client");
         Self { jar, http }

@@ -14,8 +14,11 @@ use std::sync::OnceLock;
 
 /// A running provider; it is stopped when this value is dropped.
 pub struct Provider {
-    /// The issuer (`http://127.0.0.1:<port>`).
+    /// The issuer (`http://127.0.0.1:<port>`, or the terminator's https address).
     pub issuer: String,
+    /// Where it listens in plain HTTP (the issuer, unless behind a terminator): where the
+    /// harness registers clients and reads the test hooks.
+    pub listen: String,
     child: Child,
     // Held open: with `--exit-on-stdin-close` the provider also exits when its parent
     // dies without dropping this value.
@@ -75,6 +78,27 @@ impl Provider {
     /// `PROVIDER_ACCESS_TOKEN_TTL`), and waits for its `READY` line. Blocks while the
     /// provider starts.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_env(env)
+    }
+
+    /// As [`Provider::start`], behind a terminator of `tls` (service `provider`): the
+    /// issuer is the terminator's `https://localhost:<port>`, so every client of it speaks
+    /// TLS and must trust the test CA.
+    pub async fn start_behind(tls: &crate::tls::Tls, env: &[(&str, &str)]) -> Result<Self, String> {
+        let terminator = tls.listen("provider").await?;
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.push(("PROVIDER_ISSUER".into(), terminator.url.clone()));
+        let provider = tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Self::start_env(&env)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        terminator.forward(provider.listen.trim_start_matches("http://").to_owned());
+        Ok(provider)
+    }
+
+    fn start_env(env: &[(&str, &str)]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/provider.mjs");
         let mut child = Command::new("node")
             .arg(&script)
@@ -94,8 +118,10 @@ impl Provider {
             .and_then(|json| serde_json::from_str(json).ok())
             .unwrap_or_else(|| panic!("the provider did not start (run `npm ci` in infra/): {line:?}"));
         let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
+        let listen = ready["listen"].as_str().unwrap_or(&issuer).to_owned();
         Self {
             issuer,
+            listen,
             child,
             _stdin: stdin,
         }
@@ -162,7 +188,7 @@ impl Provider {
             }
         }
         let response = reqwest::Client::new()
-            .post(format!("{}/reg", self.issuer))
+            .post(format!("{}/reg", self.listen))
             .json(&body)
             .send()
             .await
@@ -235,7 +261,7 @@ impl Provider {
 
     /// The JSON the test hook `GET /__test/{name}` answers.
     async fn hook(&self, name: &str) -> serde_json::Value {
-        reqwest::get(format!("{}/__test/{name}", self.issuer))
+        reqwest::get(format!("{}/__test/{name}", self.listen))
             .await
             .and_then(reqwest::Response::error_for_status)
             .unwrap_or_else(|e| panic!("test hook {name}: {e}"))

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -63,6 +63,9 @@ pub struct Tls {
     acceptor: tokio_rustls::TlsAcceptor,
     /// What the terminators saw.
     pub handshakes: Handshakes,
+    /// Added to every connection's set-up and to every chunk of every answer (see
+    /// [`Tls::with_delay`]).
+    delay: Duration,
 }
 
 impl Tls {
@@ -151,16 +154,67 @@ impl Tls {
             ca_file: dir.join("ca.pem"),
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             handshakes: Handshakes::default(),
+            delay: Duration::ZERO,
         })
+    }
+
+    /// Terminators that wait `delay` after accepting a connection, again after its
+    /// handshake, and before passing on each chunk of an answer: a network round trip of
+    /// about `delay` for the TCP and the TLS handshake and for each request, as between a
+    /// function and an AWS endpoint in its region, where on loopback there is none.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// Serves TLS on a loopback port for `service`, forwarding to the plain `target`
     /// (`host:port`); returns `https://localhost:<port>`.
     pub async fn terminate(&self, service: &'static str, target: String) -> Result<String, String> {
+        let terminator = self.listen(service).await?;
+        let url = terminator.url.clone();
+        terminator.forward(target);
+        Ok(url)
+    }
+
+    /// Binds a terminator for `service` whose target is given later, for a service that
+    /// must know its https address before it starts (a provider's issuer).
+    pub async fn listen(&self, service: &'static str) -> Result<Terminator, String> {
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let acceptor = self.acceptor.clone();
-        let handshakes = self.handshakes.clone();
+        Ok(Terminator {
+            url: format!("https://localhost:{port}"),
+            service,
+            listener,
+            acceptor: self.acceptor.clone(),
+            handshakes: self.handshakes.clone(),
+            delay: self.delay,
+        })
+    }
+}
+
+/// A bound terminator, not yet forwarding.
+pub struct Terminator {
+    /// `https://localhost:<port>`.
+    pub url: String,
+    service: &'static str,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshakes: Handshakes,
+    delay: Duration,
+}
+
+impl Terminator {
+    /// Accepts connections from now on, forwarding each to the plain `target`
+    /// (`host:port`).
+    pub fn forward(self, target: String) {
+        let Self {
+            service,
+            listener,
+            acceptor,
+            handshakes,
+            delay,
+            ..
+        } = self;
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let accepted = Instant::now();
@@ -169,6 +223,9 @@ impl Tls {
                 let target = target.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let tls = acceptor.accept(stream).await;
                     let done = Instant::now();
                     let resumed = tls
@@ -187,10 +244,39 @@ impl Tls {
                         return;
                     };
                     let _ = plain.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    if delay.is_zero() {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    } else {
+                        tokio::time::sleep(delay).await;
+                        delayed_copy(tls, plain, delay).await;
+                    }
                 });
             }
         });
-        Ok(format!("https://localhost:{port}"))
     }
+}
+
+/// Requests pass at once; each chunk of an answer waits `delay` first.
+async fn delayed_copy(tls: tokio_rustls::server::TlsStream<TcpStream>, plain: TcpStream, delay: Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut tls_read, mut tls_write) = tokio::io::split(tls);
+    let (mut plain_read, mut plain_write) = plain.into_split();
+    let requests = async {
+        let _ = tokio::io::copy(&mut tls_read, &mut plain_write).await;
+        let _ = plain_write.shutdown().await;
+    };
+    let answers = async {
+        let mut buffer = vec![0u8; 16 * 1024];
+        while let Ok(n) = plain_read.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            if tls_write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = tls_write.shutdown().await;
+    };
+    tokio::join!(requests, answers);
 }
