@@ -163,21 +163,24 @@ pub struct Stack<'a> {
     /// The same functions with their secrets as plain values: how much of a cold start
     /// the Secrets Manager round trips take.
     plain_secrets: BTreeMap<String, Function>,
-    /// The test CA and the terminators in front of DynamoDB and Secrets Manager.
-    tls: bff_testkit::tls::Tls,
-    /// The functions (and the floor, unchanged) with their AWS endpoints behind TLS.
-    tls_functions: BTreeMap<String, Function>,
+    /// The test CA whose terminators are in front of DynamoDB, Secrets Manager and the
+    /// provider, when the functions reach them over TLS.
+    tls: Option<&'a bff_testkit::tls::Tls>,
     logout_tokens: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
     logs: PathBuf,
 }
 
-/// Release binaries are expected in `bin_dir` under their package names.
+/// Release binaries are expected in `bin_dir` under their package names. With `tls`, the
+/// functions reach DynamoDB and Secrets Manager through its terminators and trust its CA
+/// through `SSL_CERT_FILE`, as in AWS, where these services are only reachable over
+/// HTTPS; `provider` should then be behind one of its terminators too.
 pub async fn stack<'a>(
     provider: &'a Provider,
     dynamo: &'a Dynamo,
     upstream: &str,
     bin_dir: &Path,
     logs: &Path,
+    tls: Option<&'a bff_testkit::tls::Tls>,
 ) -> Stack<'a> {
     // Where the provider posts back-channel logout tokens (the harness keeps them for the
     // backchannel function's events).
@@ -210,6 +213,20 @@ pub async fn stack<'a>(
         .fallback(fake_secrets_manager)
         .with_state((Arc::new(values.clone()), secrets.clone()));
     tokio::spawn(async move { axum::serve(secrets_listener, router).await });
+    let (dynamodb_url, secrets_url) = match tls {
+        None => (dynamo.counted.clone(), secrets_url),
+        Some(tls) => {
+            let plain_target = |url: &str| url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+            (
+                tls.terminate("dynamodb", plain_target(&dynamo.counted))
+                    .await
+                    .expect("DynamoDB terminator"),
+                tls.terminate("secretsmanager", plain_target(&secrets_url))
+                    .await
+                    .expect("Secrets Manager terminator"),
+            )
+        }
+    };
 
     let common = |name: &str| -> Vec<(String, String)> {
         let mut env = vec![
@@ -219,9 +236,12 @@ pub async fn stack<'a>(
             ("BFF_TABLE", TABLE.to_owned()),
             ("BFF_ORIGIN_VERIFY_ARN", secret_arn("bff-origin-verify")),
             ("BFF_TOKEN_KEYS_ARN", secret_arn("bff-token-keys")),
-            ("AWS_ENDPOINT_URL_DYNAMODB", dynamo.counted.clone()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_url.clone()),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_url.clone()),
         ];
+        if let Some(tls) = tls {
+            env.push(("SSL_CERT_FILE", tls.ca_file.display().to_string()));
+        }
         if matches!(name, "bff-login" | "bff-callback" | "bff-session" | "bff-proxy") {
             env.push(("BFF_CLIENT_SECRET_ARN", secret_arn("bff-client-secret")));
         }
@@ -262,36 +282,6 @@ pub async fn stack<'a>(
             })
             .collect()
     });
-    // The same functions with every AWS endpoint behind TLS (a test CA, trusted through
-    // `SSL_CERT_FILE`), as in AWS, where these services are only reachable over HTTPS.
-    let tls = bff_testkit::tls::Tls::create(&bff_bench::results_dir().join("tls")).expect("test CA and certificate");
-    let plain_target = |url: &str| url.trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let dynamodb_tls = tls
-        .terminate("dynamodb", plain_target(&dynamo.counted))
-        .await
-        .expect("DynamoDB terminator");
-    let secrets_tls = tls
-        .terminate("secretsmanager", plain_target(&secrets_url))
-        .await
-        .expect("Secrets Manager terminator");
-    let tls_functions = functions
-        .iter()
-        .map(|(name, f)| {
-            let mut f = f.clone();
-            if name.as_str() != HELLO {
-                for (key, value) in &mut f.env {
-                    match key.as_str() {
-                        "AWS_ENDPOINT_URL_DYNAMODB" => *value = dynamodb_tls.clone(),
-                        "AWS_ENDPOINT_URL_SECRETS_MANAGER" => *value = secrets_tls.clone(),
-                        _ => {}
-                    }
-                }
-                f.env
-                    .push(("SSL_CERT_FILE".to_owned(), tls.ca_file.display().to_string()));
-            }
-            (name.clone(), f)
-        })
-        .collect();
     let plain_secrets = functions
         .iter()
         .filter(|(name, _)| name.as_str() != HELLO)
@@ -317,7 +307,6 @@ pub async fn stack<'a>(
         system_store,
         plain_secrets,
         tls,
-        tls_functions,
         logout_tokens: tokio::sync::Mutex::new(token_rx),
         logs: logs.to_path_buf(),
     }
@@ -409,7 +398,7 @@ fn secret_value(id: &str, value: &str) -> serde_json::Value {
 }
 
 /// One user's way through the BFF, driving whichever instances it is given.
-struct Journey {
+pub(crate) struct Journey {
     browser: Browser,
     user: String,
     tx_cookie: Option<String>,
@@ -419,9 +408,9 @@ struct Journey {
 }
 
 impl Journey {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, browser: Browser) -> Self {
         Self {
-            browser: Browser::new(),
+            browser,
             user: format!("user{n}"),
             tx_cookie: None,
             callback_query: None,
@@ -434,6 +423,16 @@ impl Journey {
 impl Stack<'_> {
     fn function(&self, name: &str) -> &Function {
         &self.functions[name]
+    }
+
+    /// User `n`'s journey, with a browser that trusts the test CA when the provider is
+    /// behind TLS.
+    fn journey(&self, n: usize) -> Journey {
+        let browser = match self.tls {
+            Some(tls) => Browser::trusting(&tls.ca_file),
+            None => Browser::new(),
+        };
+        Journey::new(n, browser)
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -592,11 +591,11 @@ impl Stack<'_> {
     pub async fn cold_starts(&self, iterations: usize, warmup: usize) -> Result<BTreeMap<String, ColdResult>, String> {
         let mut results: BTreeMap<String, ColdResult> = BTreeMap::new();
         for i in 0..warmup + iterations {
-            let mut journey = Journey::new(i);
-            let mut system_journey = Journey::new(50_000 + i);
-            let mut plain_journey = Journey::new(70_000 + i);
+            let mut journey = self.journey(i);
+            let mut system_journey = self.journey(50_000 + i);
+            let mut plain_journey = self.journey(70_000 + i);
             for function in FUNCTIONS {
-                let mut floor_journey = Journey::new(i);
+                let mut floor_journey = self.journey(i);
                 let (floor, floor_init, _, _) = self.cold_once(HELLO, &mut floor_journey).await?;
                 let (total, init, upload, calls) = self.cold_once(function, &mut journey).await?;
                 let system_store = match &self.system_store {
@@ -647,7 +646,7 @@ impl Stack<'_> {
         let mut first_rss = BTreeMap::new();
         let started = Instant::now();
         for i in 0..journeys {
-            let mut journey = Journey::new(100_000 + i);
+            let mut journey = self.journey(100_000 + i);
             for name in &names {
                 let call = self.next_call(name, &mut journey).await;
                 let event = self.events.event(&call);
@@ -670,7 +669,7 @@ impl Stack<'_> {
         let warm_seconds = started.elapsed().as_secs_f64();
 
         // Steady state: one session, many API calls, through the same warm instances.
-        let mut journey = Journey::new(999_999);
+        let mut journey = self.journey(999_999);
         for name in ["bff-login", "bff-callback"] {
             let call = self.next_call(name, &mut journey).await;
             let instance = instances.get_mut(name).ok_or("instance")?;
@@ -769,6 +768,22 @@ pub struct ShareCold {
     pub calls: Calls,
 }
 
+impl ShareCold {
+    /// Adds one cold start's TLS connections.
+    fn push_handshakes(&mut self, handshakes: &[bff_testkit::tls::Handshake]) {
+        self.tls_ms.push(
+            handshakes
+                .iter()
+                .filter(|h| h.ok)
+                .map(|h| ms(h.done.saturating_duration_since(h.accepted)))
+                .sum(),
+        );
+        self.tls_connections.push(handshakes.len() as f64);
+        self.tls_resumed
+            .push(handshakes.iter().filter(|h| h.resumed).count() as f64);
+    }
+}
+
 /// Cold starts under one memory size's CPU share.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ShareResult {
@@ -796,6 +811,9 @@ impl Stack<'_> {
         warmup: usize,
         node: Option<&crate::nodecold::NodePeer>,
     ) -> Result<Vec<ShareResult>, String> {
+        let tls = self
+            .tls
+            .ok_or("the cold starts under a CPU share need the stack behind TLS")?;
         let mut out = Vec::new();
         for share in shares {
             let (periods_before, throttled_before) = share.throttled();
@@ -805,27 +823,22 @@ impl Stack<'_> {
                 ..ShareResult::default()
             };
             let shared = |name: &str| {
-                let mut f = self.tls_functions[name].clone();
+                let mut f = self.functions[name].clone();
                 f.share = Some(share.clone());
                 f
             };
             let hello = shared(HELLO);
             for i in 0..warmup + iterations {
-                let mut journey = Journey::new(200_000 + 1000 * share.memory_mb as usize + i);
+                let mut journey = self.journey(200_000 + 1000 * share.memory_mb as usize + i);
                 for function in FUNCTIONS {
                     // Every process starts with a whole period's quota, as in a fresh
                     // execution environment, not what the one before left of it.
-                    let mut floor_journey = Journey::new(i);
+                    let mut floor_journey = self.journey(i);
                     tokio::time::sleep(QUIET).await;
                     let (floor, _) = self.cold_timed(&hello, &mut floor_journey).await?;
                     tokio::time::sleep(QUIET).await;
                     let (cold, (from, to)) = self.cold_timed(&shared(function), &mut journey).await?;
-                    let handshakes = self.tls.handshakes.between(from, to);
-                    let tls_ms: f64 = handshakes
-                        .iter()
-                        .filter(|h| h.ok)
-                        .map(|h| ms(h.done.saturating_duration_since(h.accepted)))
-                        .sum();
+                    let handshakes = tls.handshakes.between(from, to);
                     let secrets_from = handshakes
                         .iter()
                         .filter(|h| h.service == "secretsmanager")
@@ -852,11 +865,7 @@ impl Stack<'_> {
                     entry.init_ms.push(cold.init);
                     entry.floor_ms.push(floor.total);
                     entry.floor_init_ms.push(floor.init);
-                    entry.tls_ms.push(tls_ms);
-                    entry.tls_connections.push(handshakes.len() as f64);
-                    entry
-                        .tls_resumed
-                        .push(handshakes.iter().filter(|h| h.resumed).count() as f64);
+                    entry.push_handshakes(&handshakes);
                     entry.secrets_ms.push(secrets_ms);
                 }
                 if let Some(node) = node {
@@ -864,7 +873,9 @@ impl Stack<'_> {
                     let floor = node.cold(share, false).await?;
                     tokio::time::sleep(QUIET).await;
                     let before = self.provider.requests().await;
+                    let from = Instant::now();
                     let peer = node.cold(share, true).await?;
+                    let handshakes = tls.handshakes.between(from, Instant::now());
                     let provider_calls = delta(&before, &self.provider.requests().await);
                     if i < warmup {
                         continue;
@@ -877,9 +888,7 @@ impl Stack<'_> {
                     entry.init_ms.push(peer.1);
                     entry.floor_ms.push(floor.0);
                     entry.floor_init_ms.push(floor.1);
-                    entry.tls_ms.push(0.0);
-                    entry.tls_connections.push(0.0);
-                    entry.tls_resumed.push(0.0);
+                    entry.push_handshakes(&handshakes);
                     entry.secrets_ms.push(0.0);
                 }
             }

@@ -33,7 +33,10 @@
 //! `BENCH_HOTKEYS_INSTANCES` (2000), `BENCH_HOTKEYS_RATE` (400), `BENCH_SHARE_SIZES`
 //! (`128,512,1769`), `BENCH_SHARE_NODE=off` (no Node peer in the CPU-share cold starts),
 //! `BENCH_SECRETS_BATCH=off` (the fake Secrets Manager refuses `BatchGetSecretValue`, so
-//! the functions read each secret on its own: the comparison without the batch), and `BENCH_BIN_DIR` (where the
+//! the functions read each secret on its own: the comparison without the batch),
+//! `BENCH_TLS_DELAY_MS` (0: a round trip the CPU-share phase's TLS terminators add to each
+//! connection set-up and answer, as between a function and AWS endpoints in its region),
+//! and `BENCH_BIN_DIR` (where the
 //! function binaries are taken from, default `target/release`; for profiling wrappers).
 
 mod calls;
@@ -64,89 +67,39 @@ pub(crate) fn knob(name: &str, default: usize) -> usize {
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
-    match mode.as_str() {
-        "upstream" => upstream(),
-        "run" => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            if let Err(e) = runtime.block_on(run()) {
-                eprintln!("bff-bench: {e}");
-                std::process::exit(1);
-            }
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let outcome = match mode.as_str() {
+        "upstream" => {
+            upstream();
+            Ok(())
         }
-        "soak" => {
-            let args: Vec<String> = std::env::args().skip(2).collect();
-            let outcome = soak::Plan::from_args(&args).and_then(|plan| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?
-                    .block_on(soak::run(plan))
-            });
-            if let Err(e) = outcome {
-                eprintln!("bff-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        "calls" => {
-            let args: Vec<String> = std::env::args().skip(2).collect();
-            let outcome = calls::Plan::from_args(&args).and_then(|plan| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?
-                    .block_on(calls::run(plan))
-            });
-            if let Err(e) = outcome {
-                eprintln!("bff-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        "cold" => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            if let Err(e) = runtime.block_on(cold_only()) {
-                eprintln!("bff-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        "hotkeys" => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            if let Err(e) = runtime.block_on(hotkeys_only()) {
-                eprintln!("bff-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        "hotkeys-instances" => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            if let Err(e) = runtime.block_on(hotkeys::instances()) {
-                eprintln!("bff-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        "report" => {
-            if let Err(e) = report_again() {
-                eprintln!("bff-bench: {e}");
-                std::process::exit(1);
-            }
-        }
+        "run" => block_on(run()),
+        "soak" => soak::Plan::from_args(&args).and_then(|plan| block_on(soak::run(plan))),
+        "calls" => calls::Plan::from_args(&args).and_then(|plan| block_on(calls::run(plan))),
+        "cold" => block_on(cold_only()),
+        "hotkeys" => block_on(hotkeys_only()),
+        "hotkeys-instances" => block_on(hotkeys::instances()),
+        "report" => report_again(),
         _ => {
             eprintln!(
                 "usage: bff-bench run | bff-bench cold | bff-bench hotkeys | bff-bench report | bff-bench upstream | bff-bench soak [--minutes N] | bff-bench calls --bff-local PATH [--calls N | --wrk SECONDS] [--dpop]"
             );
             std::process::exit(2);
         }
+    };
+    if let Err(e) = outcome {
+        eprintln!("bff-bench: {e}");
+        std::process::exit(1);
     }
+}
+
+/// Runs `work` to its end on a multi-threaded runtime.
+fn block_on<F: std::future::Future<Output = Result<(), String>>>(work: F) -> Result<(), String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(work)
 }
 
 fn upstream() {
@@ -218,7 +171,7 @@ async fn run() -> Result<(), String> {
         );
     }
 
-    let stack = lambda::stack(&provider, &dynamo, &upstream_url, &bin_dir, &logs).await;
+    let stack = lambda::stack(&provider, &dynamo, &upstream_url, &bin_dir, &logs, None).await;
     let mut cold = BTreeMap::new();
     if phase("cold") {
         step(&format!(
@@ -241,7 +194,7 @@ async fn run() -> Result<(), String> {
     if phase("share") {
         let (load_start, share_started) = (report::load_average(), Instant::now());
         let iterations = knob("BENCH_SHARE_ITERATIONS", 15);
-        match share_phase(&stack, &provider, &upstream_url, &logs, iterations).await {
+        match share_phase(&dynamo, &upstream_url, &bin_dir, &logs, iterations).await {
             Ok(results) => {
                 shares = Some(report::ShareRun {
                     when: report::utc_now(),
@@ -249,6 +202,7 @@ async fn run() -> Result<(), String> {
                     load_end: report::load_average(),
                     minutes: share_started.elapsed().as_secs_f64() / 60.0,
                     iterations,
+                    delay_ms: tls_delay_ms(),
                     results,
                 })
             }
@@ -351,19 +305,32 @@ fn shares() -> Result<Vec<share::Share>, String> {
     share_sizes().into_iter().map(share::Share::create).collect()
 }
 
-/// Cold starts under the CPU shares of 128, 512 and 1769 MB over TLS, and the Node peer.
+/// `BENCH_TLS_DELAY_MS`: a round trip the TLS terminators add (0, none: loopback's).
+fn tls_delay_ms() -> u64 {
+    knob("BENCH_TLS_DELAY_MS", 0) as u64
+}
+
+/// Cold starts under the CPU shares of 128, 512 and 1769 MB, and the Node peer, with
+/// DynamoDB, Secrets Manager and the provider (a second one, whose issuer is https) behind
+/// TLS terminators of a test CA.
 async fn share_phase(
-    stack: &lambda::Stack<'_>,
-    provider: &Provider,
+    dynamo: &dynamo::Dynamo,
     upstream: &str,
+    bin_dir: &std::path::Path,
     logs: &std::path::Path,
     iterations: usize,
 ) -> Result<Vec<lambda::ShareResult>, String> {
     let shares = shares().map_err(|e| format!("cannot confine the cold starts to a CPU share: {e}"))?;
+    let tls = bff_testkit::tls::Tls::create(&bff_bench::results_dir().join("tls"))?
+        .with_delay(Duration::from_millis(tls_delay_ms()));
+    let provider = Provider::start_behind(&tls, &[("PROVIDER_ACCESS_TOKEN_TTL", "3600")]).await?;
+    let logs = logs.join("tls");
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let stack = lambda::stack(&provider, dynamo, upstream, bin_dir, &logs, Some(&tls)).await;
     // `BENCH_SHARE_NODE=off` leaves the Node peer out (quick comparisons of two builds).
     let node = match std::env::var("BENCH_SHARE_NODE").as_deref() {
         Ok("off") => None,
-        _ => Some(nodecold::NodePeer::prepare(provider, upstream, logs).await?),
+        _ => Some(nodecold::NodePeer::prepare(&provider, upstream, &logs, Some(&tls.ca_file)).await?),
     };
     step(&format!(
         "cold starts under Lambda CPU shares ({} MB), AWS endpoints over TLS: {iterations} per function and size",
@@ -386,10 +353,7 @@ async fn cold_only() -> Result<(), String> {
     let bin_dir = std::env::var_os("BENCH_BIN_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| bff_bench::target_dir().join("release"));
-    step("provider, DynamoDB Local, upstream");
-    let provider = tokio::task::spawn_blocking(|| Provider::start(&[("PROVIDER_ACCESS_TOKEN_TTL", "3600")]))
-        .await
-        .map_err(|e| e.to_string())?;
+    step("DynamoDB Local, upstream");
     let dynamo = dynamo::Dynamo::start(&logs).await;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut upstream_command = Command::new(exe);
@@ -397,14 +361,14 @@ async fn cold_only() -> Result<(), String> {
     let upstream = procs::start_ready("upstream", upstream_command, None, Duration::from_secs(10)).await;
     let upstream_url = upstream.ready.trim().to_owned();
     dynamo::create_table(&dynamo.direct, "bff-bench").await?;
-    let stack = lambda::stack(&provider, &dynamo, &upstream_url, &bin_dir, &logs).await;
-    let shares = share_phase(&stack, &provider, &upstream_url, &logs, iterations).await?;
+    let shares = share_phase(&dynamo, &upstream_url, &bin_dir, &logs, iterations).await?;
     let run = report::ShareRun {
         when: report::utc_now(),
         load_start,
         load_end: report::load_average(),
         minutes: started.elapsed().as_secs_f64() / 60.0,
         iterations,
+        delay_ms: tls_delay_ms(),
         results: shares,
     };
     let json = serde_json::to_vec_pretty(&run).map_err(|e| e.to_string())?;

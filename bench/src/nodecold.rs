@@ -33,8 +33,14 @@ pub struct NodePeer {
 
 impl NodePeer {
     /// Registers the Node BFF at `provider`, starts it once unconfined and logs in through
-    /// it for the session cookie the cold starts present.
-    pub async fn prepare(provider: &Provider, upstream: &str, logs: &Path) -> Result<Self, String> {
+    /// it for the session cookie the cold starts present. With `ca_file`, the provider is
+    /// behind TLS and Node trusts that CA through `NODE_EXTRA_CA_CERTS` (its opt-in).
+    pub async fn prepare(
+        provider: &Provider,
+        upstream: &str,
+        logs: &Path,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, String> {
         let port = free_port();
         let origin = format!("http://127.0.0.1:{port}");
         let client = provider.register(&origin, "client_secret_basic").await;
@@ -50,6 +56,7 @@ impl NodePeer {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain(ca_file.map(|ca| ("NODE_EXTRA_CA_CERTS".to_owned(), ca.display().to_string())))
         .collect();
         let mut command = Command::new("node");
         command
@@ -58,7 +65,10 @@ impl NodePeer {
             .envs(env.iter().cloned());
         let log = logs.join("node-bff-cold.log");
         let warm = start_ready("node BFF", command, Some(&log), Duration::from_secs(30)).await;
-        let browser = Browser::new();
+        let browser = match ca_file {
+            Some(ca) => Browser::trusting(ca),
+            None => Browser::new(),
+        };
         let status = browser.login_at(&origin, "coldstart", "/").await.status();
         let cookie = crate::load::session_cookies(&browser, &origin, "appSession");
         warm.stop().await;

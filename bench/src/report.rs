@@ -1157,6 +1157,9 @@ pub struct ShareRun {
     pub minutes: f64,
     /// Cold starts per program and size (after two discarded rounds).
     pub iterations: usize,
+    /// The round trip the terminators added (`BENCH_TLS_DELAY_MS`), ms.
+    #[serde(default)]
+    pub delay_ms: u64,
     /// By memory size.
     pub results: Vec<crate::lambda::ShareResult>,
 }
@@ -1227,22 +1230,30 @@ fn share_section(run: &ShareRun) -> String {
     );
     let _ = writeln!(
         out,
-        "**TLS.** DynamoDB (its counting proxy) and the fake Secrets Manager are reached over HTTPS as in AWS: a \
-         test CA made for the run (RSA 2048, like Amazon's server certificates) signs a certificate for \
-         `localhost`; a terminator in the harness (rustls) completes a full TLS handshake on every connection and \
-         forwards the plain bytes; `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_SECRETS_MANAGER` are \
-         `https://localhost:<port>` and the functions trust the CA through the documented opt-in, `SSL_CERT_FILE` \
-         naming the CA's file alone (finding F1). *TLS* is the sum over the cold start's connections of accept → \
-         handshake complete at the terminator, which holds the function's side of the handshake (key exchange, \
-         certificate chain verification under the share); concurrent handshakes overlap, so the sum can exceed \
-         the wall time they took. *Secrets* is the first Secrets Manager connection accepted → the last secret \
-         answered (handshakes included). The provider stays on plain HTTP: the BFF's provider client trusts only \
-         the public roots compiled in (no opt-in exists for it), and the one provider call on a cold path is the \
-         callback's code exchange. The hello-world floor makes no network call, so it has no TLS to do; the Node \
-         BFF keeps its session in its cookie and calls only the upstream (plain HTTP, as the proxy function \
-         does), so its cold start has none either. Node's floor is a Node hello-world HTTP server; Node's *init* \
-         is spawn → listening, its first answer a `GET /api/orders` with the session cookie of an earlier login \
-         (the request is sent once it listens, so the connection set-up is in it).\n"
+        "**TLS.** DynamoDB (its counting proxy), the fake Secrets Manager and the provider are reached over HTTPS, \
+         as in AWS and in any real deployment: a test CA made for the run (RSA 2048, like Amazon's server \
+         certificates) signs a certificate for `localhost`; a terminator in the harness (rustls) completes a full \
+         TLS handshake on every connection and forwards the plain bytes. `AWS_ENDPOINT_URL_DYNAMODB` and \
+         `AWS_ENDPOINT_URL_SECRETS_MANAGER` are `https://localhost:<port>`, and this phase has a provider of its own \
+         (the same `infra/provider.mjs`) whose issuer is its terminator's `https://localhost:<port>`. The functions \
+         trust the CA through the documented opt-in, `SSL_CERT_FILE` naming the CA's file alone (finding F1), which \
+         both their AWS SDK clients and their provider and upstream clients honour; the Node BFF through Node's, \
+         `NODE_EXTRA_CA_CERTS`. *TLS* is the sum over the cold start's connections of accept → handshake complete \
+         at the terminator, which holds the client's side of the handshake (key exchange, certificate chain \
+         verification under the share); concurrent handshakes overlap, so the sum can exceed the wall time they \
+         took. *Secrets* is the first Secrets Manager connection accepted → the last secret answered (handshakes \
+         included). The hello-world floor makes no network call, so it has no TLS to do; the upstream stays on \
+         plain HTTP for both BFFs. Node's floor is a Node hello-world HTTP server; Node's *init* is spawn → \
+         listening, its first answer a `GET /api/orders` with the session cookie of an earlier login (the request \
+         is sent once it listens, so the connection set-up is in it); the Node BFF keeps its session in its \
+         cookie and has no secrets to read.{}\n",
+        match run.delay_ms {
+            0 => String::new(),
+            ms => format!(
+                " The terminators add about {ms} ms of round trip (`BENCH_TLS_DELAY_MS`): they wait {ms} ms after \
+                 accepting a connection, again after its handshake, and before passing on each chunk of an answer."
+            ),
+        }
     );
     for result in &run.results {
         let _ = writeln!(
