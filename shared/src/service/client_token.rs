@@ -374,97 +374,105 @@ mod tests {
         record.expect("memory answers at once").expect("read").expect("stored")
     }
 
+    /// What the read-order tests share: a store of [`Reads`], a provider answering at
+    /// once, the test's clock; each token is asked for by a new instance.
+    struct Replica {
+        store: Reads,
+        grant: FakeGrant,
+        clock: TokioClock,
+    }
+
+    impl Replica {
+        fn new() -> Self {
+            Self {
+                store: Reads::new(),
+                grant: FakeGrant::new(Duration::ZERO),
+                clock: TokioClock::new(),
+            }
+        }
+
+        /// A new instance's token; `rejected` is one an upstream just refused.
+        async fn token(&self, rejected: Option<&AccessToken>) -> AccessToken {
+            self.token_of(ClientTokens::new(), rejected).await
+        }
+
+        async fn token_of(&self, tokens: ClientTokens, rejected: Option<&AccessToken>) -> AccessToken {
+            tokens
+                .token(&self.store, &self.grant, &self.clock, &reports(), rejected)
+                .await
+                .expect("token")
+        }
+
+        /// The stored record as it is now.
+        fn stored(&self) -> ClientTokenRecord {
+            stored(&self.store.inner, &reports())
+        }
+
+        /// From now on a replica answers eventually consistent reads with `old`; the reads
+        /// so far are forgotten.
+        fn lag_behind_with(&self, old: ClientTokenRecord) {
+            *self.store.lag.lock().expect("lag") = Some(old);
+            self.store.take();
+        }
+
+        fn grants(&self) -> usize {
+            self.grant.grants.load(Ordering::SeqCst)
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_new_instance_finds_a_valid_token_with_one_eventually_consistent_read() {
-        let store = Reads::new();
-        let grant = FakeGrant::new(Duration::ZERO);
-        let clock = TokioClock::new();
-        let first = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("first");
-        let reads = store.take();
+        let replica = Replica::new();
+        let first = replica.token(None).await;
+        let reads = replica.store.take();
         assert_eq!(
             reads[..2],
             [false, true],
             "nothing usable at first: read again strongly"
         );
-        let again = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("again");
+        let again = replica.token(None).await;
         assert_eq!(again, first);
-        assert_eq!(store.take(), [false], "one eventually consistent read");
-        assert_eq!(grant.grants.load(Ordering::SeqCst), 1);
+        assert_eq!(replica.store.take(), [false], "one eventually consistent read");
+        assert_eq!(replica.grants(), 1);
 
-        let before = ClientTokens::strongly_consistent_only()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("strong");
+        let before = replica.token_of(ClientTokens::strongly_consistent_only(), None).await;
         assert_eq!(before, first);
-        assert_eq!(store.take(), [true], "the read order before: one strong read");
+        assert_eq!(replica.store.take(), [true], "the read order before: one strong read");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stale_read_without_a_usable_token_is_read_again_strongly_consistent() {
-        let store = Reads::new();
-        let grant = FakeGrant::new(Duration::ZERO);
-        let clock = TokioClock::new();
-        ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("first");
-        let old = stored(&store.inner, &reports());
+        let replica = Replica::new();
+        replica.token(None).await;
+        let old = replica.stored();
         // The token is due; a renewal happens; a replica still holds the due record.
         tokio::time::advance(Duration::from_secs(299)).await;
-        let renewed = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("renewed");
+        let renewed = replica.token(None).await;
         assert_eq!(renewed.secret(), "cc-2");
-        *store.lag.lock().expect("lag") = Some(old);
-        store.take();
-        let token = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("token");
+        replica.lag_behind_with(old);
+        let token = replica.token(None).await;
         assert_eq!(token.secret(), "cc-2", "the renewed token, found by the strong read");
-        assert_eq!(store.take(), [false, true]);
-        assert_eq!(grant.grants.load(Ordering::SeqCst), 2, "no grant for a stale replica");
+        assert_eq!(replica.store.take(), [false, true]);
+        assert_eq!(replica.grants(), 2, "no grant for a stale replica");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stale_but_valid_token_serves_and_a_rejected_one_is_read_again() {
-        let store = Reads::new();
-        let grant = FakeGrant::new(Duration::ZERO);
-        let clock = TokioClock::new();
-        let first = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("first");
-        let old = stored(&store.inner, &reports());
+        let replica = Replica::new();
+        let first = replica.token(None).await;
+        let old = replica.stored();
         tokio::time::advance(Duration::from_secs(REJECTION_MIN_AGE_SECS as u64)).await;
         // An upstream refused `first`: renewed; a replica still holds `first`.
-        let renewed = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), Some(&first))
-            .await
-            .expect("renewed");
+        let renewed = replica.token(Some(&first)).await;
         assert_eq!(renewed.secret(), "cc-2");
-        *store.lag.lock().expect("lag") = Some(old);
-        store.take();
-        let stale = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), None)
-            .await
-            .expect("stale");
+        replica.lag_behind_with(old);
+        let stale = replica.token(None).await;
         assert_eq!(stale, first, "still valid: served from the replica");
-        assert_eq!(store.take(), [false]);
-        let after_rejection = ClientTokens::new()
-            .token(&store, &grant, &clock, &reports(), Some(&first))
-            .await
-            .expect("after rejection");
+        assert_eq!(replica.store.take(), [false]);
+        let after_rejection = replica.token(Some(&first)).await;
         assert_eq!(after_rejection.secret(), "cc-2", "the strong read finds the renewal");
-        assert_eq!(store.take(), [false, true]);
-        assert_eq!(grant.grants.load(Ordering::SeqCst), 2);
+        assert_eq!(replica.store.take(), [false, true]);
+        assert_eq!(replica.grants(), 2);
     }
 
     fn reports() -> TokenTarget {
