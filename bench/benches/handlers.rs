@@ -1,5 +1,5 @@
 //! Warm handler cost, in-process: each BFF handler called as a Lambda function calls it,
-//! `bff::http::router::handle(&app, function, request)`, on an `App` with the in-memory store, against
+//! `bff::http::router::handle(&app, unit, request)`, on an `App` with the in-memory store, against
 //! the real `oidc-provider` (`infra/provider.mjs`) and a fast upstream on loopback.
 //!
 //! Before the timings, the bench counts what each operation asks of the store (a counting
@@ -19,7 +19,7 @@ use bff::App;
 use bff::domain::login_options::LoginOptions;
 use bff::domain::secret::PkceVerifier;
 use bff::http::body::ResponseBody;
-use bff::http::router::{self, Function};
+use bff::http::router::{self, unit};
 use bff::oidc::AuthorizationRequest;
 use bff::platform::config::Config;
 use bff::store::memory::MemoryStore;
@@ -269,7 +269,7 @@ async fn callback_request(app: &App, started: &Response<ResponseBody>, user: &st
 async fn pending_callback(app: &App, user: &str) -> Request {
     let started = router::handle(
         app,
-        Function::Login,
+        unit::Login,
         request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty),
     )
     .await;
@@ -308,7 +308,7 @@ async fn fresh_code(app: &App, nonce: &str, user: &str) -> (String, PkceVerifier
 /// A complete login; returns the session cookie (`name=value`).
 async fn login(app: &App, user: &str) -> String {
     let callback = pending_callback(app, user).await;
-    let done = router::handle(app, Function::Callback, callback).await;
+    let done = router::handle(app, unit::Callback, callback).await;
     assert_eq!(done.status(), 302, "callback redirects back");
     set_cookie(&done, app.cookies.session).expect("session cookie")
 }
@@ -403,7 +403,7 @@ async fn count_calls(world: &World) {
         1,
         router::handle(
             &cold,
-            Function::Login,
+            unit::Login,
             request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)
         )
         .await
@@ -412,7 +412,7 @@ async fn count_calls(world: &World) {
     let done = measure!(
         "`/auth/callback`, first in the instance (JWKS not cached yet)",
         1,
-        router::handle(&cold, Function::Callback, callback).await
+        router::handle(&cold, unit::Callback, callback).await
     );
     let cookie = set_cookie(&done, cold.cookies.session).expect("session cookie");
 
@@ -424,7 +424,7 @@ async fn count_calls(world: &World) {
         1,
         router::handle(
             &warm,
-            Function::Login,
+            unit::Login,
             request("GET", "/auth/login?returnTo=%2F", &[], Body::Empty)
         )
         .await
@@ -433,26 +433,23 @@ async fn count_calls(world: &World) {
     measure!(
         "`/auth/callback`, warm instance",
         1,
-        router::handle(&warm, Function::Callback, callback).await
+        router::handle(&warm, unit::Callback, callback).await
     );
     measure!("`/auth/me`, warm instance", 100, {
         for _ in 0..100 {
-            assert_eq!(
-                router::handle(&warm, Function::Session, me(&cookie)).await.status(),
-                200
-            );
+            assert_eq!(router::handle(&warm, unit::Session, me(&cookie)).await.status(), 200);
         }
     });
     measure!("`/api/*`, valid token, warm instance (per call, 100 calls)", 100, {
         for _ in 0..100 {
-            assert_eq!(router::handle(&warm, Function::Proxy, api(&cookie)).await.status(), 200);
+            assert_eq!(router::handle(&warm, unit::Proxy, api(&cookie)).await.status(), 200);
         }
     });
     measure!(
         "`/api/billing/*` (the route's own token), first call: refresh grant for it, warm instance",
         1,
         assert_eq!(
-            router::handle(&warm, Function::Proxy, api_at("/api/billing/1", &cookie))
+            router::handle(&warm, unit::Proxy, api_at("/api/billing/1", &cookie))
                 .await
                 .status(),
             200
@@ -463,7 +460,7 @@ async fn count_calls(world: &World) {
         100,
         for _ in 0..100 {
             assert_eq!(
-                router::handle(&warm, Function::Proxy, api_at("/api/billing/1", &cookie))
+                router::handle(&warm, unit::Proxy, api_at("/api/billing/1", &cookie))
                     .await
                     .status(),
                 200
@@ -474,7 +471,7 @@ async fn count_calls(world: &World) {
         "`/api/reports/*` (client-credentials token), first call in the deployment",
         1,
         assert_eq!(
-            router::handle(&warm, Function::Proxy, api_at("/api/reports/1", &cookie))
+            router::handle(&warm, unit::Proxy, api_at("/api/reports/1", &cookie))
                 .await
                 .status(),
             200
@@ -485,7 +482,7 @@ async fn count_calls(world: &World) {
         100,
         for _ in 0..100 {
             assert_eq!(
-                router::handle(&warm, Function::Proxy, api_at("/api/reports/1", &cookie))
+                router::handle(&warm, unit::Proxy, api_at("/api/reports/1", &cookie))
                     .await
                     .status(),
                 200
@@ -496,16 +493,13 @@ async fn count_calls(world: &World) {
     measure!(
         "`/api/*`, valid token, new instance",
         1,
-        assert_eq!(
-            router::handle(&fresh, Function::Proxy, api(&cookie)).await.status(),
-            200
-        )
+        assert_eq!(router::handle(&fresh, unit::Proxy, api(&cookie)).await.status(), 200)
     );
     make_refresh_due(&warm, &cookie).await;
     measure!(
         "`/api/*`, refresh due, warm instance",
         1,
-        assert_eq!(router::handle(&warm, Function::Proxy, api(&cookie)).await.status(), 200)
+        assert_eq!(router::handle(&warm, unit::Proxy, api(&cookie)).await.status(), 200)
     );
     assert!(
         operations
@@ -518,17 +512,14 @@ async fn count_calls(world: &World) {
     measure!(
         "`/api/*`, refresh due, new instance",
         1,
-        assert_eq!(
-            router::handle(&fresh, Function::Proxy, api(&cookie)).await.status(),
-            200
-        )
+        assert_eq!(router::handle(&fresh, unit::Proxy, api(&cookie)).await.status(), 200)
     );
     measure!(
         "`/auth/logout` (revokes the refresh token), warm instance",
         1,
         router::handle(
             &warm,
-            Function::Session,
+            unit::Session,
             request(
                 "POST",
                 "/auth/logout",
@@ -579,7 +570,7 @@ fn main() {
                 for _ in 0..iters {
                     let req = request("GET", "/auth/login?returnTo=%2Forders", &[], Body::Empty);
                     let start = Instant::now();
-                    let response = router::handle(&app, Function::Login, req).await;
+                    let response = router::handle(&app, unit::Login, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 302);
                 }
@@ -594,7 +585,7 @@ fn main() {
                 for _ in 0..iters {
                     let req = me(&cookie);
                     let start = Instant::now();
-                    let response = router::handle(&app, Function::Session, req).await;
+                    let response = router::handle(&app, unit::Session, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 200);
                 }
@@ -609,7 +600,7 @@ fn main() {
                 for _ in 0..iters {
                     let req = api(&cookie);
                     let start = Instant::now();
-                    let response = router::handle(&app, Function::Proxy, req).await;
+                    let response = router::handle(&app, unit::Proxy, req).await;
                     // The upstream's body streams: the call is over once it is read.
                     let (parts, body) = response.into_parts();
                     let body = body.collect().await.map(|b| b.to_bytes());
@@ -656,7 +647,7 @@ fn main() {
                 for i in 0..iters {
                     let req = pending_callback(&app, &format!("user{i}")).await;
                     let start = Instant::now();
-                    let response = router::handle(&app, Function::Callback, req).await;
+                    let response = router::handle(&app, unit::Callback, req).await;
                     total += start.elapsed();
                     assert_eq!(response.status(), 302);
                 }
@@ -691,7 +682,7 @@ fn main() {
                     make_refresh_due(&app, &refreshing).await;
                     let req = api(&refreshing);
                     let start = Instant::now();
-                    let response = router::handle(&app, Function::Proxy, req).await;
+                    let response = router::handle(&app, unit::Proxy, req).await;
                     // The upstream's body streams: the call is over once it is read.
                     let (parts, body) = response.into_parts();
                     let body = body.collect().await.map(|b| b.to_bytes());

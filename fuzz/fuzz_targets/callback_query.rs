@@ -120,7 +120,7 @@ fn check_callback(harness: &Harness, req: Request) {
         };
         let key = StoreKey::transaction(&hash(STARTED_STATE));
         let _ = app.store.put_transaction(&key, &tx).await;
-        bff::http::router::handle(app, bff::http::router::Function::Callback, req).await
+        bff::http::router::handle(app, bff::http::router::unit::Callback, req).await
     });
 
     let status = response.status();

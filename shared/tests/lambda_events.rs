@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bff::App;
 use bff::domain::secret::{AccessToken, IdToken, SessionId};
 use bff::http::body::ResponseBody;
-use bff::http::router::Function;
+use bff::http::router::unit;
 use bff::platform::config::Config;
 use bff::store::SessionRecord;
 use bff::store::memory::MemoryStore;
@@ -84,13 +84,13 @@ async fn session_cookie_from_the_events_cookie_array_reaches_auth_me() {
     assert_eq!(store.session_count(), 1);
 
     let cookie = format!("__Host-Http-bff-session={}", id.secret());
-    let response = bff::http::router::handle(&app, Function::Session, event("GET", "/auth/me", "", &cookie)).await;
+    let response = bff::http::router::handle(&app, unit::Session, event("GET", "/auth/me", "", &cookie)).await;
     assert_eq!(response.status(), 200);
     let me = body_json(&response);
     assert_eq!(me["name"], "Alice");
     assert_eq!(me["session"]["expires_at"], now + 3600);
 
-    let without = bff::http::router::handle(&app, Function::Session, event("GET", "/auth/me", "", "other=1")).await;
+    let without = bff::http::router::handle(&app, unit::Session, event("GET", "/auth/me", "", "other=1")).await;
     assert_eq!(without.status(), 401);
 }
 
@@ -99,7 +99,7 @@ async fn return_to_from_the_events_raw_query_is_validated() {
     let (app, _) = app();
     let response = bff::http::router::handle(
         &app,
-        Function::Login,
+        unit::Login,
         event("GET", "/auth/login", "returnTo=%2F%2Fevil.com", "a=b"),
     )
     .await;
@@ -111,7 +111,7 @@ async fn return_to_from_the_events_raw_query_is_validated() {
 #[tokio::test]
 async fn api_call_without_anti_forgery_header_is_refused_before_any_lookup() {
     let (app, _) = app();
-    let response = bff::http::router::handle(&app, Function::Proxy, event("POST", "/api/orders", "", "a=b")).await;
+    let response = bff::http::router::handle(&app, unit::Proxy, event("POST", "/api/orders", "", "a=b")).await;
     assert_eq!(response.status(), 403);
     assert_eq!(body_json(&response)["error"], "csrf_header_missing");
 }
@@ -119,11 +119,11 @@ async fn api_call_without_anti_forgery_header_is_refused_before_any_lookup() {
 #[tokio::test]
 async fn logout_falls_back_to_the_bffs_own_page_when_the_provider_is_down() {
     let (app, _) = app();
-    let refused = bff::http::router::handle(&app, Function::Session, event("POST", "/auth/logout", "", "a=b")).await;
+    let refused = bff::http::router::handle(&app, unit::Session, event("POST", "/auth/logout", "", "a=b")).await;
     assert_eq!(refused.status(), 403, "no X-CSRF header");
     let mut request = event("POST", "/auth/logout", "", "a=b");
     request.headers_mut().insert("x-csrf", "1".parse().expect("value"));
-    let response = bff::http::router::handle(&app, Function::Session, request).await;
+    let response = bff::http::router::handle(&app, unit::Session, request).await;
     assert_eq!(response.status(), 200);
     assert_eq!(body_json(&response)["logout_url"], "https://app.example.com/");
     let cleared = response.headers().get_all("set-cookie").iter().any(|c| {

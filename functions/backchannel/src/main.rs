@@ -4,9 +4,9 @@
 //! endpoint, so it runs without the client secret.
 
 use bff::entry::lambda::{LambdaError, run};
-use bff::http::router::Function;
+use bff::http::router::unit;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
-    run(Function::Backchannel).await
+    run(unit::Backchannel).await
 }

@@ -3,9 +3,9 @@
 //! It never calls the token endpoint, so it runs without the client secret.
 
 use bff::entry::lambda::{LambdaError, run};
-use bff::http::router::Function;
+use bff::http::router::unit;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
-    run(Function::Login).await
+    run(unit::Login).await
 }

@@ -4,9 +4,9 @@
 //! upstream answers larger than a buffered Lambda response allows still reach the browser.
 
 use bff::entry::lambda::{LambdaError, run};
-use bff::http::router::Function;
+use bff::http::router::unit;
 
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
-    run(Function::Proxy).await
+    run(unit::Proxy).await
 }

@@ -20,7 +20,7 @@ use crate::http::app::App;
 use crate::http::body::ResponseBody;
 use crate::http::error::ErrorAnswer;
 use crate::http::origin_verify::{self, OriginVerify};
-use crate::http::router::{self, Function, route_name};
+use crate::http::router::{self, Function, Unit, route_name};
 use crate::platform::aws;
 use crate::platform::config::{self, Config, ConfigError, ParMode};
 use crate::platform::logging::{exit_on_startup_error, init_tracing_json};
@@ -166,16 +166,16 @@ fn check_needs(needs: Needs, config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Runs `function` as a Lambda function. The proxy's function URL uses
+/// Runs `unit` as a Lambda function; only its own handlers are compiled in. The proxy's function URL uses
 /// `InvokeMode: RESPONSE_STREAM`: its answers are sent as a stream (status and headers
 /// first, then the upstream's body chunk by chunk as the runtime can send it on), which
 /// lifts the 6 MB limit of buffered responses and keeps memory flat whatever the answer's
 /// size; every other function answers buffered.
-pub async fn run(function: Function) -> Result<(), LambdaError> {
+pub async fn run<U: Unit>(unit: U) -> Result<(), LambdaError> {
     init_tracing_json();
-    let started = cold_start(Needs::of(function)).await;
-    let handler = move |app: Arc<App>, req: Request| async move { router::handle(&app, function, req).await };
-    if function == Function::Proxy {
+    let started = cold_start(Needs::of(U::FUNCTION)).await;
+    let handler = move |app: Arc<App>, req: Request| async move { router::handle(&app, unit, req).await };
+    if matches!(U::FUNCTION, Function::Proxy) {
         let service = service_fn(|req| {
             let response = answer(&started, &handler, req);
             async move { Ok::<_, std::convert::Infallible>(response.await) }

@@ -6,6 +6,9 @@
 //! [`route`] adds the access-log line; `bff-local` and the tests call it, the Lambda
 //! entry logs around its own origin check.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use http::Method;
 use lambda_http::{Request, Response};
 use tracing::Instrument as _;
@@ -153,7 +156,7 @@ pub enum Function {
 impl Function {
     /// Whether this unit serves `route`. The probes are `bff-local`'s only: in AWS,
     /// Lambda and CloudFront watch the functions.
-    pub fn serves(self, route: Route) -> bool {
+    pub const fn serves(self, route: Route) -> bool {
         matches!(
             (self, route),
             (Self::All, _)
@@ -166,10 +169,37 @@ impl Function {
     }
 }
 
-/// Answers `req` as `function` does: 404 JSON for a path it does not serve. Only the
+/// A deployment unit as a type: what a binary serves is then fixed when it is compiled.
+/// [`handle`] is instantiated per unit, so a Lambda function's binary links only its own
+/// handlers; the others are dead code the optimiser drops.
+pub trait Unit: Copy + Send + Sync + 'static {
+    /// The routes this unit serves.
+    const FUNCTION: Function;
+}
+
+/// The deployment units as types, one per [`Function`].
+pub mod unit {
+    use super::{Function, Unit};
+
+    macro_rules! units {
+        ($($name:ident),*) => {$(
+            #[doc = concat!("[`Function::", stringify!($name), "`] as a type.")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+
+            impl Unit for $name {
+                const FUNCTION: Function = Function::$name;
+            }
+        )*};
+    }
+
+    units!(Login, Callback, Session, Proxy, Backchannel, All);
+}
+
+/// Answers `req` as `unit` does: 404 JSON for a path it does not serve. Only the
 /// proxy's answers stream; every other body is whole.
-pub async fn handle(app: &App, function: Function, req: Request) -> Response<ResponseBody> {
-    let Some(route) = Route::of(req.uri().path()).filter(|r| function.serves(*r)) else {
+pub async fn handle<U: Unit>(app: &App, _unit: U, req: Request) -> Response<ResponseBody> {
+    let Some(route) = Route::of(req.uri().path()).filter(|r| U::FUNCTION.serves(*r)) else {
         return ErrorAnswer::from(RequestError::NotFound)
             .to_json()
             .map(ResponseBody::from);
@@ -179,20 +209,7 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Res
     let handled = match policy.admit(req.method(), &edge, &app.config) {
         Ok(Admission::Answer(response)) => return response.map(ResponseBody::from),
         Err(refused) => Handled::with_cookie(Err(refused), None),
-        // Each handler's future on the heap: this one then stays small, so moving it
-        // through the wrappers around it (task spawn, trace scope, metrics scope, span)
-        // copies a few hundred bytes instead of the largest handler's whole state.
-        Ok(Admission::Continue) => match route {
-            Route::Login => Box::pin(handlers::login::handle(app, &req, &edge)).await.into(),
-            Route::Callback => Box::pin(handlers::callback::handle(app, &req, &edge)).await,
-            Route::Me => Box::pin(handlers::session::me(app, &edge)).await.into(),
-            Route::Logout => Box::pin(handlers::session::logout(app, &req, &edge)).await.into(),
-            Route::BackchannelLogout => Box::pin(handlers::backchannel::handle(app, &req)).await.into(),
-            Route::Api => Box::pin(handlers::proxy::handle(app, &req, &edge)).await.into(),
-            Route::Health => handlers::ops::healthz().into(),
-            Route::Ready => Box::pin(handlers::ops::readyz(app)).await.into(),
-            Route::Metrics => handlers::ops::metrics(app).into(),
-        },
+        Ok(Admission::Continue) => dispatch::<U>(app, route, &req, &edge).await,
     };
     let mut response = handled
         .reply
@@ -201,6 +218,43 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Res
         set_cookie(&mut response, &cookie);
     }
     policy.finish(response, &edge, &app.config)
+}
+
+/// A handler's answer to come, on the heap.
+type Pending<'a> = Pin<Box<dyn Future<Output = Handled> + Send + 'a>>;
+
+/// Starts `route`'s handler. This is a plain function, not an `async` one: each arm's guard
+/// is a constant of `U`, so an arm for a route the unit does not serve is removed at
+/// compile time together with its handler (an `async` match would keep every arm's await
+/// state, and with it every handler, in each binary). On the heap, the handler's future
+/// also stays out of the wrappers around it (task spawn, trace scope, metrics scope,
+/// span), which then move a few hundred bytes instead of the largest handler's state.
+fn dispatch<'a, U: Unit>(app: &'a App, route: Route, req: &'a Request, edge: &'a EdgeRequest) -> Pending<'a> {
+    let serves = |route| U::FUNCTION.serves(route);
+    match route {
+        Route::Login if serves(Route::Login) => {
+            Box::pin(async move { handlers::login::handle(app, req, edge).await.into() })
+        }
+        Route::Callback if serves(Route::Callback) => Box::pin(handlers::callback::handle(app, req, edge)),
+        Route::Me if serves(Route::Me) => Box::pin(async move { handlers::session::me(app, edge).await.into() }),
+        Route::Logout if serves(Route::Logout) => {
+            Box::pin(async move { handlers::session::logout(app, req, edge).await.into() })
+        }
+        Route::BackchannelLogout if serves(Route::BackchannelLogout) => {
+            Box::pin(async move { handlers::backchannel::handle(app, req).await.into() })
+        }
+        Route::Api if serves(Route::Api) => {
+            Box::pin(async move { handlers::proxy::handle(app, req, edge).await.into() })
+        }
+        Route::Health if serves(Route::Health) => Box::pin(std::future::ready(handlers::ops::healthz().into())),
+        Route::Ready if serves(Route::Ready) => Box::pin(async move { handlers::ops::readyz(app).await.into() }),
+        Route::Metrics if serves(Route::Metrics) => Box::pin(std::future::ready(handlers::ops::metrics(app).into())),
+        // `handle` passes only served routes.
+        _ => Box::pin(std::future::ready(Handled::with_cookie(
+            Err(RequestError::NotFound.into()),
+            None,
+        ))),
+    }
 }
 
 /// The name of the route serving `path`, as the access log shows it.
@@ -214,7 +268,7 @@ pub async fn route(app: &App, mut req: Request) -> Response<ResponseBody> {
     let route = route_name(req.uri().path());
     let started = access_log::Started::new(&mut req, route);
     let trace = access_log::trace_of(&req);
-    let work = trace_scope::within(trace, handle(app, Function::All, req)).instrument(started.span());
+    let work = trace_scope::within(trace, handle(app, unit::All, req)).instrument(started.span());
     let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
     let emf = app
         .emf_lines
