@@ -13,10 +13,13 @@ use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sha2::Sha256;
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
 use tracing_subscriber::fmt::time::SystemTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::platform::seal::Sealer;
 
@@ -55,16 +58,15 @@ fn keyed_mac(key: &[u8; 32]) -> Hmac<Sha256> {
 
 /// Logs as JSON lines (what CloudWatch expects), level from `RUST_LOG` (default `info`).
 pub fn init_tracing_json() {
-    let _ = tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt::layer()
         .event_format(SpanFieldsOnTop(
             tracing_subscriber::fmt::format()
                 .json()
                 .with_current_span(true)
                 .with_span_list(false),
         ))
-        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-        .with_env_filter(env_filter())
-        .try_init();
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new());
+    let _ = tracing_subscriber::registry().with(log_filter()).with(lines).try_init();
 }
 
 /// The JSON line of tracing-subscriber, with the fields of the current span (the
@@ -95,15 +97,23 @@ where
 /// log file holds plain text.
 pub fn init_tracing_pretty() {
     use std::io::IsTerminal as _;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(env_filter())
+    let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal())
-        .try_init();
+        .with_ansi(std::io::stdout().is_terminal());
+    let _ = tracing_subscriber::registry().with(log_filter()).with(lines).try_init();
 }
 
-fn env_filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+/// The filter `RUST_LOG` names: a level (`debug`), per-target levels (`bff=debug,warn`),
+/// or `info` when unset or unreadable. Targets and levels only, no span or field
+/// filters: their regular-expression engine would add a quarter of a megabyte to every
+/// function's package.
+fn log_filter() -> Targets {
+    parse_log_filter(std::env::var("RUST_LOG").ok().as_deref())
+}
+
+fn parse_log_filter(spec: Option<&str>) -> Targets {
+    spec.and_then(|spec| spec.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// Prints `error` as the one line a failed start-up leaves, and exits non-zero.
@@ -115,6 +125,23 @@ pub fn exit_on_startup_error(error: impl std::fmt::Display) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_filter_takes_levels_and_targets_and_falls_back_to_info() {
+        use tracing::Level;
+        use tracing_subscriber::filter::LevelFilter;
+        let at = |spec, target, level| parse_log_filter(spec).would_enable(target, &level);
+        assert!(at(None, "bff", Level::INFO) && !at(None, "bff", Level::DEBUG));
+        assert!(at(Some("debug"), "access", Level::DEBUG));
+        assert!(!at(Some("warn"), "access", Level::INFO) && at(Some("warn"), "bff", Level::WARN));
+        assert!(at(Some("warn,bff=debug"), "bff::service", Level::DEBUG));
+        assert!(!at(Some("warn,bff=debug"), "hyper", Level::INFO));
+        // A filter it cannot read is not silence: the default applies.
+        assert_eq!(
+            parse_log_filter(Some("bff=loud")).default_level(),
+            Some(LevelFilter::INFO)
+        );
+    }
 
     #[test]
     fn users_are_hashed_with_a_key() {
