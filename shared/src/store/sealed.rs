@@ -20,7 +20,8 @@
 //! and is fetched again from the provider. Without `BFF_TOKEN_KEYS` every process has keys
 //! of its own, so it trusts only documents it cached itself.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -53,16 +54,94 @@ fn api_token_field(target: &crate::domain::routes::TokenTarget) -> String {
     format!("api_token {}", serde_json::to_string(target).unwrap_or_default())
 }
 
+/// How many opened sessions a process keeps at most; when full, it starts again empty.
+const OPENED_SESSIONS: usize = 1024;
+
 /// `inner`, with tokens and personal claims sealed and cached documents authenticated.
 pub struct SealedStore {
     inner: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    opened: OpenedSessions,
+}
+
+/// Sessions this process opened, each under its store key with the item it was opened
+/// from. A session read again with the very same sealed values opens to the very same
+/// plaintexts, so those are taken from here instead of being opened again (a warm API call
+/// then skips the key derivations and decryptions); any other sealed value, a tampered one
+/// included, is opened afresh and must verify. What the store keeps in the clear
+/// (expiries, version, lease) always comes from the item just read.
+#[derive(Default)]
+struct OpenedSessions(Mutex<HashMap<String, (SessionRecord, SessionRecord)>>);
+
+impl OpenedSessions {
+    /// The opened session kept for `key`, if it was opened from the sealed values `stored` has.
+    fn get(&self, key: &StoreKey, stored: &SessionRecord) -> Option<SessionRecord> {
+        let kept = self.0.lock().ok()?;
+        kept.get(key.as_str())
+            .filter(|(from, _)| same_sealed_values(from, stored))
+            .map(|(_, opened)| opened.clone())
+    }
+
+    fn keep(&self, key: &StoreKey, stored: SessionRecord, opened: &SessionRecord) {
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() >= OPENED_SESSIONS && !kept.contains_key(key.as_str()) {
+                kept.clear();
+            }
+            kept.insert(key.as_str().to_owned(), (stored, opened.clone()));
+        }
+    }
+
+    /// Drops what is kept for `key`: its session was written or deleted.
+    fn forget(&self, key: &StoreKey) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.remove(key.as_str());
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map(|kept| kept.len()).unwrap_or_default()
+    }
+}
+
+/// Whether `a` and `b` hold the same sealed values in the same fields (route tokens with
+/// the same targets), so they open to the same plaintexts.
+fn same_sealed_values(a: &SessionRecord, b: &SessionRecord) -> bool {
+    a.access_token.secret() == b.access_token.secret()
+        && a.refresh_token.as_ref().map(|t| t.secret()) == b.refresh_token.as_ref().map(|t| t.secret())
+        && a.id_token.secret() == b.id_token.secret()
+        && a.dpop_key.as_ref().map(|k| k.secret()) == b.dpop_key.as_ref().map(|k| k.secret())
+        && a.claims == b.claims
+        && a.userinfo == b.userinfo
+        && a.api_tokens.len() == b.api_tokens.len()
+        && a.api_tokens
+            .iter()
+            .zip(&b.api_tokens)
+            .all(|(x, y)| x.target == y.target && x.access_token.secret() == y.access_token.secret())
+}
+
+/// `stored` with the plaintexts of `opened`, which was opened from the same sealed values.
+fn with_plaintexts(mut stored: SessionRecord, opened: SessionRecord) -> SessionRecord {
+    stored.access_token = opened.access_token;
+    stored.refresh_token = opened.refresh_token;
+    stored.id_token = opened.id_token;
+    stored.dpop_key = opened.dpop_key;
+    stored.claims = opened.claims;
+    stored.userinfo = opened.userinfo;
+    for (api, plain) in stored.api_tokens.iter_mut().zip(opened.api_tokens) {
+        api.access_token = plain.access_token;
+    }
+    stored
 }
 
 impl SealedStore {
     /// Seals what goes into `inner` with `sealer`.
     pub fn new(inner: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        Self { inner, sealer }
+        Self {
+            inner,
+            sealer,
+            opened: OpenedSessions::default(),
+        }
     }
 
     fn seal_session(&self, key: &StoreKey, s: &SessionRecord) -> Result<SessionRecord, StoreError> {
@@ -101,7 +180,18 @@ impl SealedStore {
         Ok(sealed)
     }
 
+    /// `s` opened, or its plaintexts as kept from an earlier read of the same sealed values.
     fn open_session(&self, key: &StoreKey, s: SessionRecord) -> Result<SessionRecord, SealError> {
+        if let Some(opened) = self.opened.get(key, &s) {
+            return Ok(with_plaintexts(s, opened));
+        }
+        let stored = s.clone();
+        let opened = self.open_every_value(key, s)?;
+        self.opened.keep(key, stored, &opened);
+        Ok(opened)
+    }
+
+    fn open_every_value(&self, key: &StoreKey, s: SessionRecord) -> Result<SessionRecord, SealError> {
         let item = key.as_str();
         let mut opened = s;
         opened.access_token = AccessToken::new(self.sealer.open(opened.access_token.secret(), item, ACCESS_TOKEN)?);
@@ -221,6 +311,7 @@ impl TransactionStore for SealedStore {
 #[async_trait]
 impl SessionStore for SealedStore {
     async fn put_session(&self, key: &StoreKey, session: &SessionRecord) -> Result<(), StoreError> {
+        self.opened.forget(key);
         self.inner.put_session(key, &self.seal_session(key, session)?).await
     }
 
@@ -230,6 +321,7 @@ impl SessionStore for SealedStore {
     }
 
     async fn update_session(&self, key: &StoreKey, session: &SessionRecord, expected: u64) -> Result<(), StoreError> {
+        self.opened.forget(key);
         self.inner
             .update_session(key, &self.seal_session(key, session)?, expected)
             .await
@@ -237,10 +329,13 @@ impl SessionStore for SealedStore {
 
     async fn delete_session(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let deleted = self.inner.delete_session(key).await?;
-        Ok(self.opened_or_absent(key, deleted))
+        let deleted = self.opened_or_absent(key, deleted);
+        self.opened.forget(key);
+        Ok(deleted)
     }
 
     async fn delete_session_at(&self, key: &StoreKey, expected: u64) -> Result<bool, StoreError> {
+        self.opened.forget(key);
         self.inner.delete_session_at(key, expected).await
     }
 }
@@ -423,6 +518,101 @@ mod tests {
             !raw_json.contains("phone_number"),
             "nor of a userinfo claim: {raw_json}"
         );
+    }
+
+    /// `value` with its last character changed: a sealed value tampered with.
+    fn tampered(value: &str) -> String {
+        let mut tampered = value.to_owned();
+        let last = if tampered.pop() == Some('A') { 'B' } else { 'A' };
+        tampered.push(last);
+        tampered
+    }
+
+    #[tokio::test]
+    async fn a_session_read_again_reuses_its_plaintexts_but_any_changed_sealed_value_must_open() {
+        type Tamper = fn(&mut SessionRecord);
+        let tampers: [(&str, Tamper); 7] = [
+            ("access token", |r| {
+                r.access_token = AccessToken::new(tampered(r.access_token.secret()))
+            }),
+            ("refresh token", |r| {
+                r.refresh_token = r
+                    .refresh_token
+                    .as_ref()
+                    .map(|t| RefreshToken::new(tampered(t.secret())));
+            }),
+            ("ID token", |r| r.id_token = IdToken::new(tampered(r.id_token.secret()))),
+            ("DPoP key", |r| {
+                r.dpop_key = r.dpop_key.as_ref().map(|k| DpopKeySecret::new(tampered(k.secret())));
+            }),
+            ("claims", |r| {
+                if let Some(serde_json::Value::String(sealed)) = r.claims.get_mut(SEALED_CLAIMS) {
+                    *sealed = tampered(sealed);
+                }
+            }),
+            ("userinfo", |r| {
+                if let Some(serde_json::Value::String(sealed)) =
+                    r.userinfo.as_mut().and_then(|u| u.get_mut(SEALED_CLAIMS))
+                {
+                    *sealed = tampered(sealed);
+                }
+            }),
+            ("route token", |r| {
+                let token = &mut r.api_tokens[0].access_token;
+                *token = AccessToken::new(tampered(token.secret()));
+            }),
+        ];
+        for (name, tamper) in tampers {
+            let (inner, sealed, key) = stores_with_a_session("kept").await;
+            let first = sealed.get_session(&key, 0).await.expect("get").expect("opens");
+            assert_eq!(sealed.opened.len(), 1, "kept after the first read");
+            // Read again unchanged: the same plaintexts.
+            let again = sealed.get_session(&key, 0).await.expect("get").expect("opens again");
+            assert_eq!(again.access_token, first.access_token);
+            assert_eq!(again.claims, first.claims);
+            let mut raw = raw_session(&inner, &key).await;
+            tamper(&mut raw);
+            raw.version = 2;
+            inner.update_session(&key, &raw, 1).await.expect("tamper");
+            assert!(
+                sealed.get_session(&key, 0).await.expect("get").is_none(),
+                "a tampered {name} must void the session though it was read before"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_store_keeps_in_the_clear_comes_from_the_item_just_read() {
+        let (inner, sealed, key) = stores_with_a_session("clear").await;
+        sealed.get_session(&key, 0).await.expect("get").expect("opens");
+        let mut raw = raw_session(&inner, &key).await;
+        raw.version = 2;
+        raw.idle_expires_at = 1234;
+        raw.refresh_started_at = Some(99);
+        inner.update_session(&key, &raw, 1).await.expect("update");
+        let read = sealed.get_session(&key, 0).await.expect("get").expect("opens");
+        assert_eq!(
+            (read.version, read.idle_expires_at, read.refresh_started_at),
+            (2, 1234, Some(99))
+        );
+        assert_eq!(read.access_token.secret(), "access-token-plain");
+    }
+
+    #[tokio::test]
+    async fn written_or_deleted_sessions_are_forgotten_and_the_kept_ones_are_bounded() {
+        let (_inner, sealed, key) = stores_with_a_session("forget").await;
+        sealed.get_session(&key, 0).await.expect("get");
+        sealed.update_session(&key, &record(), 1).await.expect("update");
+        assert_eq!(sealed.opened.len(), 0, "an update forgets the plaintexts");
+        sealed.get_session(&key, 0).await.expect("get");
+        assert!(sealed.delete_session(&key).await.expect("delete").is_some());
+        assert_eq!(sealed.opened.len(), 0, "a logout leaves no plaintext behind");
+        for n in 0..=OPENED_SESSIONS {
+            let key = StoreKey::session(&format!("many-{n}"));
+            sealed.put_session(&key, &record()).await.expect("put");
+            sealed.get_session(&key, 0).await.expect("get").expect("opens");
+        }
+        assert!(sealed.opened.len() <= OPENED_SESSIONS);
     }
 
     #[tokio::test]
