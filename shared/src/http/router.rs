@@ -306,4 +306,68 @@ mod tests {
             assert!(!function.serves(Route::Metrics));
         }
     }
+
+    fn app() -> App {
+        let config = crate::platform::config::Config::from_lookup(|name| {
+            match name {
+                "BFF_ISSUER" => Some("https://id.example.com"),
+                "BFF_CLIENT_ID" => Some("client"),
+                "BFF_CLIENT_SECRET" => Some("s3cret"),
+                "BFF_PUBLIC_URL" => Some("https://app.example.com"),
+                "BFF_UPSTREAM_URL" => Some("https://api.example.com"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .expect("valid configuration");
+        App::new(config, std::sync::Arc::new(crate::store::memory::MemoryStore::new())).expect("context")
+    }
+
+    fn request(method: &str, path: &str) -> Request {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("https://app.example.com{path}"))
+            .body(lambda_http::Body::Empty)
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_unit_answers_404_on_every_route_it_does_not_serve() {
+        let app = app();
+        let status = |response: Response<ResponseBody>| response.status().as_u16();
+        assert_eq!(
+            status(handle(&app, unit::Login, request("GET", "/api/orders")).await),
+            404
+        );
+        assert_eq!(
+            status(handle(&app, unit::Login, request("GET", "/auth/callback")).await),
+            404
+        );
+        assert_eq!(
+            status(handle(&app, unit::Proxy, request("GET", "/auth/login")).await),
+            404
+        );
+        assert_eq!(
+            status(handle(&app, unit::Session, request("POST", "/auth/backchannel-logout")).await),
+            404
+        );
+        assert_eq!(
+            status(handle(&app, unit::Callback, request("GET", "/auth/me")).await),
+            404
+        );
+        assert_eq!(
+            status(handle(&app, unit::Backchannel, request("GET", "/healthz")).await),
+            404
+        );
+        // The same paths on the units that serve them are not 404.
+        assert_eq!(status(handle(&app, unit::All, request("GET", "/healthz")).await), 200);
+        assert_ne!(
+            status(handle(&app, unit::Session, request("GET", "/auth/me")).await),
+            404
+        );
+        assert_ne!(
+            status(handle(&app, unit::Login, request("GET", "/auth/callback?x=1")).await),
+            200
+        );
+    }
 }
