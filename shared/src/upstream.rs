@@ -6,6 +6,13 @@
 //! Two timeouts apply: the route's timeout up to the response head, and [`IDLE_TIMEOUT`]
 //! between two chunks of the body; the whole transfer has no cap of its own.
 //!
+//! A request body goes whole ([`RequestBody::Whole`], what Lambda delivers) or as a
+//! stream ([`RequestBody::Streamed`], what `bff-local` passes on for large uploads). A
+//! streamed body is sent as the browser sends it, with the same idle timeout between two
+//! chunks, and the head timeout starts only once it is all sent: an upload takes as long
+//! as it takes. A browser that breaks its upload off breaks the upstream call off too
+//! (the upstream never gets a shorter body that looks complete).
+//!
 //! Redirects are returned to the browser as they are, never followed with the user's
 //! token. This module never logs a token.
 
@@ -28,6 +35,34 @@ use crate::platform::dpop::DpopNonces;
 /// applies between two packets.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A chunk stream whose items may fail with any error.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
+/// Any error of a byte stream's source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a call to the upstream.
+pub enum RequestBody {
+    /// Bytes held whole; such a call can be sent again.
+    Whole(Bytes),
+    /// Bytes still arriving from the browser, sent on as they come; sent once only.
+    Streamed {
+        /// The chunks.
+        chunks: ByteStream,
+        /// The length the browser declared, if it did (then the upstream gets it too).
+        length: Option<u64>,
+    },
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Whole(bytes) => f.debug_tuple("Whole").field(&bytes.len()).finish(),
+            Self::Streamed { length, .. } => f.debug_struct("Streamed").field("length", length).finish(),
+        }
+    }
+}
+
 /// What can go wrong calling the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -43,6 +78,10 @@ pub enum UpstreamError {
     /// The upstream broke the connection in the middle of a body.
     #[error("upstream broke off mid-body: {0}")]
     BrokeOff(String),
+    /// The browser's streamed request body broke off or went silent, so the call was
+    /// broken off too.
+    #[error("request body broke off: {0}")]
+    RequestBodyBrokeOff(String),
 }
 
 /// The upstream's answer: status and headers for the browser, and the body still to come.
@@ -90,14 +129,36 @@ impl Upstream {
         &self,
         method: Method,
         url: Url,
-        headers: HeaderMap,
-        body: Bytes,
+        mut headers: HeaderMap,
+        body: RequestBody,
     ) -> Result<UpstreamAnswer, UpstreamError> {
+        let (body, upload) = match body {
+            RequestBody::Whole(bytes) => (reqwest::Body::from(bytes), None),
+            RequestBody::Streamed { chunks, length } => {
+                if let Some(length) = length {
+                    headers.insert(http::header::CONTENT_LENGTH, length.into());
+                }
+                let (outgoing, upload) = Outgoing::new(chunks, IDLE_TIMEOUT);
+                (reqwest::Body::wrap_stream(outgoing), Some(upload))
+            }
+        };
         let sent = self.client.request(method, url).headers(headers).body(body).send();
-        let response = tokio::time::timeout(self.head_timeout, sent)
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(upstream_error)?;
+        // The head timeout counts from the end of the request body: an upload as long as
+        // the browser keeps sending, then the route's timeout for the upstream's answer.
+        let mut all_sent = upload.clone();
+        let head_deadline = async move {
+            if let Some(upload) = all_sent.as_mut() {
+                let _ = upload.wait_for(|state| *state != Upload::Sending).await;
+            }
+            tokio::time::sleep(self.head_timeout).await;
+        };
+        let response = tokio::select! {
+            response = sent => response.map_err(|e| match upload.as_ref().map(|u| *u.borrow()) {
+                Some(Upload::BrokeOff) => UpstreamError::RequestBodyBrokeOff(e.without_url().to_string()),
+                _ => upstream_error(e),
+            })?,
+            () = head_deadline => return Err(UpstreamError::Timeout),
+        };
         let status = response.status();
         let headers = browser_response_headers(response.headers());
         let chunks = response
@@ -111,6 +172,50 @@ impl Upstream {
     }
 }
 
+/// How far a streamed request body got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    Sending,
+    Sent,
+    BrokeOff,
+}
+
+/// A streamed request body on its way to the upstream: the browser's chunks, broken off
+/// after the idle timeout without one, its progress told to [`Upstream::forward`].
+struct Outgoing {
+    chunks: Idle<ByteStream>,
+    progress: tokio::sync::watch::Sender<Upload>,
+}
+
+impl Outgoing {
+    fn new(chunks: ByteStream, idle: Duration) -> (Self, tokio::sync::watch::Receiver<Upload>) {
+        let (progress, upload) = tokio::sync::watch::channel(Upload::Sending);
+        let chunks = Idle::new(chunks, idle);
+        (Self { chunks, progress }, upload)
+    }
+}
+
+impl Stream for Outgoing {
+    type Item = Result<Bytes, UpstreamError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let (item, state) = match std::task::ready!(self.chunks.poll_next_chunk(cx)) {
+            Next::Chunk(Ok(chunk)) => return Poll::Ready(Some(Ok(chunk))),
+            Next::End => (None, Upload::Sent),
+            Next::Chunk(Err(e)) => (
+                Some(Err(UpstreamError::RequestBodyBrokeOff(e.to_string()))),
+                Upload::BrokeOff,
+            ),
+            Next::Silent => {
+                let why = format!("no data for {} s", self.chunks.idle.as_secs());
+                (Some(Err(UpstreamError::RequestBodyBrokeOff(why))), Upload::BrokeOff)
+            }
+        };
+        self.progress.send_replace(state);
+        Poll::Ready(item)
+    }
+}
+
 fn upstream_error(e: reqwest::Error) -> UpstreamError {
     if e.is_timeout() {
         UpstreamError::Timeout
@@ -121,15 +226,58 @@ fn upstream_error(e: reqwest::Error) -> UpstreamError {
 
 type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
-/// An upstream body on its way: the chunks as the upstream sends them, ended by an error
-/// when the upstream breaks off or stays silent for longer than the idle timeout (so a
-/// short body is never passed off as complete). Holds one chunk at a time.
-pub struct UpstreamBody {
-    chunks: Chunks,
+/// What waiting for the next chunk of an [`Idle`] stream gave.
+enum Next<T> {
+    /// A chunk, or the source's error.
+    Chunk(T),
+    /// The source ended.
+    End,
+    /// Nothing came within the idle timeout.
+    Silent,
+}
+
+/// A chunk source whose wait for the next chunk gives up after `idle`. The clock runs
+/// only while waiting on the source: time the reader takes between two chunks does not
+/// count.
+struct Idle<S> {
+    chunks: S,
     idle: Duration,
     /// When waiting for the next chunk gives up; set when the wait starts.
     deadline: Pin<Box<tokio::time::Sleep>>,
     waiting: bool,
+}
+
+impl<S: Stream + Unpin> Idle<S> {
+    fn new(chunks: S, idle: Duration) -> Self {
+        Self {
+            chunks,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
+        }
+    }
+
+    fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Next<S::Item>> {
+        if !self.waiting {
+            self.deadline.as_mut().reset(tokio::time::Instant::now() + self.idle);
+            self.waiting = true;
+        }
+        match Pin::new(&mut self.chunks).poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                self.waiting = false;
+                Poll::Ready(Next::Chunk(item))
+            }
+            Poll::Ready(None) => Poll::Ready(Next::End),
+            Poll::Pending => self.deadline.as_mut().poll(cx).map(|()| Next::Silent),
+        }
+    }
+}
+
+/// An upstream body on its way: the chunks as the upstream sends them, ended by an error
+/// when the upstream breaks off or stays silent for longer than the idle timeout (so a
+/// short body is never passed off as complete). Holds one chunk at a time.
+pub struct UpstreamBody {
+    chunks: Idle<Chunks>,
     done: bool,
 }
 
@@ -137,10 +285,7 @@ impl UpstreamBody {
     /// A body of `chunks`, broken off after `idle` without a chunk while it is read.
     pub fn new(chunks: impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static, idle: Duration) -> Self {
         Self {
-            chunks: Box::pin(chunks),
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
-            waiting: false,
+            chunks: Idle::new(Box::pin(chunks), idle),
             done: false,
         }
     }
@@ -161,39 +306,25 @@ impl Stream for UpstreamBody {
         if self.done {
             return Poll::Ready(None);
         }
-        if !self.waiting {
-            // The idle clock runs only while the BFF waits on the upstream: time the
-            // browser takes to read the previous chunk does not count.
-            let at = tokio::time::Instant::now() + self.idle;
-            self.deadline.as_mut().reset(at);
-            self.waiting = true;
+        let next = std::task::ready!(self.chunks.poll_next_chunk(cx));
+        if !matches!(next, Next::Chunk(Ok(_))) {
+            self.done = true;
         }
-        match self.chunks.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.waiting = false;
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
+        Poll::Ready(match next {
+            Next::Chunk(Ok(chunk)) => Some(Ok(chunk)),
+            Next::Chunk(Err(e)) => {
                 tracing::warn!(error = %e, "upstream answer broken off");
-                self.done = true;
-                Poll::Ready(Some(Err(e)))
+                Some(Err(e))
             }
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(None)
+            Next::End => None,
+            Next::Silent => {
+                tracing::warn!(
+                    idle_secs = self.chunks.idle.as_secs(),
+                    "upstream went silent mid-body; answer broken off"
+                );
+                Some(Err(UpstreamError::IdleTimeout))
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    tracing::warn!(
-                        idle_secs = self.idle.as_secs(),
-                        "upstream went silent mid-body; answer broken off"
-                    );
-                    self.done = true;
-                    Poll::Ready(Some(Err(UpstreamError::IdleTimeout)))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        })
     }
 }
 
@@ -229,6 +360,33 @@ mod tests {
         assert!(matches!(body.next().await, Some(Ok(_))));
         assert!(matches!(body.next().await, Some(Err(UpstreamError::IdleTimeout))));
         assert!(body.next().await.is_none(), "nothing after the error");
+    }
+
+    /// An upload of `paused(pause)`, and what [`Outgoing`] tells of its progress.
+    fn upload(pause: Duration) -> (Outgoing, tokio::sync::watch::Receiver<Upload>) {
+        let chunks = paused(pause).map(|chunk| chunk.map_err(|e| Box::new(e) as BoxError));
+        Outgoing::new(Box::pin(chunks), Duration::from_secs(30))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_is_sent_once_all_its_chunks_are() {
+        let (mut outgoing, progress) = upload(Duration::from_secs(29));
+        assert!(matches!(outgoing.next().await, Some(Ok(_))));
+        assert_eq!(*progress.borrow(), Upload::Sending, "the head timeout has not started");
+        assert!(matches!(outgoing.next().await, Some(Ok(_))));
+        assert!(outgoing.next().await.is_none());
+        assert_eq!(*progress.borrow(), Upload::Sent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_browser_silent_mid_upload_for_the_idle_timeout_breaks_the_upload_off() {
+        let (mut outgoing, progress) = upload(Duration::from_secs(31));
+        assert!(matches!(outgoing.next().await, Some(Ok(_))));
+        assert!(matches!(
+            outgoing.next().await,
+            Some(Err(UpstreamError::RequestBodyBrokeOff(_)))
+        ));
+        assert_eq!(*progress.borrow(), Upload::BrokeOff);
     }
 
     #[tokio::test(start_paused = true)]

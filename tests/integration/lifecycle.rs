@@ -287,6 +287,52 @@ async fn upstream_401_refreshes_once_and_retries_once_never_looping() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_401_to_a_streamed_upload_stands_but_the_next_call_has_a_renewed_token() {
+    let app = spawn_app(StoreKind::Memory).await;
+    let browser = app.browser();
+    browser.login("alice", "/").await;
+    assert_eq!(browser.api(Method::GET, "/api/first").await.status(), StatusCode::OK);
+    let first = app.upstream.requests()[0].bearer().expect("bearer").to_owned();
+    let post = |body: Vec<u8>| {
+        browser
+            .http
+            .post(format!("{}/api/upload", app.url))
+            .header("X-CSRF", "1")
+            .body(body)
+            .send()
+    };
+
+    // Too large to keep: streamed to the upstream, so it cannot be sent again.
+    app.clock.advance(FORCED_REFRESH_INTERVAL_SECS + 1);
+    app.upstream.reject(&first);
+    let large = vec![b'l'; bff_local::KEPT_BODY_BYTES + 1];
+    let refused = post(large.clone()).await.expect("answer");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "the upstream's 401 stands");
+    let seen = app.upstream.requests();
+    assert_eq!(seen.len(), 2, "no retry of a streamed body");
+    assert_eq!(
+        (seen[1].bearer(), seen[1].body.len()),
+        (Some(first.as_str()), large.len())
+    );
+
+    // The token was renewed all the same: the next call carries a new one at once.
+    assert_eq!(browser.api(Method::GET, "/api/next").await.status(), StatusCode::OK);
+    let renewed = app.upstream.requests()[2].bearer().expect("bearer").to_owned();
+    assert_ne!(renewed, first, "renewed after the 401");
+
+    // Small enough to keep: refreshed and sent again, whole.
+    app.clock.advance(FORCED_REFRESH_INTERVAL_SECS + 1);
+    app.upstream.reject(&renewed);
+    let small = vec![b's'; bff_local::KEPT_BODY_BYTES];
+    assert_eq!(post(small.clone()).await.expect("answer").status(), StatusCode::OK);
+    let seen = app.upstream.requests();
+    assert_eq!(seen.len(), 5, "one refused call, one retry");
+    assert_eq!(seen[3].bearer(), Some(renewed.as_str()));
+    assert_ne!(seen[4].bearer(), Some(renewed.as_str()), "the retry has a new token");
+    assert!(seen[3..].iter().all(|s| s.body == small), "both carried the whole body");
+}
+
 /// A provider of its own, so that its count of refresh grants is this test's alone.
 fn throttle_provider() -> &'static Provider {
     static PROVIDER: OnceLock<Provider> = OnceLock::new();

@@ -21,8 +21,10 @@ use crate::attack_kit::{assert_harmless, plant_session, raw_exchange, raw_reques
 // Oversized input (resource exhaustion)
 // ------------------------------------------------------------------------------------
 
-/// A request body over the 6 MiB Lambda limit is refused with 413 and the JSON error
-/// (`request_too_large`) before anything is forwarded, and the server keeps serving.
+/// A request body over the 6 MiB Lambda limit to an `/auth/*` endpoint is refused with
+/// 413 and the JSON error (`request_too_large`) before the endpoint runs (the logout does
+/// not happen), and the server keeps serving. (API calls stream their bodies instead, so
+/// they have no such limit in `bff-local`; `streaming.rs` shows memory stays flat.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_oversized_request_body_is_refused_with_413() {
     let app = spawn_app(StoreKind::Memory).await;
@@ -31,7 +33,7 @@ async fn attack_oversized_request_body_is_refused_with_413() {
     let response = planted
         .browser
         .http
-        .post(format!("{}/api/x", app.url))
+        .post(format!("{}/auth/logout", app.url))
         .header("X-CSRF", "1")
         .body(body)
         .send()
@@ -56,7 +58,7 @@ async fn attack_oversized_chunked_request_body_is_refused_with_413() {
     let cookie = format!("bff-session={}", planted.id);
     let host = app.url.trim_start_matches("http://").to_owned();
     let head = format!(
-        "POST /api/x HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nX-CSRF: 1\r\n\
+        "POST /auth/logout HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nX-CSRF: 1\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     let stream = tokio::net::TcpStream::connect(&host).await.expect("connect");

@@ -3,6 +3,10 @@
 //! breaks off breaks the browser's answer off, and lengths, ranges and validators behave
 //! as against the upstream directly. The same for the proxy function's own binary under
 //! a Lambda Runtime API emulator (`lambda_*` tests).
+//!
+//! Uploads stream the other way through `bff-local`: a large request body reaches the
+//! upstream as the browser sends it, memory flat, and a broken upload never reaches the
+//! upstream as a complete body.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -150,6 +154,143 @@ async fn an_upstream_that_breaks_off_mid_body_breaks_the_browsers_answer_off() {
             "{path}: the body ended cleanly after {received} bytes, as if complete"
         );
         assert!(received <= upstream::BROKEN_SENT, "{path}: {received} bytes");
+    }
+    // The process keeps serving.
+    let after = api(&bff, "pause").send().await.expect("still serving");
+    assert_eq!(after.status(), StatusCode::OK);
+}
+
+/// `POST /api/sink` through `bff`, with `body`.
+fn upload(bff: &CapturedBff, body: reqwest::Body) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(format!("{}/api/sink", bff.url))
+        .header("X-CSRF", "1")
+        .body(body)
+}
+
+/// The hex form of `bytes`, as `/sink` answers its hash.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_gib_upload_reaches_the_upstream_intact_while_bff_local_memory_stays_flat() {
+    const SIZE: u64 = 1024 * 1024 * 1024;
+    let upstream = Upstream::start().await;
+    let bff = bff_for(&upstream).await;
+    let expected = hex(&upstream::big_body_sha256(SIZE).await);
+
+    let started = Instant::now();
+    let body = reqwest::Body::wrap_stream(upstream::big_chunks(SIZE).map(Ok::<_, std::io::Error>));
+    let response = upload(&bff, body)
+        .header("content-length", SIZE)
+        .send()
+        .await
+        .expect("answer");
+    // The upload takes longer than the upstream timeout (1 s): it bounds the answer's
+    // head once the body is sent, not the upload.
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: serde_json::Value = response.json().await.expect("the upstream's JSON");
+    let elapsed = started.elapsed();
+    let peak = status_kib(bff.pid(), "VmHWM:");
+
+    assert_eq!(answer["length"], SIZE, "{answer}");
+    assert_eq!(answer["sha256"], expected.as_str(), "the bytes arrive unchanged");
+    let sunk = upstream.sunk();
+    assert_eq!(
+        sunk[0].content_length.as_deref(),
+        Some(SIZE.to_string().as_str()),
+        "the browser's declared length passes through"
+    );
+    assert!(
+        peak < PEAK_RSS_LIMIT_KIB,
+        "bff-local's peak RSS was {peak} KiB for a 1 GiB upload (limit {PEAK_RSS_LIMIT_KIB} KiB)"
+    );
+    eprintln!("1 GiB uploaded through bff-local in {elapsed:?}, peak RSS {peak} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_part_of_an_upload_reaches_the_upstream_before_the_browser_sends_the_rest() {
+    // More than bff-local keeps whole, so the first part alone already streams on.
+    const PART: usize = 2 * bff_local::KEPT_BODY_BYTES;
+    let upstream = Upstream::start().await;
+    let bff = bff_for(&upstream).await;
+    let resumed_at = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let resumed = resumed_at.clone();
+    let parts = futures_util::stream::iter([0u8, 1]).then(move |i| {
+        let resumed = resumed.clone();
+        async move {
+            if i == 1 {
+                tokio::time::sleep(upstream::PAUSE).await;
+                *resumed.lock().expect("lock") = Some(Instant::now());
+            }
+            Ok::<_, std::io::Error>(vec![i; PART])
+        }
+    });
+
+    let response = upload(&bff, reqwest::Body::wrap_stream(parts))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::OK, "a pause longer than the 1 s timeout");
+    let answer: serde_json::Value = response.json().await.expect("the upstream's JSON");
+    assert_eq!(answer["length"], 2 * PART as u64, "{answer}");
+
+    let first_byte_at = upstream.sunk()[0].first_byte_at.expect("bytes came");
+    let resumed_at = resumed_at.lock().expect("lock").expect("the rest was sent");
+    assert!(
+        first_byte_at < resumed_at,
+        "the upstream got its first byte {:?} after the browser resumed: the body was held",
+        first_byte_at - resumed_at
+    );
+}
+
+/// A raw upload of `sent` bytes that declares `framing` and then breaks the connection.
+async fn broken_upload(bff: &CapturedBff, framing: &str, sent: usize) {
+    use tokio::io::AsyncWriteExt as _;
+    let host = bff.url.trim_start_matches("http://");
+    let mut connection = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!("POST /api/sink HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\n{framing}\r\n\r\n");
+    let mut bytes = head.into_bytes();
+    if framing.starts_with("Transfer-Encoding") {
+        bytes.extend_from_slice(format!("{sent:x}\r\n").as_bytes());
+        bytes.extend(std::iter::repeat_n(b'b', sent));
+        bytes.extend_from_slice(b"\r\n");
+    } else {
+        bytes.extend(std::iter::repeat_n(b'b', sent));
+    }
+    connection.write_all(&bytes).await.expect("send");
+    // Long enough for the call to the upstream to be under way, then the browser is gone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(connection);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_breaks_off_reaches_the_upstream_broken_off_never_complete() {
+    const SENT: usize = 2 * bff_local::KEPT_BODY_BYTES;
+    let upstream = Upstream::start().await;
+    let bff = bff_for(&upstream).await;
+
+    let framings = [
+        format!("Content-Length: {}", 2 * SENT),
+        "Transfer-Encoding: chunked".to_owned(),
+    ];
+    for (i, framing) in framings.iter().enumerate() {
+        broken_upload(&bff, framing, SENT).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while upstream.sunk().len() <= i && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sunk = upstream.sunk();
+        let outcome = &sunk
+            .get(i)
+            .unwrap_or_else(|| panic!("{framing}: the upstream never finished"))
+            .outcome;
+        assert!(
+            outcome.is_err(),
+            "{framing}: the upstream got a complete body of {:?} bytes from a broken upload",
+            outcome.as_ref().map(|(length, _)| length)
+        );
     }
     // The process keeps serving.
     let after = api(&bff, "pause").send().await.expect("still serving");

@@ -11,6 +11,10 @@
 //!   `Range: bytes=a-b` (206) and `If-None-Match` (304) as a file server does;
 //! - `/no-content`: 204 with an `ETag`.
 //!
+//! `/sink` takes request bodies of any size as they stream in, never holding them: it
+//! keeps their length, hash and the time their first byte came (see [`Sunk`]), and
+//! answers with the length and hash.
+//!
 //! With [`Upstream::require_dpop`] it is a DPoP resource server (RFC 9449 §7): a call
 //! must carry `Authorization: DPoP <token>` and one `DPoP` proof whose ES256 signature
 //! verifies with its own `jwk`, with `typ: dpop+jwt`, `htm` the method, `htu` the URL
@@ -19,7 +23,7 @@
 //! `use_dpop_nonce` with a `DPoP-Nonce` header otherwise). Each verdict is recorded.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -71,7 +75,7 @@ pub fn big_chunk(index: u64) -> Bytes {
 }
 
 /// The chunks of an `n`-byte `/big/<n>` body, made one at a time.
-fn big_chunks(n: u64) -> impl futures_util::Stream<Item = Bytes> + Send {
+pub fn big_chunks(n: u64) -> impl futures_util::Stream<Item = Bytes> + Send {
     let count = n.div_ceil(BIG_CHUNK as u64);
     stream::iter(0..count).map(move |i| {
         let chunk = big_chunk(i);
@@ -127,6 +131,17 @@ impl Seen {
     }
 }
 
+/// What `/sink` made of one request body.
+#[derive(Debug, Clone)]
+pub struct Sunk {
+    /// When its first byte came.
+    pub first_byte_at: Option<Instant>,
+    /// The `Content-Length` it came with, if any.
+    pub content_length: Option<String>,
+    /// Its length and SHA-256 when it arrived whole; why not otherwise.
+    pub outcome: Result<(u64, Vec<u8>), String>,
+}
+
 /// The running upstream and what it saw.
 #[derive(Clone)]
 pub struct Upstream {
@@ -134,6 +149,7 @@ pub struct Upstream {
     pub base: String,
     /// Requests received, in order.
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    sunk: Arc<Mutex<Vec<Sunk>>>,
     rules: Arc<Mutex<Rules>>,
 }
 
@@ -163,6 +179,7 @@ pub struct DpopVerdict {
 #[derive(Clone)]
 struct Shared {
     seen: Arc<Mutex<Vec<Seen>>>,
+    sunk: Arc<Mutex<Vec<Sunk>>>,
     rules: Arc<Mutex<Rules>>,
 }
 
@@ -175,13 +192,20 @@ impl Upstream {
             .await
             .expect("bind upstream");
         let base = format!("http://{}/v1/", listener.local_addr().expect("addr"));
+        let sunk = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             seen: seen.clone(),
+            sunk: sunk.clone(),
             rules: rules.clone(),
         };
         let router = axum::Router::new().fallback(record).with_state(shared);
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { base, seen, rules }
+        Self {
+            base,
+            seen,
+            sunk,
+            rules,
+        }
     }
 
     /// Answers 401 to calls bearing `token` from now on.
@@ -215,10 +239,56 @@ impl Upstream {
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().expect("lock").clone()
     }
+
+    /// The bodies `/sink` has finished with (whole or broken off), in order.
+    pub fn sunk(&self) -> Vec<Sunk> {
+        self.sunk.lock().expect("lock").clone()
+    }
+}
+
+/// `/sink`: reads the body as it streams in, keeping only its length and hash.
+async fn sink(shared: &Shared, parts: &Parts, body: Body) -> Response {
+    let mut chunks = body.into_data_stream();
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let (mut length, mut first_byte_at) = (0u64, None);
+    let outcome = loop {
+        match chunks.next().await {
+            Some(Ok(chunk)) => {
+                first_byte_at = first_byte_at.or_else(|| (!chunk.is_empty()).then(Instant::now));
+                length += chunk.len() as u64;
+                hash.update(&chunk);
+            }
+            Some(Err(e)) => break Err(e.to_string()),
+            None => break Ok((length, hash.finish().as_ref().to_vec())),
+        }
+    };
+    let content_length = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let answer = match &outcome {
+        Ok((length, sha256)) => {
+            let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::json!({ "length": length, "sha256": hex })
+                .to_string()
+                .into_response()
+        }
+        Err(why) => (StatusCode::BAD_REQUEST, why.clone()).into_response(),
+    };
+    shared.sunk.lock().expect("lock").push(Sunk {
+        first_byte_at,
+        content_length,
+        outcome,
+    });
+    answer
 }
 
 async fn record(State(shared): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    if parts.uri.path().ends_with("/sink") {
+        return sink(&shared, &parts, body).await;
+    }
     let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let entry = Seen {
         method: parts.method.to_string(),

@@ -6,8 +6,13 @@
 //! response, the other functions take the whole bytes, and tests read either directly.
 //! A stream that fails ends with an error frame, never with a clean end: the carrier
 //! breaks the response off, so a short body never passes for a complete one.
+//!
+//! Requests come the other way: a carrier that can stream them (`bff-local`, for uploads
+//! too large to keep) leaves the body empty and puts a [`StreamedRequestBody`] in the
+//! request's extensions, which the proxy takes to send on as it arrives.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -15,7 +20,7 @@ use futures_util::Stream;
 use http_body::{Frame, SizeHint};
 use lambda_http::Body;
 
-use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::upstream::{ByteStream, RequestBody, UpstreamBody, UpstreamError};
 
 /// An answer's body: whole, or streamed from the upstream.
 pub enum ResponseBody {
@@ -47,6 +52,23 @@ impl std::fmt::Debug for ResponseBody {
             Self::Full(body) => f.debug_tuple("Full").field(body).finish(),
             Self::Stream(body) => f.debug_tuple("Stream").field(body).finish(),
         }
+    }
+}
+
+/// A request body still arriving from the browser, carried in the request's extensions
+/// (they must be `Clone` and `Sync`); the first [`take`](Self::take) gets it.
+#[derive(Clone)]
+pub struct StreamedRequestBody(Arc<Mutex<Option<RequestBody>>>);
+
+impl StreamedRequestBody {
+    /// The body of `chunks`, of the declared `length` if any.
+    pub fn new(chunks: ByteStream, length: Option<u64>) -> Self {
+        Self(Arc::new(Mutex::new(Some(RequestBody::Streamed { chunks, length }))))
+    }
+
+    /// The body, the first time only.
+    pub fn take(&self) -> Option<RequestBody> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 

@@ -345,6 +345,11 @@ impl From<UpstreamError> for ErrorAnswer {
                 tracing::warn!(error = %cause, "upstream broke off");
                 Self::new(BAD_GATEWAY, "upstream_unavailable", "the API broke off its answer")
             }
+            // The browser's own upload failed: its mistake (or its connection's), not the API's.
+            UpstreamError::RequestBodyBrokeOff(cause) => {
+                tracing::info!(error = %cause, "request body broke off; upstream call broken off");
+                Self::new(BAD_REQUEST, "invalid_request", "the request body broke off")
+            }
         }
     }
 }

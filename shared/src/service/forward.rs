@@ -5,9 +5,11 @@
 //! loops. Such a forced refresh happens at most once per session in
 //! [`FORCED_REFRESH_INTERVAL_SECS`](crate::domain::session::FORCED_REFRESH_INTERVAL_SECS):
 //! within it the upstream's 401 goes to the browser as it is, so a stream of upstream 401s
-//! never becomes a stream of token requests. Request bodies are always buffered (Lambda
-//! delivers them whole), so every call can be replayed. Answers are not: the refused
-//! answer's body is dropped unread, and the one that stands streams to the browser.
+//! never becomes a stream of token requests. A call is replayed only when its body is
+//! held whole (Lambda delivers every body whole; `bff-local` keeps small ones): a body
+//! streamed from the browser is sent once, so its refused call is not retried, though the
+//! token is still renewed for the next call. Answers are never held: the refused answer's
+//! body is dropped unread, and the one that stands streams to the browser.
 //!
 //! A DPoP-bound token (RFC 9449) goes as `Authorization: DPoP <token>` with a fresh proof
 //! of the session's key (`htm`, `htu` the URL called without query, `ath`, `jti`, the
@@ -32,7 +34,7 @@ use crate::oidc::OidcError;
 use crate::platform::dpop::{DpopKey, asks_for_nonce, unix_now};
 use crate::platform::metrics::{self, Event};
 use crate::store::{StoreError, StoreKey};
-use crate::upstream::{Upstream, UpstreamAnswer, UpstreamError};
+use crate::upstream::{RequestBody, Upstream, UpstreamAnswer, UpstreamError};
 
 /// The upstream's answer, as the browser may see it: status and filtered headers, and
 /// the body still streaming from the upstream.
@@ -64,11 +66,43 @@ pub struct Call<'a> {
     /// The browser's headers (filtered here before they leave).
     pub headers: &'a HeaderMap,
     /// The body, byte for byte.
-    pub body: Bytes,
+    pub body: CallBody,
     /// The BFF's span in the browser's trace (or a new one).
     pub trace: &'a TraceContext,
     /// The route's name, for the metrics.
     pub route: &'static str,
+}
+
+/// The body of a call to forward.
+pub enum CallBody {
+    /// Held whole: the call can be sent again (after a refresh, or with a DPoP nonce).
+    Whole(Bytes),
+    /// Still arriving from the browser: sent once, as it comes.
+    Streamed(std::sync::Mutex<Option<RequestBody>>),
+}
+
+impl CallBody {
+    /// A body that can be sent once only (one streaming from the browser).
+    pub fn sent_once(body: RequestBody) -> Self {
+        Self::Streamed(std::sync::Mutex::new(Some(body)))
+    }
+
+    /// Whether the call can be sent again.
+    fn replayable(&self) -> bool {
+        matches!(self, Self::Whole(_))
+    }
+
+    /// The body for one sending; a streamed one only the first time.
+    fn take(&self) -> Result<RequestBody, UpstreamError> {
+        match self {
+            Self::Whole(bytes) => Ok(RequestBody::Whole(bytes.clone())),
+            Self::Streamed(once) => once
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .ok_or_else(|| UpstreamError::RequestBodyBrokeOff("the body was already sent".into())),
+        }
+    }
 }
 
 /// Sends `call` with the session's `(key, session)` access token for `target` (the
@@ -119,7 +153,8 @@ pub async fn forward(
             let (retry_token, retry_type) = refresher
                 .usable_typed_token_for(key, session, target, Some(&token))
                 .await?;
-            if retry_token != token {
+            // A streamed body is gone: the 401 stands, and the next call has the new token.
+            if retry_token != token && call.body.replayable() {
                 answer = send(retry_token, retry_type).await?;
             }
         }
@@ -150,7 +185,7 @@ pub async fn forward_with_client_token(
     let mut answer = send(upstream, &call, Some(token.clone())).await?;
     if answer.status == StatusCode::UNAUTHORIZED {
         let retry_token = token_for(Some(&token)).await?;
-        if retry_token != token {
+        if retry_token != token && call.body.replayable() {
             answer = send(upstream, &call, Some(retry_token)).await?;
         }
     }
@@ -180,7 +215,11 @@ async fn send_presented(
         Presented::Dpop(token, key) => {
             let answer = send_dpop(upstream, call, &token, key).await?;
             let fresh_nonce = upstream.dpop_nonces.remember(&call.url, &answer.headers);
-            if answer.status == StatusCode::UNAUTHORIZED && fresh_nonce && asks_for_nonce(&answer.headers) {
+            if answer.status == StatusCode::UNAUTHORIZED
+                && fresh_nonce
+                && asks_for_nonce(&answer.headers)
+                && call.body.replayable()
+            {
                 // The refused answer's body is dropped unread; the request body is whole.
                 return send_dpop(upstream, call, &token, key).await;
             }
@@ -227,7 +266,7 @@ async fn send(
 async fn timed(upstream: &Upstream, call: &Call<'_>, headers: HeaderMap) -> Result<UpstreamAnswer, UpstreamError> {
     let started = Instant::now();
     let answer = upstream
-        .forward(call.method.clone(), call.url.clone(), headers, call.body.clone())
+        .forward(call.method.clone(), call.url.clone(), headers, call.body.take()?)
         .await;
     metrics::upstream_latency(call.route, started.elapsed().as_secs_f64() * 1000.0);
     metrics::record(match &answer {

@@ -11,12 +11,12 @@ use crate::domain::forwarding::upstream_url;
 use crate::domain::routes::TokenKind;
 use crate::http::access_log;
 use crate::http::app::App;
-use crate::http::body::ResponseBody;
+use crate::http::body::{ResponseBody, StreamedRequestBody};
 use crate::http::error::RequestError;
 use crate::http::policy::EdgeRequest;
 use crate::http::response::body_bytes;
 use crate::service::SessionError;
-use crate::service::forward::{Call, Forwarded, forward, forward_with_client_token, forward_without_token};
+use crate::service::forward::{Call, CallBody, Forwarded, forward, forward_with_client_token, forward_without_token};
 use crate::service::provider_check::checked_with_provider;
 
 /// Handles every method on `/api/*`.
@@ -40,7 +40,14 @@ pub async fn handle(app: &App, req: &Request, edge: &EdgeRequest) -> StreamedRep
         method: req.method().clone(),
         url: upstream_url(&upstream.base, rest, req.uri().query())?,
         headers: req.headers(),
-        body: Bytes::copy_from_slice(body_bytes(req.body())),
+        body: match req
+            .extensions()
+            .get::<StreamedRequestBody>()
+            .and_then(StreamedRequestBody::take)
+        {
+            Some(streamed) => CallBody::sent_once(streamed),
+            None => CallBody::Whole(Bytes::copy_from_slice(body_bytes(req.body()))),
+        },
         trace: &trace,
         // The name `router::Route::Api` logs under (the router imports this module).
         route: "api",
