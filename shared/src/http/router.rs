@@ -268,7 +268,8 @@ pub async fn route(app: &App, mut req: Request) -> Response<ResponseBody> {
     let route = route_name(req.uri().path());
     let started = access_log::Started::new(&mut req, route);
     let trace = access_log::trace_of(&req);
-    let work = trace_scope::within(trace, handle(app, unit::All, req)).instrument(started.span());
+    // On the heap: the wrappers below then move a pointer, not the handler's state.
+    let work = Box::pin(trace_scope::within(trace, handle(app, unit::All, req)).instrument(started.span()));
     let (response, invocation) = metrics::measure(&app.metrics, route, work, access_log::answered).await;
     let emf = app
         .emf_lines

@@ -139,10 +139,13 @@ pub async fn forward(
         };
         send_presented(upstream, &call, presented)
     };
-    let mut answer = send(token.clone(), token_type).await?;
-
-    if answer.status == StatusCode::UNAUTHORIZED {
-        // The upstream refused a token we believed valid (revoked, or clocks disagree).
+    let answer = send(token.clone(), token_type).await?;
+    if answer.status != StatusCode::UNAUTHORIZED {
+        return Ok(answer);
+    }
+    // The upstream refused a token we believed valid (revoked, or clocks disagree). Rare,
+    // so its work is on the heap and every other call's future stays small.
+    Box::pin(async {
         let session = deps
             .store
             .get_session(key, deps.clock.now())
@@ -155,11 +158,12 @@ pub async fn forward(
                 .await?;
             // A streamed body is gone: the 401 stands, and the next call has the new token.
             if retry_token != token && call.body.replayable() {
-                answer = send(retry_token, retry_type).await?;
+                return send(retry_token, retry_type).await;
             }
         }
-    }
-    Ok(answer)
+        Ok(answer)
+    })
+    .await
 }
 
 /// Sends `call` without any token, for routes whose token kind says so (or a

@@ -191,6 +191,38 @@ where
     pub async fn usable_typed_token_for(
         &self,
         key: &StoreKey,
+        session: SessionRecord,
+        target: &TokenTarget,
+        rejected: Option<&AccessToken>,
+    ) -> Result<(AccessToken, TokenType), RefreshError> {
+        // Nearly every call: the held token serves. The rest (leases, waits, grants) is on
+        // the heap, so the futures of every caller stay a pointer's size instead of
+        // carrying the refresh's whole state, which each call would otherwise move around.
+        if let Some(serving) = self.serving_token(&session, target, rejected, self.clock.now()) {
+            return Ok(serving);
+        }
+        Box::pin(self.refreshed_token_for(key, session, target, rejected)).await
+    }
+
+    /// The held token for `target` when it may be sent as it is at `now`: present, not
+    /// the one just `rejected` (unless a forced refresh is throttled), and not due.
+    fn serving_token(
+        &self,
+        session: &SessionRecord,
+        target: &TokenTarget,
+        rejected: Option<&AccessToken>,
+        now: i64,
+    ) -> Option<(AccessToken, TokenType)> {
+        let held = session.token_for(target)?;
+        (!refused_and_renewable(session, &held, rejected, now)
+            && !refresh_wanted(session, &held, self.provider_check, now))
+        .then_some((held.access_token, held.token_type))
+    }
+
+    /// [`Self::usable_typed_token_for`] when the held token does not serve as it is.
+    async fn refreshed_token_for(
+        &self,
+        key: &StoreKey,
         mut session: SessionRecord,
         target: &TokenTarget,
         rejected: Option<&AccessToken>,
@@ -201,16 +233,7 @@ where
         loop {
             let now_ms = self.clock.now_ms();
             let now = now_ms / 1000;
-            let held = session.token_for(target);
-            // Throttled per session in the store, so across every instance: the upstream's
-            // 401 then stands, and no token request follows it.
-            let was_rejected = held.as_ref().is_some_and(|h| {
-                rejected == Some(&h.access_token) && forced_refresh_of_allowed(&session, h.issued_at, now)
-            });
-            if let Some(held) = &held
-                && !was_rejected
-                && !refresh_wanted(&session, held, self.provider_check, now)
-            {
+            if let Some(serving) = self.serving_token(&session, target, rejected, now) {
                 if waited {
                     metrics::record(Event::Refresh(RefreshOutcome::Waited));
                     tracing::info!(
@@ -219,8 +242,12 @@ where
                         "token refreshed by another instance"
                     );
                 }
-                return Ok((held.access_token.clone(), held.token_type));
+                return Ok(serving);
             }
+            let held = session.token_for(target);
+            let was_rejected = held
+                .as_ref()
+                .is_some_and(|h| refused_and_renewable(&session, h, rejected, now));
             // A token the upstream refused is never "still valid", whatever its expiry says.
             let valid = held
                 .filter(|h| !was_rejected && h.is_valid(now))
@@ -545,6 +572,13 @@ fn unrefreshed<T>(e: OidcError, valid: Option<T>) -> Result<T, RefreshError> {
         }
         None => Err(RefreshError::Provider(e)),
     }
+}
+
+/// Whether `held` is the token the upstream just refused and a forced refresh is not
+/// throttled. Throttled per session in the store, so across every instance: within the
+/// interval the upstream's 401 stands, and no token request follows it.
+fn refused_and_renewable(session: &SessionRecord, held: &HeldToken, rejected: Option<&AccessToken>, now: i64) -> bool {
+    rejected == Some(&held.access_token) && forced_refresh_of_allowed(session, held.issued_at, now)
 }
 
 #[cfg(test)]
