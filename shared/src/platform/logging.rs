@@ -5,7 +5,8 @@
 //! request is handled, that request's `request_id` at the top level, so one person's
 //! request can be followed through every line it caused.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +42,28 @@ pub fn key_user_hash(sealer: &Sealer) {
 /// keys, base64url. The same user has the same hash in every function sharing the keys;
 /// unlike a plain SHA-256, it cannot be recomputed from a guessed `sub` without the keys.
 pub fn user_hash(sub: &str) -> String {
+    let kept = || USER_HASHES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(hash) = kept().get(sub) {
+        return hash.clone();
+    }
+    let hash = keyed_user_hash(sub);
+    let mut kept = kept();
+    if kept.len() >= USER_HASHES_KEPT {
+        kept.clear();
+    }
+    kept.insert(sub.to_owned(), hash.clone());
+    hash
+}
+
+/// The hashes [`user_hash`] computed, by `sub`: a user's every call names them, and HMAC
+/// is most of the cost of an access line's user field. At most [`USER_HASHES_KEPT`];
+/// emptied when full. The key never changes once a hash is made, so neither do they.
+static USER_HASHES: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Mutex::default);
+
+/// How many users' hashes [`USER_HASHES`] keeps.
+const USER_HASHES_KEPT: usize = 1024;
+
+fn keyed_user_hash(sub: &str) -> String {
     let mut mac = USER_HASH_MAC
         .get_or_init(|| {
             let mut key = [0u8; 32];
@@ -150,5 +173,18 @@ mod tests {
         assert_ne!(user_hash("alice"), "alice");
         assert_eq!(user_hash("alice"), user_hash("alice"));
         assert_ne!(user_hash("alice"), user_hash("bob"));
+    }
+
+    #[test]
+    fn kept_hashes_are_the_keyed_ones_and_bounded() {
+        let first = user_hash("carol");
+        assert_eq!(user_hash("carol"), first, "served from the kept ones");
+        assert_eq!(keyed_user_hash("carol"), first, "the same as computed afresh");
+        for i in 0..(2 * USER_HASHES_KEPT) {
+            let sub = format!("user-{i}");
+            assert_eq!(user_hash(&sub), keyed_user_hash(&sub));
+        }
+        let kept = USER_HASHES.lock().map(|k| k.len()).unwrap_or_default();
+        assert!(kept <= USER_HASHES_KEPT, "{kept} hashes kept");
     }
 }
