@@ -12,8 +12,9 @@
 //! it with `SIGTERM` so a profiler writes its output; two runs with different `N` give the
 //! cost of one call as the difference of their totals over the difference of their `N`,
 //! start-up and login cancelled out. With `--wrk`: `R` rounds of `wrk` at c=64 against
-//! the upstream directly and each `PATH`, interleaved (order reversed every other round),
-//! as the load phase runs them; prints req/s, the share of direct and CPU per request.
+//! the upstream directly, the bare pass-through (`bff-bench passthrough`) and each `PATH`,
+//! interleaved (order reversed every other round), as the load phase runs them; prints
+//! req/s, the share of direct and CPU per request.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -94,7 +95,20 @@ pub async fn run(plan: Plan) -> Result<(), String> {
     }
     let outcome = match plan.wrk_seconds {
         None => sequential(&running[0], plan.calls, plan.dpop).await,
-        Some(seconds) => ab(&plan, &running, &upstream_url, upstream.pid(), seconds, &logs).await,
+        Some(seconds) => {
+            let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+            command.arg("passthrough").arg(&upstream_url);
+            let passthrough = crate::procs::start_ready("passthrough", command, None, Duration::from_secs(10)).await;
+            let floor = Target {
+                name: "passthrough",
+                url: format!("{}api/orders?status=open", passthrough.ready.trim()),
+                headers: Vec::new(),
+                pid: passthrough.pid(),
+            };
+            let outcome = ab(&plan, &running, &upstream_url, upstream.pid(), floor, seconds, &logs).await;
+            passthrough.stop().await;
+            outcome
+        }
     };
     for mut bff in running {
         // SIGTERM, not SIGKILL: bff-local shuts down cleanly and a profiler writes its output.
@@ -175,6 +189,7 @@ async fn ab(
     running: &[Running],
     upstream: &str,
     upstream_pid: u32,
+    floor: Target,
     seconds: u64,
     logs: &Path,
 ) -> Result<(), String> {
@@ -186,6 +201,7 @@ async fn ab(
         headers: Vec::new(),
         pid: upstream_pid,
     }];
+    targets.push(floor);
     for bff in running {
         targets.push(Target {
             name: "bff-local",
@@ -211,13 +227,14 @@ async fn ab(
     let direct = rps(0);
     println!("c=64, {} rounds of {seconds} s, medians:", plan.rounds);
     println!("upstream directly: {direct:.0} req/s");
-    for (i, path) in plan.bff_locals.iter().enumerate() {
+    let names =
+        std::iter::once("pass-through".to_owned()).chain(plan.bff_locals.iter().map(|p| p.display().to_string()));
+    for (i, name) in names.enumerate() {
         let cpu = median(&runs[i + 1].iter().map(|r| r.cpu_us_per_request).collect::<Vec<_>>());
         let p99 = median(&runs[i + 1].iter().map(|r| r.p99_us).collect::<Vec<_>>());
         let errors: u64 = runs[i + 1].iter().map(|r| r.errors).sum();
         println!(
-            "{}: {:.0} req/s = {:.1} % of direct, p99 {:.2} ms, CPU/req {cpu:.0} µs, {errors} errors (req/s by round: {:?})",
-            path.display(),
+            "{name}: {:.0} req/s = {:.1} % of direct, p99 {:.2} ms, CPU/req {cpu:.0} µs, {errors} errors (req/s by round: {:?})",
             rps(i + 1),
             rps(i + 1) / direct * 100.0,
             p99 / 1000.0,

@@ -14,12 +14,15 @@
 //!                       target/bench/hotkeys.json and that part of BENCHMARKS.md, keeping
 //!                       the rest of the file
 //! bff-bench upstream    serve the fast loopback upstream (prints `READY <base URL>`)
+//! bff-bench passthrough BASE
+//!                       a bare pass-through proxy to BASE on the BFF's HTTP stack, the
+//!                       floor of any proxy here (prints `READY <URL>`)
 //! bff-bench calls --bff-local PATH [--calls N] [--dpop]
 //!                       N warm proxied calls of one session through PATH (bff-local, or
 //!                       a script running it under callgrind), for instruction counts
 //! bff-bench calls --bff-local A --bff-local B ... --wrk SECONDS [--rounds R] [--dpop]
-//!                       wrk at c=64 against the upstream directly and each build of
-//!                       bff-local, interleaved: a quick A/B of two builds
+//!                       wrk at c=64 against the upstream directly, the pass-through
+//!                       and each build of bff-local, interleaved: a quick A/B of two builds
 //! bff-bench soak [--minutes N] [--sessions N] [--access-token-ttl S] [--bff-local PATH]
 //!                       faults over time (bench/soak.sh); writes bench/soak.md and the
 //!                       "Soak" section of BENCHMARKS.md
@@ -46,6 +49,7 @@ mod hotkeys;
 mod lambda;
 mod load;
 mod nodecold;
+mod passthrough;
 mod procs;
 mod report;
 mod share;
@@ -73,6 +77,10 @@ fn main() {
             upstream();
             Ok(())
         }
+        "passthrough" => match args.first() {
+            Some(upstream) => passthrough::main(upstream),
+            None => Err("passthrough wants the upstream's base URL".into()),
+        },
         "run" => block_on(run()),
         "soak" => soak::Plan::from_args(&args).and_then(|plan| block_on(soak::run(plan))),
         "calls" => calls::Plan::from_args(&args).and_then(|plan| block_on(calls::run(plan))),

@@ -1,4 +1,8 @@
-//! The HTTP client towards the upstream API (reqwest): the adapter behind forwarding.
+//! The HTTP client towards the upstream API: the adapter behind forwarding.
+//!
+//! It is hyper's own pooled client over rustls, not reqwest: reqwest's layers (redirects,
+//! retries, cookies) each parse the URL again on every call and cost as much CPU per
+//! proxied call as the rest of the HTTP exchange, and the proxy needs none of them.
 //!
 //! Answers are streamed, never read whole: [`Upstream::forward`] returns once the
 //! upstream's status and headers are in, with the body as an [`UpstreamBody`] that yields
@@ -23,7 +27,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use http::header::HeaderMap;
-use http::{Method, StatusCode};
+use http::{Method, StatusCode, Uri};
+use http_body::Frame;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
 use crate::domain::forwarding::browser_response_headers;
@@ -40,6 +51,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>
 
 /// Any error of a byte stream's source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body as the client sends it.
+type SentBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The body of a call to the upstream.
 pub enum RequestBody {
@@ -99,7 +113,7 @@ pub struct UpstreamAnswer {
 pub struct Upstream {
     /// The base URL every call stays below.
     pub base: Url,
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, SentBody>,
     head_timeout: Duration,
     /// The last DPoP nonce (RFC 9449 §9) this upstream's origin handed out.
     pub dpop_nonces: DpopNonces,
@@ -110,11 +124,21 @@ impl Upstream {
     /// headers; redirects are returned to the browser as they are, never followed with
     /// the user's token.
     pub fn new(base: Url, head_timeout: Duration) -> Result<Self, UpstreamError> {
-        let client = crate::platform::trust::with_extra_roots(reqwest::Client::builder())
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(3).min(head_timeout))
-            .build()
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(3).min(head_timeout)));
+        let tls = crate::platform::trust::client_tls_config().map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        // `http` only where the configuration allowed it: loopback upstreams.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
         Ok(Self {
             base,
             client,
@@ -132,17 +156,26 @@ impl Upstream {
         mut headers: HeaderMap,
         body: RequestBody,
     ) -> Result<UpstreamAnswer, UpstreamError> {
-        let (body, upload) = match body {
-            RequestBody::Whole(bytes) => (reqwest::Body::from(bytes), None),
+        let (body, upload): (SentBody, _) = match body {
+            RequestBody::Whole(bytes) => (Full::new(bytes).map_err(|never| match never {}).boxed_unsync(), None),
             RequestBody::Streamed { chunks, length } => {
                 if let Some(length) = length {
                     headers.insert(http::header::CONTENT_LENGTH, length.into());
                 }
                 let (outgoing, upload) = Outgoing::new(chunks, IDLE_TIMEOUT);
-                (reqwest::Body::wrap_stream(outgoing), Some(upload))
+                let frames = StreamBody::new(outgoing.map(|chunk| chunk.map(Frame::data).map_err(BoxError::from)));
+                (frames.boxed_unsync(), Some(upload))
             }
         };
-        let sent = self.client.request(method, url).headers(headers).body(body).send();
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| UpstreamError::Unreachable(e.to_string()))?;
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let sent = self.client.request(request);
         // The head timeout counts from the end of the request body: an upload as long as
         // the browser keeps sending, then the route's timeout for the upstream's answer.
         let mut all_sent = upload.clone();
@@ -154,16 +187,17 @@ impl Upstream {
         };
         let response = tokio::select! {
             response = sent => response.map_err(|e| match upload.as_ref().map(|u| *u.borrow()) {
-                Some(Upload::BrokeOff) => UpstreamError::RequestBodyBrokeOff(e.without_url().to_string()),
-                _ => upstream_error(e),
+                Some(Upload::BrokeOff) => UpstreamError::RequestBodyBrokeOff(causes(&e)),
+                _ => upstream_error(&e),
             })?,
             () = head_deadline => return Err(UpstreamError::Timeout),
         };
         let status = response.status();
         let headers = browser_response_headers(response.headers());
         let chunks = response
-            .bytes_stream()
-            .map(|chunk| chunk.map_err(|e| UpstreamError::BrokeOff(e.without_url().to_string())));
+            .into_body()
+            .into_data_stream()
+            .map(|chunk| chunk.map_err(|e| UpstreamError::BrokeOff(causes(&e))));
         Ok(UpstreamAnswer {
             status,
             headers,
@@ -216,12 +250,32 @@ impl Stream for Outgoing {
     }
 }
 
-fn upstream_error(e: reqwest::Error) -> UpstreamError {
-    if e.is_timeout() {
-        UpstreamError::Timeout
-    } else {
-        UpstreamError::Unreachable(e.without_url().to_string())
+/// The error of a call that got no answer: [`UpstreamError::Timeout`] when connecting timed
+/// out, [`UpstreamError::Unreachable`] with its causes otherwise.
+fn upstream_error(e: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return UpstreamError::Timeout;
+        }
+        source = cause.source();
     }
+    UpstreamError::Unreachable(causes(e))
+}
+
+/// `e` and its causes, as one line (they name no URL, so no path or query reaches a log).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;

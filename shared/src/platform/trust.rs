@@ -6,6 +6,9 @@
 //! proxy is reached by the same opt-in as the AWS endpoints: `SSL_CERT_FILE` (or
 //! `SSL_CERT_DIR`) names the certificates to trust as well, and only those are read,
 //! once per process.
+//!
+//! The provider client is reqwest's ([`with_extra_roots`]); the upstream client is hyper's
+//! over rustls ([`client_tls_config`]). Both trust the same roots.
 
 use std::sync::OnceLock;
 
@@ -26,6 +29,23 @@ pub fn extra_roots() -> &'static [Vec<u8>] {
         }
         found.certs.into_iter().map(|cert| cert.as_ref().to_vec()).collect()
     })
+}
+
+/// The TLS client configuration of the upstream client: rustls on `ring`, trusting the
+/// Mozilla roots compiled in and [`extra_roots`].
+pub fn client_tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra_roots() {
+        if let Err(e) = roots.add(rustls_pki_types::CertificateDer::from(der.as_slice())) {
+            tracing::warn!(error = %e, "a certificate named by SSL_CERT_FILE or SSL_CERT_DIR was not usable");
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `builder` trusting [`extra_roots`] as well as its compiled-in roots.
