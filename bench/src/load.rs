@@ -1,6 +1,7 @@
-//! Proxy overhead and throughput: `wrk` against the upstream directly, against `bff-local`
-//! in front of it, and against the Node BFF in front of it, at several concurrencies,
-//! interleaved so the machine's background load hits every contender alike.
+//! Proxy overhead and throughput: `wrk` against the upstream directly, against a bare
+//! pass-through in front of it (`bff-bench passthrough`: the floor of any proxy here),
+//! against `bff-local` in front of it, and against the Node BFF in front of it, at several
+//! concurrencies, interleaved so the machine's background load hits every contender alike.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,7 +67,8 @@ impl Cell {
 /// Everything the load phase measured.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LoadResults {
-    /// `contender@concurrency` to runs; contenders are `direct`, `bff-local`, `node`.
+    /// `contender@concurrency` to runs; contenders are `direct`, `passthrough`,
+    /// `bff-local`, `node`.
     pub cells: BTreeMap<String, Cell>,
     /// Peak RSS by contender (KiB): `bff-local`, `node`, `upstream`.
     pub peak_rss_kib: BTreeMap<String, u64>,
@@ -173,6 +175,10 @@ pub async fn run(
         ));
     }
 
+    let mut passthrough = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    passthrough.arg("passthrough").arg(upstream);
+    let passthrough = start_ready("passthrough", passthrough, None, Duration::from_secs(10)).await;
+
     let api_headers = |cookie: &str| vec![format!("Cookie: {cookie}"), "X-CSRF: 1".to_owned()];
     let targets = [
         Target {
@@ -180,6 +186,12 @@ pub async fn run(
             url: format!("{upstream}orders?status=open"),
             headers: Vec::new(),
             pid: upstream_pid,
+        },
+        Target {
+            name: "passthrough",
+            url: format!("{}api/orders?status=open", passthrough.ready.trim()),
+            headers: Vec::new(),
+            pid: passthrough.pid(),
         },
         Target {
             name: "bff-local",
@@ -240,7 +252,7 @@ pub async fn run(
             }
         }
     }
-    if let Some(bff_target) = targets.get(1) {
+    if let Some(bff_target) = targets.iter().find(|t| t.name == "bff-local") {
         results.example_command = command_line(bff_target, 64, seconds, &script);
     }
     results
@@ -252,6 +264,7 @@ pub async fn run(
         .insert("upstream".into(), peak_rss_kib(upstream_pid));
     let _ = bff.kill().await;
     node.stop().await;
+    passthrough.stop().await;
     Ok(results)
 }
 

@@ -362,8 +362,14 @@ pub fn markdown(input: &Input) -> String {
         out,
         "| bff-local serves ≥ 30 % of upstream-direct req/s at c={top} (session read, unsealing and header work included) | {} | {} |",
         if direct_share.is_finite() {
+            let floor = cell("passthrough", top).median(|r| r.rps) / direct_top.median(|r| r.rps);
+            let floor = if floor.is_finite() && floor > 0.0 {
+                format!("; a bare pass-through: {:.0} %", floor * 100.0)
+            } else {
+                String::new()
+            };
             format!(
-                "{:.0} % ({:.0} of {:.0} req/s)",
+                "{:.0} % ({:.0} of {:.0} req/s{floor})",
                 direct_share * 100.0,
                 bff_top.median(|r| r.rps),
                 direct_top.median(|r| r.rps)
@@ -726,18 +732,30 @@ fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_
     );
     let _ = writeln!(
         out,
-        "| c | upstream directly req/s | bff-local req/s | share of direct | p50 | p99 | CPU/req | Node req/s | p50 | p99 | CPU/req | req/s ratio | p99 ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| c | upstream directly req/s | pass-through req/s | its share of direct | its CPU/req | bff-local req/s | share of direct | share of pass-through | p50 | p99 | CPU/req | Node req/s | p50 | p99 | CPU/req | req/s ratio | p99 ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for &c in &load.concurrencies {
         let d = cell("direct", c);
+        let p = cell("passthrough", c);
         let b = cell("bff-local", c);
         let n = cell("node", c);
+        let share = |of: f64| {
+            if of > 0.0 {
+                format!("{:.0} %", b.median(|r| r.rps) / of * 100.0)
+            } else {
+                "–".to_owned()
+            }
+        };
         let _ = writeln!(
             out,
-            "| {c} | {:.0} | {:.0} | {:.0} % | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.1}× | {:.2}× |",
+            "| {c} | {:.0} | {:.0} | {:.0} % | {:.0} µs | {:.0} | {:.0} % | {} | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.1}× | {:.2}× |",
             d.median(|r| r.rps),
+            p.median(|r| r.rps),
+            p.median(|r| r.rps) / d.median(|r| r.rps) * 100.0,
+            p.median(|r| r.cpu_us_per_request),
             b.median(|r| r.rps),
             b.median(|r| r.rps) / d.median(|r| r.rps) * 100.0,
+            share(p.median(|r| r.rps)),
             b.median(|r| r.p50_us) / 1000.0,
             b.median(|r| r.p99_us) / 1000.0,
             b.median(|r| r.cpu_us_per_request),
@@ -758,6 +776,11 @@ fn load_section(out: &mut String, input: &Input, overhead_p50_ms: f64, overhead_
          \"Share of direct\" is bff-local's req/s divided by it; the rest is what one proxied call costs on \
          top (the session read from the embedded store, opening its sealed tokens, the header policy, \
          a second HTTP exchange and the access log) on the same two cores that wrk and the upstream use. \
+         The pass-through (`bff-bench passthrough`) is a proxy on the BFF's own HTTP stack (axum and hyper \
+         serving, hyper's pooled client calling the upstream) doing nothing else: no session, token, header \
+         rules, log line or metrics. Its share of direct is the floor any proxy reaches here, the cost of \
+         the second loopback exchange alone; bff-local's share of the pass-through is what its own work \
+         leaves. \
          CPU/req is the server process's user + system CPU time per request (from `/proc/<pid>/stat`), the \
          figure least disturbed by other work on the machine. Failed requests over all runs: {errors} of \
          {requests}.\n"
