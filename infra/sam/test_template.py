@@ -339,7 +339,7 @@ def only_the_token_endpoint_functions_sign_with_the_client_kms_key_and_only_when
         env = environment(name)
         if name not in CLIENT_KEY_USERS:
             assert conditional == [], f"{name}: must not use the client key"
-            assert "BFF_CLIENT_KMS_KEY_ID" not in env and "BFF_CLIENT_AUTH" not in env, name
+            assert not {"BFF_CLIENT_KMS_KEY_ID", "BFF_CLIENT_AUTH", "BFF_CLIENT_ASSERTION_AUD"} & set(env), name
             continue
         assert len(conditional) == 1, f"{name}: one client-key statement"
         condition, statement = conditional[0]
@@ -352,6 +352,9 @@ def only_the_token_endpoint_functions_sign_with_the_client_kms_key_and_only_when
         }, name
         assert env["BFF_CLIENT_AUTH"] == {
             "Fn::If": ["HasClientKmsKey", "private_key_jwt", {"Ref": "AWS::NoValue"}]
+        }, name
+        assert env["BFF_CLIENT_ASSERTION_AUD"] == {
+            "Fn::If": ["HasClientKmsKey", {"Ref": "ClientAssertionAud"}, {"Ref": "AWS::NoValue"}]
         }, name
 
 
@@ -601,6 +604,23 @@ def timeouts_cover_the_code_s_outbound_calls():
         function = origin_function(origins()[origin_id])
         assert PROVIDER_CALL_SECS < read <= CLOUDFRONT_MAX_ORIGIN_READ_SECS, f"{origin_id}: origin read timeout"
         assert prop(function, "Timeout") >= PROVIDER_CALL_SECS, f"{origin_id}: {function}"
+
+
+@check
+def the_profile_and_provider_options_reach_every_function():
+    for name in FUNCTIONS:
+        env = environment(name)
+        assert env["BFF_PROFILE"] == {"Ref": "Profile"}, name
+        assert env["BFF_USERINFO"] == {"Ref": "Userinfo"}, name
+        assert env["BFF_PROVIDER_SESSION_CHECK_SECS"] == {"Ref": "ProviderSessionCheckSecs"}, name
+        # Under fapi2 the profile turns PAR and DPoP on itself: an explicit `off` would stop it.
+        for key, parameter in (("BFF_PAR", "Par"), ("BFF_DPOP", "Dpop")):
+            expected = {"Fn::If": ["IsFapi2", {"Ref": "AWS::NoValue"}, {"Ref": parameter}]}
+            assert env[key] == expected, f"{name}: {key}"
+    assert template["Conditions"]["IsFapi2"] == {"Fn::Equals": [{"Ref": "Profile"}, "fapi2"]}
+    assert set(PARAMETERS["Profile"]["AllowedValues"]) == {"default", "fapi2"}
+    check_secs = PARAMETERS["ProviderSessionCheckSecs"]
+    assert (check_secs["Default"], check_secs["MinValue"], check_secs["MaxValue"]) == (0, 0, 86400), check_secs
 
 
 @check
