@@ -78,7 +78,10 @@ fn main() {
             Ok(())
         }
         "passthrough" => match args.first() {
-            Some(upstream) => passthrough::main(upstream),
+            Some(upstream) => {
+                exit_when_stdin_closes();
+                block_on(passthrough::serve(upstream))
+            }
             None => Err("passthrough wants the upstream's base URL".into()),
         },
         "run" => block_on(run()),
@@ -110,12 +113,16 @@ fn block_on<F: std::future::Future<Output = Result<(), String>>>(work: F) -> Res
         .block_on(work)
 }
 
-fn upstream() {
-    // Stops when the harness closes its stdin (or ends, however it ends).
+/// Ends this process when the harness closes its stdin (or ends, however it ends).
+fn exit_when_stdin_closes() {
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
+}
+
+fn upstream() {
+    exit_when_stdin_closes();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

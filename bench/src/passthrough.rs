@@ -18,30 +18,19 @@ use hyper_util::rt::TokioExecutor;
 
 type Upstream = (Client<HttpConnector, Body>, url::Url);
 
-/// Runs the pass-through in front of `upstream` (a base URL ending in `/`).
-pub fn main(upstream: &str) -> Result<(), String> {
+/// Serves the pass-through in front of `upstream` (a base URL ending in `/`).
+pub async fn serve(upstream: &str) -> Result<(), String> {
     let upstream = url::Url::parse(upstream).map_err(|e| format!("upstream: {e}"))?;
-    // Stops when the harness closes its stdin (or ends, however it ends).
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
         .map_err(|e| e.to_string())?;
-    runtime.block_on(async move {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("READY http://{addr}/");
-        let router = axum::Router::new().fallback(pass).with_state((client, upstream));
-        axum::serve(listener, router).await.map_err(|e| e.to_string())
-    })
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("READY http://{addr}/");
+    let router = axum::Router::new().fallback(pass).with_state((client, upstream));
+    axum::serve(listener, router).await.map_err(|e| e.to_string())
 }
 
 /// Sends the request's method and path below `/api/` on to the upstream, and its answer

@@ -246,13 +246,19 @@ async fn steady_state_proxy_call_is_one_store_read_and_no_write() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_401_refreshes_once_and_retries_once_never_looping() {
-    let app = spawn_app(StoreKind::Dynamo).await;
+/// A new app with alice logged in, and the access token her first API call carried.
+async fn after_first_call(store: StoreKind) -> (TestApp, BffBrowser, String) {
+    let app = spawn_app(store).await;
     let browser = app.browser();
     browser.login("alice", "/").await;
     assert_eq!(browser.api(Method::GET, "/api/first").await.status(), StatusCode::OK);
     let first = app.upstream.requests()[0].bearer().expect("bearer").to_owned();
+    (app, browser, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_401_refreshes_once_and_retries_once_never_looping() {
+    let (app, browser, first) = after_first_call(StoreKind::Dynamo).await;
 
     // The upstream stops accepting the token though it has not expired, longer than the
     // forced-refresh interval after it was obtained.
@@ -289,11 +295,7 @@ async fn upstream_401_refreshes_once_and_retries_once_never_looping() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_401_to_a_streamed_upload_stands_but_the_next_call_has_a_renewed_token() {
-    let app = spawn_app(StoreKind::Memory).await;
-    let browser = app.browser();
-    browser.login("alice", "/").await;
-    assert_eq!(browser.api(Method::GET, "/api/first").await.status(), StatusCode::OK);
-    let first = app.upstream.requests()[0].bearer().expect("bearer").to_owned();
+    let (app, browser, first) = after_first_call(StoreKind::Memory).await;
     let post = |body: Vec<u8>| {
         browser
             .http
